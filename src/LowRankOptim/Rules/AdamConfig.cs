@@ -1,0 +1,145 @@
+using LowRankOptim.Kernels;
+using LowRankOptim.Linalg;
+using LowRankOptim.Serialization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Rules;
+
+/// <summary>Where Adam's ε enters the denominator.</summary>
+public enum AdamEpsilonMode
+{
+    /// <summary>torch.optim: m̂ / (√v̂ + ε), i.e. ε added after bias correction.</summary>
+    AfterBiasCorrection,
+    /// <summary>galore_torch / Hugging Face AdamW: ε added to the uncorrected √v, i.e. m̂ / (√v̂ + ε/√(1−β2ᵏ)).</summary>
+    BeforeBiasCorrection,
+}
+
+/// <summary>
+/// Adam moments on the (projected) gradient: m ← β1m + (1−β1)g, v ← β2v + (1−β2)g²; direction m/(√v + ε)
+/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype.
+/// </summary>
+/// <param name="Beta1">β1 in [0, 1).</param>
+/// <param name="Beta2">β2 in [0, 1).</param>
+/// <param name="Eps">ε ≥ 0.</param>
+/// <param name="CorrectBias">Apply the bias corrections 1−β1ᵏ and 1−β2ᵏ.</param>
+/// <param name="EpsMode">Where ε is added.</param>
+public sealed record AdamConfig(
+    double Beta1 = 0.9,
+    double Beta2 = 0.999,
+    double Eps = 1e-8,
+    bool CorrectBias = true,
+    AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection) : IBetasRuleConfig
+{
+    /// <inheritdoc />
+    public (double Beta1, double Beta2) Betas => (Beta1, Beta2);
+
+    /// <inheritdoc />
+    public IUpdateRuleConfig WithBetas(double beta1, double beta2) => this with { Beta1 = beta1, Beta2 = beta2 };
+
+    /// <inheritdoc />
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+
+    /// <inheritdoc />
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(shape, dtype, device);
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        RuleChecks.UnitInterval("beta1", Beta1, where);
+        RuleChecks.UnitInterval("beta2", Beta2, where);
+        if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
+        if (!Enum.IsDefined(EpsMode)) throw new ArgumentOutOfRangeException(nameof(EpsMode), EpsMode, $"{where}: must be one of {string.Join(", ", Enum.GetNames<AdamEpsilonMode>())}.");
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Double("beta1", Beta1);
+        writer.Double("beta2", Beta2);
+        writer.Double("eps", Eps);
+        writer.Bool("correct_bias", CorrectBias);
+        writer.Long("eps_mode", (long)EpsMode);
+    }
+
+    internal static AdamConfig Read(StateReader reader) => new(
+        reader.Double("beta1"), reader.Double("beta2"), reader.Double("eps"), reader.Bool("correct_bias"),
+        (AdamEpsilonMode)reader.Long("eps_mode"));
+}
+
+/// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
+public sealed class AdamRule : IUpdateRule
+{
+    private readonly long[] _shape;
+    private readonly ScalarType _dtype;
+    private Tensor? _expAvg;
+    private Tensor? _expAvgSq;
+
+    internal AdamRule(long[] shape, ScalarType dtype, Device device)
+    {
+        _shape = shape;
+        _dtype = dtype;
+        _expAvg = StateTensors.Zeros(shape, dtype, device);
+        _expAvgSq = StateTensors.Zeros(shape, dtype, device);
+    }
+
+    /// <summary>The first moment m.</summary>
+    public Tensor ExpAvg => _expAvg!;
+    /// <summary>The second moment v.</summary>
+    public Tensor ExpAvgSq => _expAvgSq!;
+
+    /// <inheritdoc />
+    public long StateBytes => StateTensors.Bytes(_expAvg) + StateTensors.Bytes(_expAvgSq);
+
+    /// <inheritdoc />
+    public RuleUpdate Compute(Tensor gradient, in RuleContext context)
+    {
+        var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
+        var k = context.Step;
+        double bc1 = c.CorrectBias ? 1 - Math.Pow(c.Beta1, k) : 1;
+        double bc2 = c.CorrectBias ? 1 - Math.Pow(c.Beta2, k) : 1;
+        var lr = context.LearningRate;
+        if (c.EpsMode == AdamEpsilonMode.AfterBiasCorrection)
+        {
+            // torch.optim.AdamW: p −= (η / bc1) · m / (√v / √bc2 + ε)
+            var direction = TorchKernels.Instance.AdamDirection(gradient, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)));
+            return new RuleUpdate(direction, lr / bc1, lr);
+        }
+        else
+        {
+            // galore_torch: p −= η·√bc2/bc1 · m / (√v + ε)
+            var direction = TorchKernels.Instance.AdamDirection(gradient, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0));
+            return new RuleUpdate(direction, lr * Math.Sqrt(bc2) / bc1, lr);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Tensor("exp_avg", _expAvg);
+        writer.Tensor("exp_avg_sq", _expAvgSq);
+    }
+
+    /// <inheritdoc />
+    public void Load(StateReader reader)
+    {
+        var device = ExpAvg.device;
+        StateTensors.Replace(ref _expAvg, reader.RequiredTensor("exp_avg", _shape, _dtype, device));
+        StateTensors.Replace(ref _expAvgSq, reader.RequiredTensor("exp_avg_sq", _shape, _dtype, device));
+    }
+
+    /// <inheritdoc />
+    public void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _expAvg, device);
+        StateTensors.MoveTo(ref _expAvgSq, device);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _expAvg?.Dispose();
+        _expAvgSq?.Dispose();
+        _expAvg = _expAvgSq = null;
+    }
+}

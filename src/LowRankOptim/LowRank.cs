@@ -78,12 +78,13 @@ public static class LowRank
     }
 
     /// <summary>
-    /// Plain AdamW in the full space with torch.optim's conventions and defaults: equal to
+    /// Plain AdamW in the full space with torch.optim's conventions and TorchSharp's defaults (note:
+    /// TorchSharp's <c>weight_decay</c> default is 0, PyTorch's 0.01): equal to TorchSharp's
     /// <c>torch.optim.AdamW</c>, and the baseline the low-rank optimizers are compared with.
     /// </summary>
     public static LowRankOptimizer AdamW(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999,
-        double eps = 1e-8, double weight_decay = 0.01, AdamConventions conventions = AdamConventions.TorchOptim) =>
+        double eps = 1e-8, double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim) =>
         new([new LowRankParamGroup(parameters)], AdamDefaults(lr, beta1, beta2, eps, weight_decay, true, conventions, FullSpace.Instance));
 
     /// <summary>

@@ -1,0 +1,147 @@
+using FluentAssertions;
+using LowRankOptim.Projection;
+using LowRankOptim.Rules;
+using LowRankOptim.Tests.Support;
+using TorchSharp;
+using TorchSharp.Modules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Tests.Optimizer;
+
+/// <summary>Invalid input throws an exception that names the argument (or parameter), the value and the constraint.</summary>
+public sealed class BadInputTests
+{
+    private static Parameter[] Params() => [new Parameter(randn(6, 4)), new Parameter(randn(4))];
+
+    public static TheoryData<string, Action, string, string> InvalidArguments() => new()
+    {
+        { "negative lr", () => LowRank.GaLore(Params(), lr: -0.1), "lr", "*>= 0*-0.1*" },
+        { "NaN lr", () => LowRank.AdamW(Params(), lr: double.NaN), "lr", "*NaN*" },
+        { "beta1 = 1", () => LowRank.GaLore(Params(), beta1: 1.0), "beta1", "*[0, 1)*1*" },
+        { "beta2 < 0", () => LowRank.AdamW(Params(), beta2: -0.1), "beta2", "*[0, 1)*-0.1*" },
+        { "negative eps", () => LowRank.GaLore(Params(), eps: -1e-8), "eps", "*>= 0*" },
+        { "negative weight decay", () => LowRank.GaLore(Params(), weight_decay: -0.01), "weight_decay", "*>= 0*-0.01*" },
+        { "rank 0", () => LowRank.GaLore(Params(), rank: 0), "rank", "*>= 1*0*" },
+        { "update_proj_gap 0", () => LowRank.GaLore(Params(), update_proj_gap: 0), "update_proj_gap", "*>= 1*0*" },
+        { "scale 0", () => LowRank.GaLore(Params(), scale: 0), "scale", "*> 0*" },
+        { "unknown proj_type", () => LowRank.GaLore(Params(), proj_type: (ProjectionType)42), "proj_type", "*Std, ReverseStd, Left, Right, Full*42*" },
+        { "unknown conventions", () => LowRank.GaLore(Params(), conventions: (AdamConventions)7), "conventions", "*GaLoreReference, TorchOptim*" },
+        { "Adafactor lr with relative_step", () => LowRank.GaLoreAdafactor([new LowRankParamGroup(Params())], lr: 0.01), "lr", "*0.01*relative_step*" },
+        { "Adafactor without lr or relative_step", () => LowRank.GaLoreAdafactor([new LowRankParamGroup(Params())], relative_step: false), "lr", "*required*relative_step = false*" },
+        { "Adafactor warmup_init without relative_step", () => LowRank.GaLoreAdafactor([new LowRankParamGroup(Params())], lr: 0.1, relative_step: false, warmup_init: true), "warmup_init", "*requires relative_step*" },
+        { "Adafactor decay_rate >= 0", () => LowRank.GaLoreAdafactor([new LowRankParamGroup(Params())], decay_rate: 0.5), "decay_rate", "*< 0*0.5*" },
+        { "Nesterov without momentum", () => new LowRankOptimizer([new LowRankParamGroup(Params())],
+            Equivalence.AdamWEquivalenceTests.Options(FullSpace.Instance, new SgdConfig(0, 0, Nesterov: true))), "nesterov", "*momentum > 0*" },
+        { "group lr negative", () => LowRank.GaLore([new LowRankParamGroup(Params(), new LowRankOptions { LearningRate = -1 })]), "lr", "*parameter group 0*-1*" },
+        { "group rank 0", () => LowRank.GaLore([new LowRankParamGroup(Params()), new LowRankParamGroup([new Parameter(randn(3, 3))], new LowRankOptions { Projection = new SvdProjection(Rank: 0) })]), "rank", "*parameter group 1*rank must be >= 1*" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidArguments))]
+    public void InvalidArgumentsThrowWithNameValueAndConstraint(string what, Action create, string parameter, string message)
+    {
+        using var scope = NewDisposeScope();
+        create.Should().Throw<ArgumentException>(what).Where(e => e.ParamName == parameter, $"{what} names the argument").WithMessage(message);
+    }
+
+    [Fact]
+    public void AParameterInTwoGroupsIsRejected()
+    {
+        using var scope = NewDisposeScope();
+        var p = new Parameter(randn(5, 3));
+        var act = () => LowRank.GaLore([new LowRankParamGroup([p]), new LowRankParamGroup([p])]);
+        act.Should().Throw<ArgumentException>().WithMessage("*parameter group 1*[5, 3]*more than one group*");
+    }
+
+    [Fact]
+    public void AForeignParamGroupIsRejected()
+    {
+        using var scope = NewDisposeScope();
+        using var opt = LowRank.AdamW(Params());
+        var act = () => opt.add_param_group(new AdamW.ParamGroup(Params()));
+        act.Should().Throw<ArgumentException>().WithMessage("*LowRankParamGroup*ParamGroup*");
+    }
+
+    [Fact]
+    public void LoadingAnotherOptimizersFileOrStateDictThrows()
+    {
+        using var scope = NewDisposeScope();
+        var model = TestProblems.Mlp(1);
+        using var adamw = optim.AdamW(model.parameters());
+        using var ours = LowRank.AdamW(model.parameters());
+        var path = Path.GetTempFileName();
+        try
+        {
+            adamw.save_state_dict(path);
+            var fromFile = () => ours.load_state_dict(path);
+            fromFile.Should().Throw<InvalidDataException>().WithMessage("*'AdamW'*'LowRankOptimizer'*");
+        }
+        finally { File.Delete(path); }
+        var fromDict = () => ours.load_state_dict(adamw.state_dict());
+        fromDict.Should().Throw<ArgumentException>().WithMessage("*Options[0]*AdamW*LowRankOptions*");
+    }
+
+    [Fact]
+    public void MismatchedShapesNameTheParameterAndChangeNothing()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = TestProblems.Data(1, output: 6);
+        var source = TestProblems.Mlp(1, output: 7); // fc2 is 7×20 here, 6×20 in the target
+        using var sourceOpt = ResumeTests.Create("galore-std", source);
+        var (sx, sy) = TestProblems.Data(1, output: 7);
+        TestProblems.LossAndBackward(source, sx, sy);
+        sourceOpt.step();
+        foreach (var g in sourceOpt.ParamGroups) g.LearningRate = 0.123; // would be visible if options were applied
+
+        var target = TestProblems.Mlp(2);
+        using var targetOpt = ResumeTests.Create("galore-std", target);
+        TestProblems.LossAndBackward(target, x, y);
+        targetOpt.step();
+        var before = ResumeTests.Serialized(targetOpt);
+
+        var path = Path.GetTempFileName();
+        try
+        {
+            sourceOpt.save_state_dict(path);
+            var act = () => targetOpt.load_state_dict(path);
+            act.Should().Throw<InvalidDataException>().WithMessage("*parameter 1 (shape [6, 20]*[7, 20]*");
+            // Through the base class's load path too: still atomic.
+            var viaBase = () => ((OptimizerHelper)targetOpt).load_state_dict(path);
+            viaBase.Should().Throw<InvalidDataException>();
+        }
+        finally { File.Delete(path); }
+        var inMemory = () => targetOpt.load_state_dict(sourceOpt.state_dict());
+        inMemory.Should().Throw<InvalidDataException>().WithMessage("*[6, 20]*");
+
+        ResumeTests.Serialized(targetOpt).Should().Equal(before, "a failed load changes no state or option");
+        targetOpt.ParamGroups.Should().OnlyContain(g => g.LearningRate == 0.01);
+    }
+
+    [Fact]
+    public void TruncatedFilesAndWrongGroupCountsChangeNothing()
+    {
+        using var scope = NewDisposeScope();
+        var model = TestProblems.Mlp(3);
+        using var opt = ResumeTests.Create("galore-std", model);
+        var (x, y) = TestProblems.Data(3);
+        TestProblems.LossAndBackward(model, x, y);
+        opt.step();
+        var bytes = ResumeTests.Serialized(opt);
+
+        var other = TestProblems.Mlp(4);
+        using var otherOpt = ResumeTests.Create("galore-std", other);
+        var before = ResumeTests.Serialized(otherOpt);
+        foreach (var cut in new[] { bytes.Length - 7, bytes.Length / 2, 40 })
+        {
+            using var reader = new BinaryReader(new MemoryStream(bytes[..cut]));
+            var act = () => otherOpt.load_state_dict(reader);
+            act.Should().Throw<Exception>().Which.Should().Match<Exception>(e => e is EndOfStreamException || e is InvalidDataException);
+            ResumeTests.Serialized(otherOpt).Should().Equal(before, $"a file cut at {cut} bytes changes nothing");
+        }
+
+        using var single = LowRank.GaLore(model.parameters(), rank: 2);
+        var wrongGroups = () => single.load_state_dict(new BinaryReader(new MemoryStream(bytes)));
+        wrongGroups.Should().Throw<InvalidDataException>().WithMessage("*2 parameter groups*this optimizer has 1*");
+    }
+}

@@ -1,0 +1,40 @@
+using FluentAssertions;
+using LowRankOptim.Tests.Support;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Tests.Properties;
+
+/// <summary>No native tensor growth: the live-tensor count stays flat over 1,000 steps, refreshes included.</summary>
+[Collection(SerialCollection.Name)]
+public sealed class NativeMemoryTests
+{
+    [Theory]
+    [InlineData("galore-std")]
+    [InlineData("galore-adafactor-momentum")]
+    public void LiveTensorCountStaysFlatOver1000Steps(string configuration)
+    {
+        using var outer = NewDisposeScope();
+        var model = TestProblems.Mlp(8);
+        var (x, y) = TestProblems.Data(8);
+        using var opt = Optimizer.ResumeTests.Create(configuration, model);
+        var schedule = optim.lr_scheduler.CosineAnnealingLR(opt, 1000);
+
+        void Step()
+        {
+            TestProblems.LossAndBackward(model, x, y);
+            opt.step();
+            opt.zero_grad();
+            schedule.step();
+        }
+
+        for (var i = 0; i < 10; i++) Step(); // state and bases exist from here on
+        var live = Tensor.TotalCount;
+        var threadLive = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (var i = 0; i < 1000; i++) Step(); // update_proj_gap 3: over 300 refreshes
+        opt.States.Sum(s => s.Refreshes).Should().BeGreaterThan(300);
+        Tensor.TotalCount.Should().Be(live);
+        DisposeScopeManager.Statistics.ThreadTotalLiveCount.Should().Be(threadLive);
+    }
+}

@@ -121,7 +121,9 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     {
         var k = state.Step + 1;
         var rule = options.Rule!;
+        var decay = options.WeightDecay!.Value;
         var g = grad.dtype == rule.WorkingType(grad.dtype) ? grad : grad.to(rule.WorkingType(grad.dtype));
+        if (decay != 0 && options.DecayOrder == WeightDecayOrder.CoupledToGradient) g = g.add(p.to(g.dtype), alpha: decay);
         var subspace = state.Subspace;
         Tensor? matrixGrad = null;
         if (subspace is not null)
@@ -136,7 +138,6 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         var update = state.Rule.Compute(r, context);
         state.Step = k;
 
-        var decay = options.WeightDecay!.Value;
         var decayFactor = 1 - update.DecayLearningRate * decay;
         if (decay != 0 && options.DecayOrder == WeightDecayOrder.BeforeUpdate) p.mul_(decayFactor);
         if (subspace is null)

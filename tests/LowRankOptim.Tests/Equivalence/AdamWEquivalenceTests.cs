@@ -115,6 +115,30 @@ public sealed class AdamWEquivalenceTests
             TensorAssert.Close(q, p, 1e-6, 1e-6, "SGD");
     }
 
+    /// <summary>Coupled (L2) weight decay + Adam with torch conventions equals TorchSharp's Adam with weight_decay.</summary>
+    [Fact]
+    public void CoupledWeightDecayEqualsTorchSharpAdam()
+    {
+        using var scope = NewDisposeScope();
+        var reference = TestProblems.Mlp(4);
+        var ours = TestProblems.Mlp(4);
+        var (x, y) = TestProblems.Data(4);
+        using var adam = optim.Adam(reference.parameters(), lr: 0.01, weight_decay: 0.05);
+        var options = Options(FullSpace.Instance, new AdamConfig(), lr: 0.01);
+        options.WeightDecay = 0.05;
+        options.DecayOrder = WeightDecayOrder.CoupledToGradient;
+        using var lowRank = new LowRankOptimizer([new LowRankParamGroup(ours.parameters())], options);
+        for (var step = 0; step < 20; step++)
+        {
+            TestProblems.LossAndBackward(reference, x, y);
+            TestProblems.LossAndBackward(ours, x, y);
+            adam.step(); lowRank.step();
+            adam.zero_grad(); lowRank.zero_grad();
+        }
+        foreach (var (p, q) in reference.parameters().Zip(ours.parameters()))
+            TensorAssert.Close(q, p, 1e-6, 1e-6, "Adam with L2 weight decay");
+    }
+
     internal static LowRankOptions Options(IProjectionConfig projection, IUpdateRuleConfig rule, double lr = 0.01) => new()
     {
         LearningRate = lr, WeightDecay = 0, DecayOrder = WeightDecayOrder.BeforeUpdate, Projection = projection, Rule = rule,

@@ -30,6 +30,10 @@ public sealed class NativeMemoryTests
         }
 
         for (var i = 0; i < 10; i++) Step(); // state and bases exist from here on
+        // Finalize earlier tests' undisposed tensors now, so only this loop can move the count.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
         var live = Tensor.TotalCount;
         var threadLive = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         for (var i = 0; i < 1000; i++) Step(); // update_proj_gap 3: over 300 refreshes

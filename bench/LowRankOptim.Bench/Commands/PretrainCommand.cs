@@ -1,0 +1,176 @@
+using System.CommandLine;
+using System.Globalization;
+using LowRankOptim.Bench.Data;
+using LowRankOptim.Bench.Model;
+using LowRankOptim.Bench.Support;
+using LowRankOptim.Bench.Training;
+using Spectre.Console;
+
+namespace LowRankOptim.Bench.Commands;
+
+/// <summary>
+/// `pretrain`: trains the same LLaMA-style model (same seed, initialization and data order) with AdamW and
+/// each low-rank optimizer and prints a comparison table; CSV per run, a loss PNG, summary markdown/CSV/JSON.
+/// </summary>
+public static class PretrainCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = $"Model configuration: {string.Join(", ", LlamaConfig.Named.Keys)}.", DefaultValueFactory = _ => "tiny" };
+        var optimizers = new Option<string>("--optimizers") { Description = $"Comma-separated optimizers: {string.Join(", ", OptimizerCatalog.All.Select(k => k.CliName()))}.", DefaultValueFactory = _ => string.Join(",", OptimizerCatalog.All.Select(k => k.CliName())) };
+        var steps = new Option<int>("--steps") { Description = "Training steps per run.", DefaultValueFactory = _ => 1000 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per batch.", DefaultValueFactory = _ => 16 };
+        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per sequence.", DefaultValueFactory = _ => 64 };
+        var lr = new Option<string?>("--lr") { Description = "Per-optimizer peak learning rates, e.g. adamw=3e-3,galore=0.01 (defaults per optimizer otherwise)." };
+        var rank = new Option<int?>("--rank") { Description = "Rank of the low-rank optimizers (default hidden/4)." };
+        var gap = new Option<int>("--update-proj-gap") { Description = "Subspace refresh period T.", DefaultValueFactory = _ => 200 };
+        var scale = new Option<double>("--scale") { Description = "GaLore scale α.", DefaultValueFactory = _ => 0.25 };
+        var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
+        var clip = new Option<double>("--clip") { Description = "Gradient-norm clipping (0 = off).", DefaultValueFactory = _ => 1.0 };
+        var threads = new Option<int>("--threads") { Description = "Torch intra-op threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var seed = new Option<long>("--seed") { Description = "Seed of the initialization and the data order.", DefaultValueFactory = _ => 0 };
+        var output = new Option<string>("--output") { Description = "Output folder.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var data = new Option<string?>("--data") { Description = "A UTF-8 text file, or a folder of *.txt files (default: the .NET SDK's reference documentation)." };
+        var sweep = new Option<bool>("--sweep-lr") { Description = "Run each optimizer over a learning-rate grid (--sweep-factors × its lr) and compare the best of each." };
+        var factors = new Option<string>("--sweep-factors") { Description = "Multipliers of the learning-rate grid.", DefaultValueFactory = _ => "0.5,1,2" };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "Validation every N steps (default 10% of --steps)." };
+        var evalBatches = new Option<int>("--eval-batches") { Description = "Validation batches.", DefaultValueFactory = _ => 16 };
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps (default 20% of --steps)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue each run from its checkpoint in the output folder." };
+        var json = new Option<bool>("--json") { Description = "Print the summary as JSON instead of a markdown table." };
+        var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
+        {
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
+            evalEvery, evalBatches, checkpointEvery, resume, json,
+        };
+        command.SetAction(r =>
+        {
+            try
+            {
+                var config = LlamaConfig.Named.TryGetValue(r.GetValue(model)!, out var c) ? c
+                    : throw new UsageException($"--model '{r.GetValue(model)}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.");
+                var n = Positive("--steps", r.GetValue(steps));
+                var t = Positive("--seq-len", r.GetValue(seqLen));
+                if (t > config.MaxSequence) throw new UsageException($"--seq-len {t} exceeds the model's maximum sequence length {config.MaxSequence}.");
+                var settings = new TrainSettings(config, n, Positive("--batch", r.GetValue(batch)), t,
+                    WarmupSteps: r.GetValue(warmup) is int w ? NonNegative("--warmup", w) : Math.Max(1, n / 10),
+                    MinLrRatio: 0.1, ClipNorm: NonNegative("--clip", r.GetValue(clip)), Seed: r.GetValue(seed),
+                    EvalEvery: r.GetValue(evalEvery) is int e ? Positive("--eval-every", e) : Math.Max(1, n / 10),
+                    EvalBatches: Positive("--eval-batches", r.GetValue(evalBatches)),
+                    CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
+                    LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
+                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale))));
+                var kinds = ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList();
+                var lrs = ParseLearningRates(r.GetValue(lr), kinds);
+                var grid = r.GetValue(sweep) ? ParseList(r.GetValue(factors)!).Select(f => PositiveReal("--sweep-factors", ParseDouble("--sweep-factors", f))).ToList() : [1.0];
+                TorchSharp.torch.set_num_threads(Positive("--threads", r.GetValue(threads)));
+                return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), r.GetValue(resume), r.GetValue(json));
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"pretrain: {e.Message}");
+                Console.Error.WriteLine("Run 'pretrain --help' for the options.");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    private static int Run(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, List<double> grid, string output, string? dataPath, bool resume, bool json)
+    {
+        var log = json ? Console.Error : Console.Out;
+        var text = Corpus.Load(dataPath, out var source);
+        var tokenizer = new ByteTokenizer();
+        var dataset = new TokenDataset(tokenizer.Encode(text));
+        log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation byte tokens");
+        log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
+                      $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}");
+        log.WriteLine(MachineInfo.Describe());
+        var settings = s with { Model = s.Model with { VocabSize = tokenizer.VocabSize } };
+        Directory.CreateDirectory(output);
+
+        var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
+            Name: grid.Count == 1 ? k.CliName() : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}-lr{lrs[k] * f:G3}")))).ToList();
+        var results = new List<RunResult>();
+        if (!json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    foreach (var job in jobs)
+                    {
+                        var task = ctx.AddTask(job.Name, maxValue: settings.Steps);
+                        results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
+                        {
+                            task.Value = p.Step;
+                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{job.Name,-24} step {p.Step,5}  loss {p.Loss:F3}  {p.TokensPerSecond,7:F0} tok/s");
+                        }));
+                    }
+                });
+        }
+        else
+        {
+            foreach (var job in jobs)
+            {
+                var every = Math.Max(1, settings.Steps / 10);
+                results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
+                {
+                    if (p.Step % every == 0 || p.Step == p.Steps)
+                        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{job.Name}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"));
+                }));
+            }
+        }
+
+        var best = results.GroupBy(r => r.Optimizer).Select(g => g.MinBy(r => r.ValidationLoss)!).ToList();
+        var baseline = best.FirstOrDefault(r => r.Optimizer == OptimizerKind.AdamW.CliName());
+        var table = Reports.Markdown(best, baseline);
+        var all = grid.Count > 1 ? Reports.Markdown(results, baseline) : null;
+        File.WriteAllText(Path.Combine(output, "summary.md"), table + (all is null ? "" : "\nAll runs of the sweep:\n\n" + all));
+        Reports.WriteCsv(Path.Combine(output, "summary.csv"), results);
+        var summaryJson = Reports.Json(results, new { model = settings.Model, settings.Steps, settings.Batch, settings.Sequence, settings.Seed, settings.LowRank, corpus = source, machine = MachineInfo.Describe() });
+        File.WriteAllText(Path.Combine(output, "summary.json"), summaryJson);
+        Reports.WritePlot(Path.Combine(output, "loss.png"), results);
+        if (json) Console.WriteLine(summaryJson);
+        else
+        {
+            Console.WriteLine();
+            Console.WriteLine(grid.Count > 1 ? "Best learning rate of each optimizer:" : "Results:");
+            Console.WriteLine(table);
+            if (all is not null) Console.WriteLine("All runs:\n" + all);
+            Console.WriteLine($"CSV per run, summary.md/.csv/.json and loss.png in {Path.GetFullPath(output)}");
+        }
+        return 0;
+    }
+
+    private static Dictionary<OptimizerKind, double> ParseLearningRates(string? spec, List<OptimizerKind> kinds)
+    {
+        var result = kinds.ToDictionary(k => k, OptimizerCatalog.DefaultLearningRate);
+        foreach (var item in ParseList(spec ?? ""))
+        {
+            var parts = item.Split('=', 2);
+            if (parts.Length != 2) throw new UsageException($"--lr item '{item}' must look like optimizer=value.");
+            var kind = Wrap(OptimizerCatalog.Parse)(parts[0]);
+            result[kind] = PositiveReal("--lr", ParseDouble("--lr", parts[1]));
+        }
+        return result;
+    }
+
+    private static List<string> ParseList(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+
+    private static Func<string, T> Wrap<T>(Func<string, T> parse) => s =>
+    {
+        try { return parse(s); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+    };
+
+    private static double ParseDouble(string option, string s) =>
+        double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new UsageException($"{option}: '{s}' is not a number.");
+
+    private static int Positive(string option, int v) => v >= 1 ? v : throw new UsageException($"{option} must be >= 1 (got {v}).");
+    private static int NonNegative(string option, int v) => v >= 0 ? v : throw new UsageException($"{option} must be >= 0 (got {v}).");
+    private static double NonNegative(string option, double v) => v >= 0 ? v : throw new UsageException($"{option} must be >= 0 (got {v}).");
+    private static double PositiveReal(string option, double v) => v > 0 && double.IsFinite(v) ? v : throw new UsageException($"{option} must be a finite number > 0 (got {v}).");
+}
+
+/// <summary>A command-line value that breaks a constraint: reported with usage and exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);

@@ -1,0 +1,18 @@
+namespace LowRankOptim.Bench.Training;
+
+/// <summary>One training run's outcome.</summary>
+public sealed record RunResult(
+    string Name,
+    string Optimizer,
+    double LearningRate,
+    int Steps,
+    double FinalTrainLoss,
+    double ValidationLoss,
+    double TokensPerSecond,
+    long OptimizerStateBytes,
+    long PeakRssBytes,
+    IReadOnlyList<(int Step, double Loss)> TrainCurve,
+    IReadOnlyList<(int Step, double Loss)> ValidationCurve)
+{
+    public double Perplexity => Math.Exp(ValidationLoss);
+}

@@ -92,13 +92,18 @@ public static class LowRank
     /// <see cref="Linear"/> layers, which take the optimizer's projection, and everything else
     /// (embeddings, norms, biases, other tensors), trained in the full space.
     /// </summary>
-    public static LowRankParamGroup[] SplitParameters(TorchSharp.torch.nn.Module module)
+    /// <param name="module">The model.</param>
+    /// <param name="include">
+    /// Optional filter on the Linear module's name (e.g. galore_torch's training script projects only modules
+    /// whose name contains "attn" or "mlp", leaving the LM head in the full space); all Linear layers when null.
+    /// </param>
+    public static LowRankParamGroup[] SplitParameters(TorchSharp.torch.nn.Module module, Func<string, bool>? include = null)
     {
         ArgumentNullException.ThrowIfNull(module);
         var projected = new List<Parameter>();
         var projectedHandles = new HashSet<IntPtr>();
-        foreach (var (_, m) in module.named_modules())
-            if (m is Linear linear && linear.weight is { } w && projectedHandles.Add(w.Handle))
+        foreach (var (name, m) in module.named_modules())
+            if (m is Linear linear && (include?.Invoke(name) ?? true) && linear.weight is { } w && projectedHandles.Add(w.Handle))
                 projected.Add(w);
         var rest = module.parameters().Where(p => !projectedHandles.Contains(p.Handle)).ToList();
         return

@@ -34,9 +34,10 @@ public sealed class LowRankOptions : OptimizerOptions
 
     internal double Lr => LearningRate ?? throw new InvalidOperationException("the group has no learning rate");
 
-    /// <summary>Fills unset values from <paramref name="defaults"/>.</summary>
-    internal void FillFrom(LowRankOptions defaults)
+    /// <summary>Fills every unset (null) value from <paramref name="defaults"/>, and sets the initial learning rate.</summary>
+    public void FillFrom(LowRankOptions defaults)
     {
+        ArgumentNullException.ThrowIfNull(defaults);
         LearningRate ??= defaults.LearningRate;
         WeightDecay ??= defaults.WeightDecay;
         DecayOrder ??= defaults.DecayOrder;

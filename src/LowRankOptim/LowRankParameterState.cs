@@ -43,7 +43,8 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     /// <summary>Exact bytes of every tensor this parameter's state holds.</summary>
     public long StateBytes => (Subspace?.StateBytes ?? 0) + Rule.StateBytes;
 
-    internal Parameter Parameter => _parameter;
+    /// <summary>The parameter this state belongs to.</summary>
+    public Parameter Parameter => _parameter;
     internal string Describe() => $"parameter {Index} (shape {StateReader.Format(Shape)}, group {GroupIndex})";
 
     /// <summary>Creates fresh components for <paramref name="options"/> (disposing any previous ones).</summary>

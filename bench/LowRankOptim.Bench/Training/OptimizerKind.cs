@@ -43,15 +43,40 @@ public static class OptimizerCatalog
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
-    /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
-    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s) => kind switch
+    /// <summary>
+    /// Which parameters a low-rank optimizer projects in the LLaMA model: the Linear layers of attention and
+    /// MLP blocks, as galore_torch's training script does (embeddings, norms and the LM head stay full).
+    /// </summary>
+    public static bool IsProjected(string moduleOrParameterName) =>
+        moduleOrParameterName.Contains(".attn.") || moduleOrParameterName.Contains(".mlp.");
+
+    /// <summary>
+    /// The complete options of the projected group and of the full-space group of <paramref name="kind"/>;
+    /// AdamW (TorchSharp's) is described by its equivalent, full-space Adam with torch conventions.
+    /// </summary>
+    public static (LowRankOptions Projected, LowRankOptions Full) GroupOptions(OptimizerKind kind, double lr, LowRankSettings s)
     {
-        OptimizerKind.AdamW => torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0),
-        OptimizerKind.GaLore => LowRank.GaLore(LowRank.SplitParameters(model), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
-        OptimizerKind.GaLoreAdafactor => LowRank.GaLoreAdafactor(LowRank.SplitParameters(model), lr: lr, relative_step: false, scale_parameter: false,
-            beta1: 0.9, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
-    };
+        var defaults = kind switch
+        {
+            OptimizerKind.AdamW => LowRank.AdamW([], lr: lr).Defaults,
+            OptimizerKind.GaLore => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
+            OptimizerKind.GaLoreAdafactor => LowRank.GaLoreAdafactor([], lr: lr, relative_step: false, scale_parameter: false,
+                beta1: 0.9, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        };
+        var full = new LowRankOptions { Projection = FullSpace.Instance };
+        full.FillFrom(defaults);
+        return (defaults, full);
+    }
+
+    /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
+    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s)
+    {
+        if (kind == OptimizerKind.AdamW) return torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
+        var (projected, full) = GroupOptions(kind, lr, s);
+        var groups = LowRank.SplitParameters(model, IsProjected);
+        return new LowRankOptimizer([new LowRankParamGroup(groups[0].Parameters), new LowRankParamGroup(groups[1].Parameters, full)], projected);
+    }
 
     /// <summary>Exact optimizer-state bytes: ours report them; TorchSharp's AdamW keeps exp_avg and exp_avg_sq per parameter.</summary>
     public static long StateBytes(torch.optim.Optimizer optimizer, torch.nn.Module model) => optimizer switch

@@ -19,6 +19,12 @@ public sealed class FullSpace : IProjectionConfig
         throw new InvalidOperationException("FullSpace creates no subspace.");
 
     /// <inheritdoc />
+    public long[] ProjectedShape(MatrixShape matrix) => matrix.ToArray();
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(MatrixShape matrix, torch.ScalarType dtype) => 0;
+
+    /// <inheritdoc />
     public void Validate(string where) { }
 
     /// <inheritdoc />

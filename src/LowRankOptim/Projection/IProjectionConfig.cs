@@ -21,6 +21,12 @@ public interface IProjectionConfig
     /// <param name="device">The parameter's device.</param>
     ISubspace Create(MatrixShape matrix, torch.ScalarType dtype, torch.Device device);
 
+    /// <summary>The projected gradient's shape for a <paramref name="matrix"/>, computed without allocating.</summary>
+    long[] ProjectedShape(MatrixShape matrix);
+
+    /// <summary>Exact bytes the subspace of a <paramref name="matrix"/> holds once its basis exists (planning, no allocation).</summary>
+    long PlannedStateBytes(MatrixShape matrix, torch.ScalarType dtype);
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the option, its value and the constraint.</summary>
     /// <param name="where">Where the config is used, e.g. "parameter group 1", for the message.</param>
     void Validate(string where);

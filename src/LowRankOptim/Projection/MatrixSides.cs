@@ -23,6 +23,14 @@ internal static class MatrixSides
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown projection type"),
     };
 
+    /// <summary>Elements of the bases a <paramref name="side"/> keeps: U_r (m×r) and/or V_rᵀ (r×n).</summary>
+    public static long BasisElements(ProjectionSide side, MatrixShape m, long r) => side switch
+    {
+        ProjectionSide.Left => m.Rows * r,
+        ProjectionSide.Right => r * m.Cols,
+        _ => (m.Rows + m.Cols) * r,
+    };
+
     /// <summary>The projected shape for <paramref name="side"/> and effective rank <paramref name="r"/>.</summary>
     public static long[] ProjectedShape(ProjectionSide side, MatrixShape m, long r) => side switch
     {

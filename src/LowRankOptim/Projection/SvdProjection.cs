@@ -1,3 +1,4 @@
+using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,6 +28,14 @@ public sealed record SvdProjection(
     /// <inheritdoc />
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) =>
         new SvdSubspace(matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), UpdateProjGap, Scale, dtype, device);
+
+    /// <inheritdoc />
+    public long[] ProjectedShape(MatrixShape matrix) =>
+        MatrixSides.ProjectedShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min));
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) =>
+        MatrixSides.BasisElements(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)) * DTypes.ElementSize(dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

@@ -35,6 +35,14 @@ public sealed record AdafactorConfig(
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdafactorRule(shape, Beta1.HasValue, dtype, device);
 
     /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype)
+    {
+        var n = DTypes.Elements(shape);
+        var second = shape.Length >= 2 ? n / shape[^1] + n / shape[^2] : n; // row + column statistics, or full V
+        return (second + (Beta1.HasValue ? n : 0)) * DTypes.ElementSize(dtype);
+    }
+
+    /// <inheritdoc />
     public void Validate(string where)
     {
         if (Beta1 is double b1) RuleChecks.UnitInterval("beta1", b1, where);

@@ -44,6 +44,9 @@ public sealed record AdamConfig(
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(shape, dtype, device);
 
     /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype) => 2 * DTypes.Elements(shape) * DTypes.ElementSize(dtype);
+
+    /// <inheritdoc />
     public void Validate(string where)
     {
         RuleChecks.UnitInterval("beta1", Beta1, where);

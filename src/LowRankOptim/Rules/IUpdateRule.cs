@@ -15,6 +15,9 @@ public interface IUpdateRuleConfig
     /// <summary>Creates the per-parameter rule state for gradients (full or projected) of <paramref name="shape"/>.</summary>
     IUpdateRule Create(long[] shape, torch.ScalarType dtype, torch.Device device);
 
+    /// <summary>Exact bytes of the state <see cref="Create"/> allocates for <paramref name="shape"/> in <paramref name="dtype"/> (planning, no allocation).</summary>
+    long PlannedStateBytes(long[] shape, torch.ScalarType dtype);
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the option, its value and the constraint.</summary>
     void Validate(string where);
 

@@ -22,6 +22,9 @@ public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bo
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SgdRule(shape, Momentum != 0, dtype, device);
 
     /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype) => Momentum != 0 ? DTypes.Elements(shape) * DTypes.ElementSize(dtype) : 0;
+
+    /// <inheritdoc />
     public void Validate(string where)
     {
         RuleChecks.UnitInterval("momentum", Momentum, where);

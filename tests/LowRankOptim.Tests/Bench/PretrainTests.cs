@@ -63,16 +63,7 @@ public sealed class PretrainTests
 
     private static (int Code, string Error) RunCli(string[] args)
     {
-        var root = new System.CommandLine.RootCommand { PretrainCommand.Create() };
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            var parse = root.Parse(args);
-            var code = parse.Invoke(new System.CommandLine.InvocationConfiguration { Error = error, Output = TextWriter.Null });
-            return (code, error.ToString());
-        }
-        finally { Console.SetError(saved); }
+        var (code, _, error) = Cli.Run(PretrainCommand.Create(), args);
+        return (code, error);
     }
 }

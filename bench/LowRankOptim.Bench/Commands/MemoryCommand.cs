@@ -1,0 +1,218 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using LowRankOptim.Bench.Model;
+using LowRankOptim.Bench.Support;
+using LowRankOptim.Bench.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Bench.Commands;
+
+/// <summary>
+/// `memory`: the memory planner. Exact bytes of weights, gradients and optimizer state for named LLaMA
+/// configurations (or a user's shapes) and each optimizer, computed from shapes without allocating; the
+/// largest rank that fits a budget; `--verify` allocates the states of the configurations that fit here and
+/// checks prediction = allocation.
+/// </summary>
+public static class MemoryCommand
+{
+    /// <summary>The ranks of the GaLore paper's pretraining experiments.</summary>
+    public static int PaperRank(LlamaConfig c) => c.Name switch
+    {
+        "60m" => 128, "130m" => 256, "350m" => 256, "1b" => 512, "7b" => 1024, _ => Math.Max(1, c.Hidden / 4),
+    };
+
+    public sealed record Row(string Model, string Optimizer, int Rank, string DType, long Parameters, long WeightBytes, long GradientBytes, long StateBytes, long TotalBytes, double StateVsAdamW);
+
+    public static Command Create()
+    {
+        var models = new Option<string>("--model") { Description = $"Comma-separated configurations: {string.Join(", ", LlamaConfig.Named.Keys)}.", DefaultValueFactory = _ => "60m,130m,350m,1b,7b" };
+        var shapes = new Option<string?>("--shapes") { Description = "A JSON file [{\"name\": ..., \"shape\": [...]}, ...] of a user's model (names containing .attn. or .mlp. are projected)." };
+        var optimizers = new Option<string>("--optimizers") { Description = "Comma-separated optimizers.", DefaultValueFactory = _ => string.Join(",", OptimizerCatalog.All.Select(k => k.CliName())) };
+        var rank = new Option<int?>("--rank") { Description = "Rank (default: the GaLore paper's rank of each configuration, else hidden/4)." };
+        var dtype = new Option<string>("--dtype") { Description = "Parameter dtype: float32 or bfloat16.", DefaultValueFactory = _ => "float32" };
+        var budget = new Option<string?>("--budget") { Description = "A memory budget (e.g. 24GiB, 512MiB, bytes): report the largest rank whose weights + gradients + state fit." };
+        var csv = new Option<string?>("--csv") { Description = "Write the table as CSV to this path." };
+        var png = new Option<string?>("--png") { Description = "Write a bar chart of the memory to this PNG path." };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of a markdown table." };
+        var verify = new Option<bool>("--verify") { Description = "Allocate the optimizer states of configurations up to --verify-max-params and check they equal the prediction (exit code 1 otherwise)." };
+        var verifyMax = new Option<long>("--verify-max-params") { Description = "Largest model (parameters) --verify allocates.", DefaultValueFactory = _ => 150_000_000 };
+        var command = new Command("memory", "Plan the memory of weights, gradients and optimizer state per optimizer, without allocating.")
+        { models, shapes, optimizers, rank, dtype, budget, csv, png, json, verify, verifyMax };
+        command.SetAction(r =>
+        {
+            try
+            {
+                var type = r.GetValue(dtype) switch
+                {
+                    "float32" => ScalarType.Float32,
+                    "bfloat16" => ScalarType.BFloat16,
+                    var d => throw new UsageException($"--dtype '{d}' must be float32 or bfloat16."),
+                };
+                var kinds = r.GetValue(optimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(n => { try { return OptimizerCatalog.Parse(n); } catch (ArgumentException e) { throw new UsageException(e.Message); } }).ToList();
+                var targets = r.GetValue(shapes) is string path ? [UserModel(path)] : r.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(m => LlamaConfig.Named.TryGetValue(m, out var c) ? FromConfig(c) : throw new UsageException($"--model '{m}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.")).ToList();
+                if (r.GetValue(rank) is < 1) throw new UsageException($"--rank must be >= 1 (got {r.GetValue(rank)}).");
+                long? budgetBytes = r.GetValue(budget) is string b ? ParseBytes(b) : null;
+                return Run(targets, kinds, r.GetValue(rank), type, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax));
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"memory: {e.Message}");
+                Console.Error.WriteLine("Run 'memory --help' for the options.");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>A model to plan: its parameter shapes and the rank to use by default.</summary>
+    public sealed record Target(string Name, IReadOnlyList<(string Name, long[] Shape)> Shapes, int DefaultRank, LlamaConfig? Config);
+
+    private static Target FromConfig(LlamaConfig c) => new($"llama-{c.Name}", c.ParameterShapes().ToList(), PaperRank(c), c);
+
+    private static Target UserModel(string path)
+    {
+        if (!File.Exists(path)) throw new UsageException($"--shapes {path}: no such file.");
+        var items = JsonSerializer.Deserialize<List<ShapeItem>>(File.ReadAllText(path), new JsonSerializerOptions { PropertyNameCaseInsensitive = true })
+            ?? throw new UsageException($"--shapes {path}: expected a JSON array of {{name, shape}}.");
+        var list = items.Select(i => (i.Name ?? throw new UsageException($"--shapes {path}: an entry has no name."), i.Shape ?? throw new UsageException($"--shapes {path}: '{i.Name}' has no shape."))).ToList();
+        var minDim = list.Where(p => p.Item2.Length == 2).Select(p => p.Item2.Min()).DefaultIfEmpty(4).Max();
+        return new Target(Path.GetFileNameWithoutExtension(path), list, (int)Math.Max(1, minDim / 4), null);
+    }
+
+    private sealed record ShapeItem(string? Name, long[]? Shape);
+
+    /// <summary>The plan of one target and optimizer at one rank.</summary>
+    public static MemoryPlan Plan(Target target, OptimizerKind kind, int rank, ScalarType dtype)
+    {
+        var (projected, full) = OptimizerCatalog.GroupOptions(kind, 1e-3, new LowRankSettings(rank, 200, 0.25));
+        return MemoryPlanner.Plan(target.Shapes, dtype, (name, shape) => OptimizerCatalog.IsProjected(name) ? (0, projected) : (1, full));
+    }
+
+    /// <summary>The largest rank (1 … largest matrix side) whose total fits <paramref name="budget"/>, or 0 if none does.</summary>
+    public static int LargestRankWithin(Target target, OptimizerKind kind, ScalarType dtype, long budget)
+    {
+        int lo = 0, hi = (int)target.Shapes.Where(p => p.Shape.Length == 2).Select(p => p.Shape.Min()).DefaultIfEmpty(1).Max();
+        while (lo < hi)
+        {
+            var mid = (lo + hi + 1) / 2;
+            if (Plan(target, kind, mid, dtype).TotalBytes <= budget) lo = mid; else hi = mid - 1;
+        }
+        return lo;
+    }
+
+    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, ScalarType dtype, long? budget, string? csvPath, string? pngPath, bool json, bool verify, long verifyMax)
+    {
+        var rows = new List<Row>();
+        foreach (var t in targets)
+        {
+            var rank = rankOption ?? t.DefaultRank;
+            var adamw = Plan(t, OptimizerKind.AdamW, rank, dtype).StateBytes;
+            foreach (var kind in kinds)
+            {
+                var plan = Plan(t, kind, rank, dtype);
+                rows.Add(new Row(t.Name, kind.CliName(), kind == OptimizerKind.AdamW ? 0 : rank, dtype.ToString(), t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)),
+                    plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw));
+            }
+        }
+        var fits = budget is long bb
+            ? targets.SelectMany(t => kinds.Where(k => k != OptimizerKind.AdamW).Select(k => (Model: t.Name, Optimizer: k.CliName(), Rank: LargestRankWithin(t, k, dtype, bb)))).ToList()
+            : null;
+
+        if (csvPath is not null)
+        {
+            var c = CultureInfo.InvariantCulture;
+            File.WriteAllLines(csvPath, new[] { "model,optimizer,rank,dtype,parameters,weight_bytes,gradient_bytes,state_bytes,total_bytes,state_vs_adamw" }
+                .Concat(rows.Select(x => string.Create(c, $"{x.Model},{x.Optimizer},{x.Rank},{x.DType},{x.Parameters},{x.WeightBytes},{x.GradientBytes},{x.StateBytes},{x.TotalBytes},{x.StateVsAdamW:R}"))));
+        }
+        if (pngPath is not null) WriteChart(pngPath, rows);
+        if (json)
+            Console.WriteLine(JsonSerializer.Serialize(new { machine = MachineInfo.Describe(), rows, budget, largest_rank_within_budget = fits?.Select(f => new { model = f.Model, optimizer = f.Optimizer, rank = f.Rank }) },
+                new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
+        else
+        {
+            Console.WriteLine("| model | optimizer | rank | dtype | parameters | weights | gradients | optimizer state | total | state vs AdamW |");
+            Console.WriteLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
+            foreach (var x in rows)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {x.Model} | {x.Optimizer} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
+            if (fits is not null)
+            {
+                Console.WriteLine();
+                Console.WriteLine($"Largest rank within {Reports.Bytes(budget!.Value)} (weights + gradients + optimizer state):");
+                foreach (var f in fits) Console.WriteLine($"  {f.Model} {f.Optimizer}: {(f.Rank == 0 ? "does not fit at any rank" : $"rank {f.Rank}")}");
+            }
+        }
+        return verify ? Verify(targets, kinds, rankOption, verifyMax) : 0;
+    }
+
+    /// <summary>Allocates each configuration that fits, takes one step so every basis exists, and compares bytes per parameter.</summary>
+    private static int Verify(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, long verifyMax)
+    {
+        var failures = 0;
+        foreach (var t in targets)
+        {
+            var count = t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
+            if (t.Config is null || count > verifyMax)
+            {
+                Console.Error.WriteLine($"verify: {t.Name} skipped ({(t.Config is null ? "user shapes have no model to build" : $"{count / 1e6:F0} M parameters > --verify-max-params {verifyMax / 1e6:F0} M")})");
+                continue;
+            }
+            var rank = rankOption ?? t.DefaultRank;
+            foreach (var kind in kinds.Where(k => k != OptimizerKind.AdamW))
+            {
+                using var scope = NewDisposeScope();
+                using var model = new LlamaModel(t.Config, seed: 0);
+                using var optimizer = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, new LowRankSettings(rank, 200, 0.25));
+                foreach (var p in model.parameters()) p.grad = randn_like(p).mul_(1e-3);
+                optimizer.step();
+                var predicted = Plan(t, kind, rank, ScalarType.Float32);
+                var nameOf = model.named_parameters().ToDictionary(p => p.parameter.Handle, p => p.name);
+                var byName = predicted.Parameters.ToDictionary(p => p.Name);
+                var mismatches = optimizer.States.Where(s => byName[nameOf[s.Parameter.Handle]].StateBytes != s.StateBytes).ToList();
+                var ok = mismatches.Count == 0 && predicted.StateBytes == optimizer.StateBytes;
+                Console.Error.WriteLine($"verify: {t.Name} {kind.CliName()} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
+                if (!ok) failures++;
+            }
+        }
+        return failures == 0 ? 0 : 1;
+    }
+
+    private static void WriteChart(string path, List<Row> rows)
+    {
+        var plot = new ScottPlot.Plot();
+        var models = rows.Select(r => r.Model).Distinct().ToList();
+        var optimizers = rows.Select(r => r.Optimizer).Distinct().ToList();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (var o = 0; o < optimizers.Count; o++)
+        {
+            var bars = models.Select((m, i) =>
+            {
+                var row = rows.First(r => r.Model == m && r.Optimizer == optimizers[o]);
+                return new ScottPlot.Bar { Position = i * (optimizers.Count + 1) + o, Value = row.TotalBytes / (double)(1L << 30), FillColor = palette.GetColor(o) };
+            }).ToList();
+            plot.Add.Bars(bars).LegendText = optimizers[o];
+        }
+        plot.Axes.Bottom.SetTicks(models.Select((_, i) => i * (optimizers.Count + 1) + (optimizers.Count - 1) / 2.0).ToArray(), models.ToArray());
+        plot.YLabel("weights + gradients + optimizer state (GiB)");
+        plot.Title($"Planned memory ({rows[0].DType})");
+        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
+        plot.SavePng(path, 1000, 600);
+    }
+
+    /// <summary>Parses "24GiB", "512MiB", "1.5GB" or a number of bytes.</summary>
+    public static long ParseBytes(string s)
+    {
+        var units = new (string Suffix, double Factor)[] { ("GiB", 1L << 30), ("MiB", 1L << 20), ("KiB", 1L << 10), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1) };
+        var text = s.Trim();
+        var unit = units.FirstOrDefault(u => text.EndsWith(u.Suffix, StringComparison.OrdinalIgnoreCase));
+        var number = unit.Suffix is null ? text : text[..^unit.Suffix.Length];
+        if (!double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !(v > 0))
+            throw new UsageException($"--budget '{s}' must be a positive size such as 24GiB, 512MiB or a byte count.");
+        return (long)(v * (unit.Suffix is null ? 1 : unit.Factor));
+    }
+}

@@ -1,0 +1,63 @@
+using FluentAssertions;
+using LowRankOptim.Projection;
+using LowRankOptim.Rules;
+using LowRankOptim.Tests.Support;
+using TorchSharp;
+using TorchSharp.Modules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Tests.Properties;
+
+/// <summary>The planner, computed from shapes alone, equals the bytes the optimizer allocates.</summary>
+public sealed class MemoryPlannerTests
+{
+    public static TheoryData<string> Configurations() =>
+        ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16"];
+
+    private static (IProjectionConfig, IUpdateRuleConfig, ScalarType) Config(string name) => name switch
+    {
+        "std" => (new SvdProjection(3, 5, 1.0), new AdamConfig(), float32),
+        "reverse_std" => (new SvdProjection(3, 5, 1.0, ProjectionType.ReverseStd), new AdamConfig(), float32),
+        "left" => (new SvdProjection(3, 5, 1.0, ProjectionType.Left), new AdamConfig(), float32),
+        "right" => (new SvdProjection(3, 5, 1.0, ProjectionType.Right), new AdamConfig(), float32),
+        "full" => (new SvdProjection(3, 5, 1.0, ProjectionType.Full), new AdamConfig(), float32),
+        "rank-clamped" => (new SvdProjection(64, 5, 1.0), new AdamConfig(), float32),
+        "adafactor" => (new SvdProjection(3, 5, 1.0), new AdafactorConfig(RelativeStep: false), float32),
+        "adafactor-momentum" => (new SvdProjection(3, 5, 1.0), new AdafactorConfig(Beta1: 0.9, RelativeStep: false), float32),
+        "sgd-momentum" => (new SvdProjection(3, 5, 1.0), new SgdConfig(0.9), float32),
+        "full-space" => (FullSpace.Instance, new AdamConfig(), float32),
+        "flattened-kernels" => (new SvdProjection(2, 5, 1.0, Tensors: TensorsProjected.MatricesAndFlattenedKernels), new AdamConfig(), float32),
+        "bf16" => (new SvdProjection(3, 5, 1.0), new AdafactorConfig(Beta1: 0.5, RelativeStep: false), bfloat16),
+        _ => throw new ArgumentException(name),
+    };
+
+    [Theory]
+    [MemberData(nameof(Configurations))]
+    public void PlanEqualsAllocatedStatePerParameter(string configuration)
+    {
+        using var scope = NewDisposeScope();
+        var (projection, rule, dtype) = Config(configuration);
+        long[][] shapes = [[20, 12], [12, 20], [7, 7], [12], [], [6, 3, 3, 3]];
+        var parameters = shapes.Select((s, i) => new Parameter(randn(s).to(dtype))).ToList();
+        using var opt = new LowRankOptimizer([new LowRankParamGroup(parameters.Take(5)), new LowRankParamGroup(parameters.Skip(5))],
+            new LowRankOptions { LearningRate = 0.01, WeightDecay = 0, DecayOrder = WeightDecayOrder.BeforeUpdate, Projection = projection, Rule = rule });
+        foreach (var p in parameters) p.grad = randn(p.shape).to(dtype);
+        opt.step();
+
+        var plan = MemoryPlanner.Plan(opt);
+        plan.Parameters.Select(p => p.StateBytes).Should().Equal(opt.States.Select(s => s.StateBytes));
+        plan.StateBytes.Should().Be(opt.StateBytes);
+        plan.WeightBytes.Should().Be(parameters.Sum(p => p.numel() * p.element_size()));
+        plan.StateBytesByGroup.Values.Sum().Should().Be(opt.StateBytes);
+
+        // The same numbers from shapes alone, without an optimizer.
+        var options = opt.ParamGroups.Cast<LowRankParamGroup>().Select(g => g.Options).ToList();
+        var fromShapes = MemoryPlanner.Plan(shapes.Select((s, i) => ($"p{i}", s)), dtype, (name, _) =>
+        {
+            var group = int.Parse(name[1..]) < 5 ? 0 : 1;
+            return (group, options[group]);
+        });
+        fromShapes.Parameters.Select(p => p.StateBytes).Should().Equal(plan.Parameters.Select(p => p.StateBytes));
+    }
+}

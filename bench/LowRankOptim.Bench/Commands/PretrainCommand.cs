@@ -38,10 +38,12 @@ public static class PretrainCommand
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps (default 20% of --steps)." };
         var resume = new Option<bool>("--resume") { Description = "Continue each run from its checkpoint in the output folder." };
         var json = new Option<bool>("--json") { Description = "Print the summary as JSON instead of a markdown table." };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "byte (UTF-8 bytes, vocabulary 256) or bpe (byte-level BPE learned from the training text, Microsoft.ML.Tokenizers).", DefaultValueFactory = _ => "byte" };
+        var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
             model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
-            evalEvery, evalBatches, checkpointEvery, resume, json,
+            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab,
         };
         command.SetAction(r =>
         {
@@ -63,10 +65,18 @@ public static class PretrainCommand
                 var kinds = ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList();
                 var lrs = ParseLearningRates(r.GetValue(lr), kinds);
                 var grid = r.GetValue(sweep) ? ParseList(r.GetValue(factors)!).Select(f => PositiveReal("--sweep-factors", ParseDouble("--sweep-factors", f))).ToList() : [1.0];
+                var vocab = r.GetValue(bpeVocab);
+                Func<string, ITokenizer> makeTokenizer = r.GetValue(tokenizer) switch
+                {
+                    "byte" => _ => new ByteTokenizer(),
+                    "bpe" when vocab > 256 => text => ByteLevelBpe.Train(text, vocab),
+                    "bpe" => throw new UsageException($"--bpe-vocab must be > 256 (got {vocab})."),
+                    var other => throw new UsageException($"--tokenizer '{other}' must be byte or bpe."),
+                };
                 TorchSharp.torch.set_num_threads(Positive("--threads", r.GetValue(threads)));
-                return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), r.GetValue(resume), r.GetValue(json));
+                return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), makeTokenizer, r.GetValue(resume), r.GetValue(json));
             }
-            catch (UsageException e)
+            catch (Exception e) when (e is UsageException or FileNotFoundException or DirectoryNotFoundException)
             {
                 Console.Error.WriteLine($"pretrain: {e.Message}");
                 Console.Error.WriteLine("Run 'pretrain --help' for the options.");
@@ -76,13 +86,14 @@ public static class PretrainCommand
         return command;
     }
 
-    private static int Run(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, List<double> grid, string output, string? dataPath, bool resume, bool json)
+    private static int Run(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, List<double> grid, string output, string? dataPath,
+        Func<string, ITokenizer> makeTokenizer, bool resume, bool json)
     {
         var log = json ? Console.Error : Console.Out;
         var text = Corpus.Load(dataPath, out var source);
-        var tokenizer = new ByteTokenizer();
+        var tokenizer = makeTokenizer(text);
         var dataset = new TokenDataset(tokenizer.Encode(text));
-        log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation byte tokens");
+        log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation tokens ({tokenizer.GetType().Name}, vocabulary {tokenizer.VocabSize})");
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
                       $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}");
         log.WriteLine(MachineInfo.Describe());

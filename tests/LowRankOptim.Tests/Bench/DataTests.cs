@@ -72,3 +72,29 @@ public sealed class DataTests
         data.ValidationBatches(2, 4, 8).Sum(t => t.shape[0]).Should().Be(8);
     }
 }
+
+public sealed class BpeTests
+{
+    [Fact]
+    public void LearnedBpeRoundTripsAnyTextAndCompresses()
+    {
+        var sample = string.Concat(Enumerable.Repeat("Returns the number of elements in the sequence. Determines whether the sequence contains elements. ", 50));
+        var bpe = ByteLevelBpe.Train(sample, vocabSize: 300);
+        bpe.VocabSize.Should().Be(300);
+        bpe.Merges.Should().HaveCount(44);
+        foreach (var text in new[] { "Returns the sequence.", "naïve — ∑ 日本語 ✓ emoji 🙂 tabs\tand\nnewlines  double  spaces", "" })
+        {
+            var ids = bpe.Encode(text);
+            ids.Where(i => i < 0 || i >= bpe.VocabSize).Should().BeEmpty();
+            bpe.Decode(ids).Should().Be(text);
+        }
+        bpe.Encode("Returns the number of elements in the sequence.").Length.Should().BeLessThan(20, "frequent words became single tokens");
+    }
+
+    [Fact]
+    public void TrainingIsDeterministic()
+    {
+        const string sample = "abc abd abe abc abd abc xyz xyz";
+        ByteLevelBpe.Train(sample, 270).Merges.Should().Equal(ByteLevelBpe.Train(sample, 270).Merges);
+    }
+}

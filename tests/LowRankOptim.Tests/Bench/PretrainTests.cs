@@ -46,6 +46,8 @@ public sealed class PretrainTests
     [InlineData("--optimizers", "sgd", "unknown optimizer 'sgd'")]
     [InlineData("--lr", "galore=-1", "--lr must be a finite number > 0")]
     [InlineData("--seq-len", "4096", "exceeds the model's maximum sequence length")]
+    [InlineData("--tokenizer", "words", "--tokenizer 'words' must be byte or bpe")]
+    [InlineData("--data", "/no/such/corpus", "no such file or folder")]
     public void BadArgumentsPrintTheReasonAndUsageAndExitNonZero(string option, string value, string message)
     {
         var (code, error) = RunCli(["pretrain", option, value]);

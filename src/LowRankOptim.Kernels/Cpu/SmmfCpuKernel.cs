@@ -151,6 +151,10 @@ public static unsafe class SmmfCpuKernel
             var cols = Cols;
             var partialV = PartialV + band * cols;
             var partialM = HasMomentum ? PartialM + band * cols : null;
+            // Locals, so that the JIT keeps them in registers across the inner loops.
+            float* g0 = G, target = Target, colM = ColM, colV = ColV;
+            var signs = Signs;
+            bool hasMomentum = HasMomentum, updateWeights = UpdateWeights;
             NativeMemory.Clear(partialV, (nuint)(cols * sizeof(double)));
             if (HasMomentum) NativeMemory.Clear(partialM, (nuint)(cols * sizeof(double)));
 
@@ -163,7 +167,7 @@ public static unsafe class SmmfCpuKernel
             for (var i = r0; i < r1; i++)
             {
                 var rowStart = i * cols;
-                var rowM = HasMomentum ? RowM[i] : 0f;
+                var rowM = hasMomentum ? RowM[i] : 0f;
                 var rowV = RowV[i];
                 double sumM = 0, sumV = 0;
                 long j = 0;
@@ -186,15 +190,15 @@ public static unsafe class SmmfCpuKernel
                     for (; j <= cols - Vector256<float>.Count; j += Vector256<float>.Count)
                     {
                         var e = rowStart + j;
-                        var g = Vector256.Load(G + e);
-                        var v = vRowV * Vector256.Load(ColV + j) * beta2 + oneMinusBeta2 * g * g;
+                        var g = Vector256.Load(g0 + e);
+                        var v = vRowV * Vector256.Load(colV + j) * beta2 + oneMinusBeta2 * g * g;
                         var numerator = g;
-                        if (HasMomentum)
+                        if (hasMomentum)
                         {
-                            var old = ReadEightBits(e);
+                            var old = ReadEightBits(signs, e);
                             // Where the stored bit is 0 (M ≤ 0), flip the sign of ρ·γ.
                             var negative = Vector256.Equals(Vector256.Create((int)old) & BitWeights, Vector256<int>.Zero).AsSingle() & signBit;
-                            var m = ((vRowM * Vector256.Load(ColM + j)) ^ negative) * beta1 + g * oneMinusBeta1;
+                            var m = ((vRowM * Vector256.Load(colM + j)) ^ negative) * beta1 + g * oneMinusBeta1;
                             numerator = m;
                             bits |= (ulong)Vector256.GreaterThan(m, Vector256<float>.Zero).ExtractMostSignificantBits() << bitCount;
                             bitCount += 8;
@@ -211,8 +215,8 @@ public static unsafe class SmmfCpuKernel
                             Vector256.Store(Vector256.Load(partialM + j + 4) + absHigh, partialM + j + 4);
                         }
                         var u = numerator / (Vector256.Sqrt(v) + eps);
-                        if (UpdateWeights) Vector256.Store(Vector256.Load(Target + e) * decay - stepSize * u, Target + e);
-                        else Vector256.Store(u, Target + e);
+                        if (updateWeights) Vector256.Store(Vector256.Load(target + e) * decay - stepSize * u, target + e);
+                        else Vector256.Store(u, target + e);
                         var (vLow, vHigh) = Vector256.Widen(v);
                         accV0 += vLow;
                         accV1 += vHigh;
@@ -225,13 +229,13 @@ public static unsafe class SmmfCpuKernel
                 for (; j < cols; j++)
                 {
                     var e = rowStart + j;
-                    var g = G[e];
-                    var v = rowV * ColV[j] * Beta2 + OneMinusBeta2 * g * g;
+                    var g = g0[e];
+                    var v = rowV * colV[j] * Beta2 + OneMinusBeta2 * g * g;
                     var numerator = g;
-                    if (HasMomentum)
+                    if (hasMomentum)
                     {
-                        var mHat = rowM * ColM[j];
-                        if (((Signs[e >> 3] >> (int)(e & 7)) & 1) == 0) mHat = -mHat;
+                        var mHat = rowM * colM[j];
+                        if (((signs[e >> 3] >> (int)(e & 7)) & 1) == 0) mHat = -mHat;
                         var m = mHat * Beta1 + g * OneMinusBeta1;
                         numerator = m;
                         bits |= (m > 0 ? 1UL : 0UL) << bitCount;
@@ -246,22 +250,22 @@ public static unsafe class SmmfCpuKernel
                         partialM[j] += abs;
                     }
                     var u = numerator / (MathF.Sqrt(v) + Eps);
-                    if (UpdateWeights) Target[e] = Target[e] * DecayFactor - StepSize * u;
-                    else Target[e] = u;
+                    if (updateWeights) target[e] = target[e] * DecayFactor - StepSize * u;
+                    else target[e] = u;
                     sumV += v;
                     partialV[j] += v;
                 }
-                if (HasMomentum) RowM[i] = (float)sumM;
+                if (hasMomentum) RowM[i] = (float)sumM;
                 RowV[i] = (float)sumV;
             }
             // Only the last band can end inside a byte; its padding bits are 0.
-            if (HasMomentum && bitCount > 0) *output = (byte)bits;
+            if (hasMomentum && bitCount > 0) *output = (byte)bits;
         }
 
         /// <summary>The stored sign bits of elements e … e+7 (all in this band), as the low 8 bits.</summary>
-        private uint ReadEightBits(long e)
+        private static uint ReadEightBits(byte* signs, long e)
         {
-            var at = Signs + (e >> 3);
+            var at = signs + (e >> 3);
             var shift = (int)(e & 7);
             if (shift == 0) return *at;
             return (uint)((at[0] | (at[1] << 8)) >> shift) & 0xFF;

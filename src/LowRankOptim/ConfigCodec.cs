@@ -38,13 +38,14 @@ internal static class ConfigCodec
             nameof(AdamConfig) => AdamConfig.Read(reader),
             nameof(AdafactorConfig) => AdafactorConfig.Read(reader),
             nameof(SgdConfig) => SgdConfig.Read(reader),
+            nameof(SmmfConfig) => SmmfConfig.Read(reader),
             _ => throw new InvalidDataException($"{reader.Context}: unknown rule kind '{kind}'."),
         };
     }
 
     private static string KindOf(object config) => config switch
     {
-        FullSpace or SvdProjection or AdamConfig or AdafactorConfig or SgdConfig => config.GetType().Name,
+        FullSpace or SvdProjection or AdamConfig or AdafactorConfig or SgdConfig or SmmfConfig => config.GetType().Name,
         _ => throw new NotSupportedException(
             $"{config.GetType().FullName} cannot be saved: only the library's own projection and rule configs are serializable."),
     };

@@ -135,6 +135,14 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         }
         var r = subspace is null ? g : subspace.Project(matrixGrad!);
         var context = new RuleContext(k, options.Lr, rule, () => ParameterRms(p));
+        if (subspace is null && state.Rule is IFusedParameterUpdate fused && fused.TryUpdateInPlace(
+                p, r, context, options.DecayOrder == WeightDecayOrder.BeforeUpdate ? decay : 0, out var fusedDecayLr))
+        {
+            // Full space, moments and weights updated in one pass by the rule (e.g. SMMF's CPU kernel).
+            state.Step = k;
+            if (decay != 0 && options.DecayOrder == WeightDecayOrder.AfterUpdate) p.mul_(1 - fusedDecayLr * decay);
+            return;
+        }
         var update = state.Rule.Compute(r, context);
         state.Step = k;
 

@@ -13,6 +13,8 @@ public enum OptimizerKind
     GaLore,
     /// <summary>GaLore (exact SVD) + Adafactor with β1 = 0.9 and a fixed learning rate.</summary>
     GaLoreAdafactor,
+    /// <summary>SMMF on every parameter (square-matricized rank-1 moments, 1-bit signs), no projection.</summary>
+    Smmf,
 }
 
 /// <summary>Names, default learning rates and construction of each <see cref="OptimizerKind"/>.</summary>
@@ -24,6 +26,7 @@ public static class OptimizerCatalog
         OptimizerKind.AdamW => "adamw",
         OptimizerKind.GaLore => "galore",
         OptimizerKind.GaLoreAdafactor => "galore-adafactor",
+        OptimizerKind.Smmf => "smmf",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -40,6 +43,7 @@ public static class OptimizerCatalog
         OptimizerKind.AdamW => 3e-3,
         OptimizerKind.GaLore => 1e-2,
         OptimizerKind.GaLoreAdafactor => 1e-2,
+        OptimizerKind.Smmf => 3e-3,
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -62,6 +66,8 @@ public static class OptimizerCatalog
             OptimizerKind.GaLore => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             OptimizerKind.GaLoreAdafactor => LowRank.GaLoreAdafactor([], lr: lr, relative_step: false, scale_parameter: false,
                 beta1: 0.9, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
+            // SMMF factorizes every tensor itself: both groups train in the full space.
+            OptimizerKind.Smmf => LowRank.Smmf(Array.Empty<LowRankParamGroup>(), lr: lr, decay_rate: -0.8).Defaults,
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         var full = new LowRankOptions { Projection = FullSpace.Instance };

@@ -21,6 +21,7 @@ public sealed class PretrainTests
     [InlineData(OptimizerKind.AdamW)]
     [InlineData(OptimizerKind.GaLore)]
     [InlineData(OptimizerKind.GaLoreAdafactor)]
+    [InlineData(OptimizerKind.Smmf)]
     public void ResumingFromACheckpointEqualsTheUninterruptedRun(OptimizerKind kind)
     {
         var dir = Directory.CreateTempSubdirectory("lowrankoptim-pretrain-");

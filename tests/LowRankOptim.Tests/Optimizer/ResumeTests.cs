@@ -15,7 +15,8 @@ namespace LowRankOptim.Tests.Optimizer;
 /// </summary>
 public sealed class ResumeTests
 {
-    public static TheoryData<string> Configurations() => ["galore-std", "galore-full", "galore-adafactor-momentum", "adamw-full-space", "sgd-momentum"];
+    public static TheoryData<string> Configurations() => ["galore-std", "galore-full", "galore-adafactor-momentum", "adamw-full-space", "sgd-momentum",
+        "smmf", "smmf-reference-beta-none-no-vector-reshape", "smmf-l2-with-galore-linear-weights"];
 
     internal static LowRankOptimizer Create(string configuration, Sequential model) => configuration switch
     {
@@ -25,6 +26,19 @@ public sealed class ResumeTests
         "adamw-full-space" => LowRank.AdamW(model.parameters(), lr: 0.01, weight_decay: 0.01),
         "sgd-momentum" => new LowRankOptimizer([new LowRankParamGroup(model.parameters())],
             Equivalence.AdamWEquivalenceTests.Options(FullSpace.Instance, new Rules.SgdConfig(0.9), 0.05)),
+        "smmf" => LowRank.Smmf(model.parameters(), lr: 0.01, weight_decay: 0.01),
+        "smmf-reference-beta-none-no-vector-reshape" => LowRank.Smmf(model.parameters(), lr: 0.01, beta: null, vector_reshape: false,
+            decay_rate: -0.8, kernel: KernelPreference.Reference),
+        // One optimizer, one state file: GaLore-Adam on the linear weights, SMMF (L2 decay) on the biases.
+        "smmf-l2-with-galore-linear-weights" => LowRank.Smmf(
+            [new LowRankParamGroup(LowRank.SplitParameters(model)[0].Parameters, new LowRankOptions
+                {
+                    Projection = new SvdProjection(3, 3, 0.5),
+                    Rule = new Rules.AdamConfig(EpsMode: Rules.AdamEpsilonMode.BeforeBiasCorrection),
+                    DecayOrder = WeightDecayOrder.AfterUpdate,
+                }),
+             new LowRankParamGroup(LowRank.SplitParameters(model)[1].Parameters)],
+            lr: 0.01, weight_decay: 0.05, weight_decay_mode: SmmfWeightDecayMode.Adam),
         _ => throw new ArgumentException(configuration),
     };
 

@@ -13,7 +13,7 @@ namespace LowRankOptim.Tests.Properties;
 public sealed class MemoryPlannerTests
 {
     public static TheoryData<string> Configurations() =>
-        ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16"];
+        ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16", "smmf", "smmf-no-beta", "smmf-vectors-unfactorized", "smmf-bf16"];
 
     private static (IProjectionConfig, IUpdateRuleConfig, ScalarType) Config(string name) => name switch
     {
@@ -29,6 +29,10 @@ public sealed class MemoryPlannerTests
         "full-space" => (FullSpace.Instance, new AdamConfig(), float32),
         "flattened-kernels" => (new SvdProjection(2, 5, 1.0, Tensors: TensorsProjected.MatricesAndFlattenedKernels), new AdamConfig(), float32),
         "bf16" => (new SvdProjection(3, 5, 1.0), new AdafactorConfig(Beta1: 0.5, RelativeStep: false), bfloat16),
+        "smmf" => (FullSpace.Instance, new SmmfConfig(), float32),
+        "smmf-no-beta" => (FullSpace.Instance, new SmmfConfig(Beta: null), float32),
+        "smmf-vectors-unfactorized" => (FullSpace.Instance, new SmmfConfig(VectorReshape: false), float32),
+        "smmf-bf16" => (new SvdProjection(3, 5, 1.0), new SmmfConfig(), bfloat16),
         _ => throw new ArgumentException(name),
     };
 

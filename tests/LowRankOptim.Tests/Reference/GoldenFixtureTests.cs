@@ -21,15 +21,21 @@ public sealed class GoldenFixtureTests
 
     [FixtureTheory]
     [MemberData(nameof(Cases))]
-    public void Fixture(string name, string algorithm, string path)
+    public void Fixture(string name, string algorithm, string path) => Replay(name, algorithm, path, KernelPreference.Auto);
+
+    /// <summary>
+    /// Replays one fixture; <paramref name="kernel"/> selects the kernel of rules that have one, and the
+    /// parameters and gradients take <paramref name="dtype"/> (the fixtures' values are float32).
+    /// </summary>
+    internal static void Replay(string name, string algorithm, string path, KernelPreference kernel, torch.ScalarType dtype = torch.ScalarType.Float32)
     {
         var f = GoldenFixture.Load(path);
         f.Name.Should().Be(name);
         f.Algorithm.Should().Be(algorithm);
         using var scope = torch.NewDisposeScope();
         var parameters = f.Parameters.ToDictionary(p => p.Name,
-            p => new Parameter(torch.tensor(p.Initial, dtype: torch.float32).reshape(p.Shape)));
-        using var optimizer = FixtureCatalog.Build(f, parameters);
+            p => new Parameter(torch.tensor(p.Initial, dtype: torch.float32).reshape(p.Shape).to(dtype)));
+        using var optimizer = FixtureCatalog.Build(f, parameters, kernel);
         var groups = optimizer.ParamGroups.ToList();
         for (var k = 0; k < f.Steps.Count; k++)
         {
@@ -37,7 +43,7 @@ public sealed class GoldenFixtureTests
             if (step.Lr is { } lrs)
                 for (var i = 0; i < lrs.Length; i++) groups[i].LearningRate = lrs[i];
             foreach (var (pname, p) in parameters)
-                p.grad = torch.tensor(step.Gradients[pname], dtype: torch.float32).reshape(p.shape);
+                p.grad = torch.tensor(step.Gradients[pname], dtype: torch.float32).reshape(p.shape).to(dtype);
             optimizer.step();
             foreach (var (pname, p) in parameters)
                 TensorAssert.Close(p, step.Expected[pname], Atol, Rtol, $"{name}: parameter '{pname}' after step {k + 1}");

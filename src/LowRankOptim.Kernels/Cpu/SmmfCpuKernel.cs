@@ -1,0 +1,274 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using TorchSharp;
+
+namespace LowRankOptim.Kernels.Cpu;
+
+/// <summary>
+/// SMMF's step for one float32 CPU tensor in a single pass over its elements, vectorized (Vector256) and
+/// parallel over bands of rows of the n̂×m̂ view. Per element: decompress M̂ = ±ρ_M,i·γ_M,j and
+/// V̂ = ρ_V,i·γ_V,j, update M = β1·M̂ + (1−β1)·G and V = β2·V̂ + (1−β2)·G², take U = M/(√V + ε) (G instead
+/// of M without a first moment), write U or update the weight, and accumulate the new row and column sums
+/// of |M| and V and the new sign bits. A short second pass over m̂ columns merges the bands' column sums
+/// and normalizes them. No full-size temporary is created.
+/// </summary>
+/// <remarks>
+/// Determinism: the bands depend on the shape only (never on the core count) and their column sums are
+/// merged in band order, so results are bit-identical from run to run and machine to machine with the
+/// same instruction set. Sums are accumulated in float64. Bands start on rows whose first element is a
+/// multiple of 8, so every packed sign byte belongs to one band and no two threads write the same byte.
+/// </remarks>
+public static unsafe class SmmfCpuKernel
+{
+    /// <summary>About this many elements per band; tensors smaller than that run on the calling thread.</summary>
+    internal const long ElementsPerBand = 1 << 16;
+
+    /// <summary>The most bands (and so scratch column-sum rows) one tensor is split into.</summary>
+    internal const int MaxBands = 64;
+
+    /// <summary>The most elements a tensor may have for this kernel (TorchSharp's byte spans stop at 2 GiB).</summary>
+    public const long MaxElements = (RawTensor.MaxBytes - 1) / sizeof(float);
+
+    /// <summary>True when <paramref name="tensor"/> can be read or written by this kernel: contiguous float32 on the CPU, under 2 GiB.</summary>
+    public static bool Supports(torch.Tensor tensor) => RawTensor.Fits(tensor, torch.ScalarType.Float32);
+
+    /// <summary>
+    /// Updates <paramref name="state"/> with <paramref name="gradient"/> and writes the direction U into
+    /// <paramref name="direction"/> (both contiguous float32 CPU tensors of N = n̂·m̂ elements).
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor has the wrong device, dtype, size or layout.</exception>
+    public static void StepDirection(torch.Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, torch.Tensor direction) =>
+        Run(gradient, state, scalars, direction, "direction", updateWeights: false);
+
+    /// <summary>
+    /// Updates <paramref name="state"/> with <paramref name="gradient"/> and the weights in place:
+    /// W ← W·<see cref="SmmfScalars.DecayFactor"/> − <see cref="SmmfScalars.StepSize"/>·U.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor has the wrong device, dtype, size or layout.</exception>
+    public static void StepParameter(torch.Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, torch.Tensor parameter) =>
+        Run(gradient, state, scalars, parameter, "parameter", updateWeights: true);
+
+    private static void Run(torch.Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, torch.Tensor target, string targetName, bool updateWeights)
+    {
+        var rows = state.Rows;
+        var cols = state.Cols;
+        if (rows < 0 || cols < 1)
+            throw new ArgumentException($"the matrix view must have rows >= 0 and cols >= 1 (got {rows}×{cols}).", nameof(state));
+        var n = rows * cols;
+        var job = new Job
+        {
+            Rows = rows,
+            Cols = cols,
+            G = RawTensor.Pointer<float>(gradient, torch.ScalarType.Float32, n, nameof(gradient)),
+            Target = RawTensor.Pointer<float>(target, torch.ScalarType.Float32, n, targetName),
+            RowV = RawTensor.Pointer<float>(state.VarianceRows, torch.ScalarType.Float32, rows, "variance rows"),
+            ColV = RawTensor.Pointer<float>(state.VarianceCols, torch.ScalarType.Float32, cols, "variance cols"),
+            HasMomentum = state.HasMomentum,
+            UpdateWeights = updateWeights,
+            Beta1 = (float)scalars.Beta1,
+            OneMinusBeta1 = (float)(1 - scalars.Beta1),
+            Beta2 = (float)scalars.Beta2,
+            OneMinusBeta2 = (float)(1 - scalars.Beta2),
+            Eps = (float)scalars.Eps,
+            StepSize = (float)scalars.StepSize,
+            DecayFactor = (float)scalars.DecayFactor,
+        };
+        if (state.HasMomentum)
+        {
+            if (state.MomentCols is null || state.MomentSigns is null)
+                throw new ArgumentException("the first-moment rows, cols and signs must be all present or all null.", nameof(state));
+            job.RowM = RawTensor.Pointer<float>(state.MomentRows!, torch.ScalarType.Float32, rows, "moment rows");
+            job.ColM = RawTensor.Pointer<float>(state.MomentCols, torch.ScalarType.Float32, cols, "moment cols");
+            job.Signs = RawTensor.Pointer<byte>(state.MomentSigns, torch.ScalarType.Byte, (n + 7) / 8, "moment signs");
+        }
+        if (n == 0) return;
+
+        // Bands of whole rows; each starts at a flat index that is a multiple of 8 (a sign-byte boundary).
+        var rowQuantum = 8 / (long)GreatestCommonDivisor(cols, 8);
+        var wanted = (int)Math.Clamp((n + ElementsPerBand - 1) / ElementsPerBand, 1, MaxBands);
+        var rowsPerBand = (rows + wanted - 1) / wanted;
+        rowsPerBand = (rowsPerBand + rowQuantum - 1) / rowQuantum * rowQuantum;
+        job.RowsPerBand = rowsPerBand;
+        var bands = (int)((rows + rowsPerBand - 1) / rowsPerBand);
+
+        var sums = state.HasMomentum ? 2 : 1;
+        var scratchCount = checked((nuint)(bands * cols * sums));
+        job.PartialV = (double*)NativeMemory.Alloc(scratchCount, sizeof(double));
+        try
+        {
+            if (state.HasMomentum) job.PartialM = job.PartialV + bands * cols;
+            if (bands == 1) job.RunBand(0);
+            else Parallel.For(0, bands, job.RunBand);
+            MergeColumns(job.PartialV, job.ColV, bands, cols);
+            if (state.HasMomentum) MergeColumns(job.PartialM, job.ColM, bands, cols);
+        }
+        finally
+        {
+            NativeMemory.Free(job.PartialV);
+        }
+        GC.KeepAlive(gradient);
+        GC.KeepAlive(target);
+    }
+
+    /// <summary>γ_j = Σ_bands partial_j / Σ_j Σ_bands partial_j (raw sums when the total is 0), in band order.</summary>
+    private static void MergeColumns(double* partial, float* cols, int bands, long count)
+    {
+        double total = 0;
+        for (long j = 0; j < count; j++)
+        {
+            var sum = partial[j];
+            for (var b = 1; b < bands; b++) sum += partial[b * count + j];
+            partial[j] = sum;
+            total += sum;
+        }
+        var divisor = total == 0 ? 1.0 : total;
+        for (long j = 0; j < count; j++) cols[j] = (float)(partial[j] / divisor);
+    }
+
+    private static int GreatestCommonDivisor(long a, int b)
+    {
+        var x = (int)(a % b);
+        while (x != 0) (b, x) = (x, b % x);
+        return b;
+    }
+
+    /// <summary>One kernel call: pointers and scalars shared by the bands.</summary>
+    private sealed class Job
+    {
+        public long Rows, Cols, RowsPerBand;
+        public float* G, Target, RowM, ColM, RowV, ColV;
+        public byte* Signs;
+        public double* PartialM, PartialV;
+        public bool HasMomentum, UpdateWeights;
+        public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, StepSize, DecayFactor;
+
+        private static readonly Vector256<int> BitWeights = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
+
+        public void RunBand(int band)
+        {
+            var r0 = band * RowsPerBand;
+            var r1 = Math.Min(Rows, r0 + RowsPerBand);
+            var cols = Cols;
+            var partialV = PartialV + band * cols;
+            var partialM = HasMomentum ? PartialM + band * cols : null;
+            // Locals, so that the JIT keeps them in registers across the inner loops.
+            float* g0 = G, target = Target, colM = ColM, colV = ColV;
+            var signs = Signs;
+            bool hasMomentum = HasMomentum, updateWeights = UpdateWeights;
+            NativeMemory.Clear(partialV, (nuint)(cols * sizeof(double)));
+            if (HasMomentum) NativeMemory.Clear(partialM, (nuint)(cols * sizeof(double)));
+
+            // New sign bits are collected in `bits` and written a whole byte at a time, always behind the
+            // element being read: a byte is written only once all its elements have read their old bit.
+            var output = HasMomentum ? Signs + (r0 * cols >> 3) : null;
+            ulong bits = 0;
+            var bitCount = 0;
+            var vectorized = Vector256.IsHardwareAccelerated && cols >= Vector256<float>.Count;
+            for (var i = r0; i < r1; i++)
+            {
+                var rowStart = i * cols;
+                var rowM = hasMomentum ? RowM[i] : 0f;
+                var rowV = RowV[i];
+                double sumM = 0, sumV = 0;
+                long j = 0;
+                if (vectorized)
+                {
+                    var accM0 = Vector256<double>.Zero;
+                    var accM1 = Vector256<double>.Zero;
+                    var accV0 = Vector256<double>.Zero;
+                    var accV1 = Vector256<double>.Zero;
+                    var vRowM = Vector256.Create(rowM);
+                    var vRowV = Vector256.Create(rowV);
+                    var beta1 = Vector256.Create(Beta1);
+                    var oneMinusBeta1 = Vector256.Create(OneMinusBeta1);
+                    var beta2 = Vector256.Create(Beta2);
+                    var oneMinusBeta2 = Vector256.Create(OneMinusBeta2);
+                    var eps = Vector256.Create(Eps);
+                    var stepSize = Vector256.Create(StepSize);
+                    var decay = Vector256.Create(DecayFactor);
+                    var signBit = Vector256.Create(-0.0f);
+                    for (; j <= cols - Vector256<float>.Count; j += Vector256<float>.Count)
+                    {
+                        var e = rowStart + j;
+                        var g = Vector256.Load(g0 + e);
+                        var v = vRowV * Vector256.Load(colV + j) * beta2 + oneMinusBeta2 * g * g;
+                        var numerator = g;
+                        if (hasMomentum)
+                        {
+                            var old = ReadEightBits(signs, e);
+                            // Where the stored bit is 0 (M ≤ 0), flip the sign of ρ·γ.
+                            var negative = Vector256.Equals(Vector256.Create((int)old) & BitWeights, Vector256<int>.Zero).AsSingle() & signBit;
+                            var m = ((vRowM * Vector256.Load(colM + j)) ^ negative) * beta1 + g * oneMinusBeta1;
+                            numerator = m;
+                            bits |= (ulong)Vector256.GreaterThan(m, Vector256<float>.Zero).ExtractMostSignificantBits() << bitCount;
+                            bitCount += 8;
+                            while (bitCount >= 8)
+                            {
+                                *output++ = (byte)bits;
+                                bits >>= 8;
+                                bitCount -= 8;
+                            }
+                            var (absLow, absHigh) = Vector256.Widen(Vector256.Abs(m));
+                            accM0 += absLow;
+                            accM1 += absHigh;
+                            Vector256.Store(Vector256.Load(partialM + j) + absLow, partialM + j);
+                            Vector256.Store(Vector256.Load(partialM + j + 4) + absHigh, partialM + j + 4);
+                        }
+                        var u = numerator / (Vector256.Sqrt(v) + eps);
+                        if (updateWeights) Vector256.Store(Vector256.Load(target + e) * decay - stepSize * u, target + e);
+                        else Vector256.Store(u, target + e);
+                        var (vLow, vHigh) = Vector256.Widen(v);
+                        accV0 += vLow;
+                        accV1 += vHigh;
+                        Vector256.Store(Vector256.Load(partialV + j) + vLow, partialV + j);
+                        Vector256.Store(Vector256.Load(partialV + j + 4) + vHigh, partialV + j + 4);
+                    }
+                    sumM = Vector256.Sum(accM0 + accM1);
+                    sumV = Vector256.Sum(accV0 + accV1);
+                }
+                for (; j < cols; j++)
+                {
+                    var e = rowStart + j;
+                    var g = g0[e];
+                    var v = rowV * colV[j] * Beta2 + OneMinusBeta2 * g * g;
+                    var numerator = g;
+                    if (hasMomentum)
+                    {
+                        var mHat = rowM * colM[j];
+                        if (((signs[e >> 3] >> (int)(e & 7)) & 1) == 0) mHat = -mHat;
+                        var m = mHat * Beta1 + g * OneMinusBeta1;
+                        numerator = m;
+                        bits |= (m > 0 ? 1UL : 0UL) << bitCount;
+                        if (++bitCount == 8)
+                        {
+                            *output++ = (byte)bits;
+                            bits = 0;
+                            bitCount = 0;
+                        }
+                        var abs = MathF.Abs(m);
+                        sumM += abs;
+                        partialM[j] += abs;
+                    }
+                    var u = numerator / (MathF.Sqrt(v) + Eps);
+                    if (updateWeights) target[e] = target[e] * DecayFactor - StepSize * u;
+                    else target[e] = u;
+                    sumV += v;
+                    partialV[j] += v;
+                }
+                if (hasMomentum) RowM[i] = (float)sumM;
+                RowV[i] = (float)sumV;
+            }
+            // Only the last band can end inside a byte; its padding bits are 0.
+            if (hasMomentum && bitCount > 0) *output = (byte)bits;
+        }
+
+        /// <summary>The stored sign bits of elements e … e+7 (all in this band), as the low 8 bits.</summary>
+        private static uint ReadEightBits(byte* signs, long e)
+        {
+            var at = signs + (e >> 3);
+            var shift = (int)(e & 7);
+            if (shift == 0) return *at;
+            return (uint)((at[0] | (at[1] << 8)) >> shift) & 0xFF;
+        }
+    }
+}

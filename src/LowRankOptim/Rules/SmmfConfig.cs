@@ -1,0 +1,297 @@
+using LowRankOptim.Kernels;
+using LowRankOptim.Kernels.Cpu;
+using LowRankOptim.Linalg;
+using LowRankOptim.Serialization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Rules;
+
+/// <summary>
+/// SMMF (Park &amp; Lee, AAAI 2025): square-matricized momentum factorization. Every tensor, whatever its
+/// rank, is viewed as a near-square n̂×m̂ matrix by its element count; the state is the rank-1 factors of
+/// |M| and of V (row sums and normalized column sums, float32) and the sign of M at 1 bit per element.
+/// Per step k: M = β1,k·M̂ + (1−β1,k)·G and V = β2,k·V̂ + (1−β2,k)·G² from the decompressed M̂, V̂, with
+/// β1,k = β·g^(k−1) and β2,k = 1 − k^c; both are compressed back into the state, and the direction is
+/// U = M/(√V + ε) from the uncompressed moments (G/(√V + ε) without β). No bias correction. See
+/// docs/algorithms/smmf.md for the math, the packing, the fused kernel and the deviations from the reference.
+/// </summary>
+/// <param name="Beta">β in [0, 1), or null to keep no first moment (the direction is then G/(√V + ε)).</param>
+/// <param name="Eps">ε ≥ 0, added to √V.</param>
+/// <param name="DecayRate">c ≤ 0: β2,k = 1 − k^c (so β2,1 = 0). The reference suggests −0.5 for CNNs, −0.8 for Transformers.</param>
+/// <param name="GrowthRate">g in [0, 1]: β1,k = β·g^(k−1).</param>
+/// <param name="VectorReshape">
+/// When false, a tensor with exactly one dimension of size &gt; 1 keeps full (unfactorized) M and V of its
+/// own shape instead of being square-matricized; scalars and everything else are always factorized.
+/// </param>
+/// <param name="Kernel">Fused CPU kernel or the TorchSharp-ops reference (see <see cref="KernelPreference"/>).</param>
+public sealed record SmmfConfig(
+    double? Beta = 0.9,
+    double Eps = 1e-8,
+    double DecayRate = -0.5,
+    double GrowthRate = 0.999,
+    bool VectorReshape = true,
+    KernelPreference Kernel = KernelPreference.Auto) : IUpdateRuleConfig
+{
+    /// <summary>Float32 (also for bf16 and fp16 parameters, as the reference), float64 for float64 parameters.</summary>
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+
+    /// <inheritdoc />
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SmmfRule(shape, this, dtype, device);
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype)
+    {
+        var count = SquareMatricization.Count(shape);
+        if (!Factorizes(shape)) return (Beta.HasValue ? 2 : 1) * count * DTypes.ElementSize(dtype);
+        var (rows, cols) = SquareMatricization.Of(count);
+        // Factors are float32 whatever the working dtype; the sign of M takes ⌈N/8⌉ bytes.
+        return (rows + cols) * 4 * (Beta.HasValue ? 2 : 1) + (Beta.HasValue ? (count + 7) / 8 : 0);
+    }
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        if (Beta is double beta) RuleChecks.UnitInterval("beta", beta, where);
+        if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
+        if (!(DecayRate <= 0) || double.IsInfinity(DecayRate))
+            throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be finite and <= 0 (β2,k = 1 − k^decay_rate must lie in [0, 1)).");
+        if (!(GrowthRate >= 0 && GrowthRate <= 1))
+            throw new ArgumentOutOfRangeException("growth_rate", GrowthRate, $"{where}: growth_rate must be in [0, 1] (β1,k = beta·growth_rate^(k−1) must stay below 1).");
+        if (!Enum.IsDefined(Kernel))
+            throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.OptionalDouble("beta", Beta);
+        writer.Double("eps", Eps);
+        writer.Double("decay_rate", DecayRate);
+        writer.Double("growth_rate", GrowthRate);
+        writer.Bool("vector_reshape", VectorReshape);
+        writer.Long("kernel", (long)Kernel);
+    }
+
+    internal static SmmfConfig Read(StateReader reader) => new(
+        reader.OptionalDouble("beta"), reader.Double("eps"), reader.Double("decay_rate"), reader.Double("growth_rate"),
+        reader.Bool("vector_reshape"), (KernelPreference)reader.Long("kernel"));
+
+    /// <summary>β1,k = β·g^(k−1) (0 without β) and β2,k = 1 − k^c for the 1-based step <paramref name="step"/>.</summary>
+    internal (double Beta1, double Beta2) Decays(long step) =>
+        (Beta is double beta ? beta * Math.Pow(GrowthRate, step - 1) : 0, 1 - Math.Pow(step, DecayRate));
+
+    /// <summary>True when a tensor of <paramref name="shape"/> is square-matricized (see <see cref="VectorReshape"/>).</summary>
+    internal bool Factorizes(long[] shape) => VectorReshape || shape.Count(d => d != 1) != 1;
+}
+
+/// <summary>
+/// The per-tensor state of <see cref="SmmfConfig"/>. Factorized: ρ_M (n̂), γ_M (m̂), the packed signs of M
+/// (⌈N/8⌉ bytes), ρ_V (n̂), γ_V (m̂), i.e. 2·(n̂ + m̂)·4 + ⌈N/8⌉ bytes ((n̂ + m̂)·4 without β). Unfactorized
+/// (1-D with vector_reshape = false): full M and V in the working dtype.
+/// </summary>
+public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
+{
+    private readonly long[] _shape;
+    private readonly long _count;
+    private readonly bool _momentum;
+    private Tensor? _momentRows, _momentCols, _momentSigns, _varianceRows, _varianceCols; // factorized
+    private Tensor? _expAvg, _expAvgSq;                                                  // unfactorized
+
+    internal SmmfRule(long[] shape, SmmfConfig config, ScalarType dtype, Device device)
+    {
+        _shape = shape;
+        _count = SquareMatricization.Count(shape);
+        _momentum = config.Beta.HasValue;
+        IsFactorized = config.Factorizes(shape);
+        (Rows, Cols) = IsFactorized ? SquareMatricization.Of(_count) : (_count, 1);
+        if (config.Kernel == KernelPreference.Cpu && IsFactorized &&
+            (device.type != DeviceType.CPU || dtype != ScalarType.Float32 || _count > SmmfCpuKernel.MaxElements))
+            throw new ArgumentException(
+                $"kernel = {KernelPreference.Cpu} needs float32 state on the CPU and at most {SmmfCpuKernel.MaxElements} elements, " +
+                $"but the parameter of shape {StateReader.Format(shape)} has {dtype} state on {device}; use {KernelPreference.Auto} or {KernelPreference.Reference}.",
+                "kernel");
+        try
+        {
+            if (IsFactorized)
+            {
+                if (_momentum)
+                {
+                    _momentRows = StateTensors.Zeros([Rows], ScalarType.Float32, device);
+                    _momentCols = StateTensors.Zeros([Cols], ScalarType.Float32, device);
+                    _momentSigns = SignBits.Zeros(_count, device);
+                }
+                _varianceRows = StateTensors.Zeros([Rows], ScalarType.Float32, device);
+                _varianceCols = StateTensors.Zeros([Cols], ScalarType.Float32, device);
+            }
+            else
+            {
+                if (_momentum) _expAvg = StateTensors.Zeros(shape, dtype, device);
+                _expAvgSq = StateTensors.Zeros(shape, dtype, device);
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>True when the tensor is square-matricized; false for a 1-D tensor with vector_reshape = false.</summary>
+    public bool IsFactorized { get; }
+
+    /// <summary>n̂, the rows of the matrix view (N when unfactorized).</summary>
+    public long Rows { get; }
+
+    /// <summary>m̂, the columns of the matrix view (1 when unfactorized).</summary>
+    public long Cols { get; }
+
+    /// <inheritdoc />
+    public long StateBytes =>
+        StateTensors.Bytes(_momentRows) + StateTensors.Bytes(_momentCols) + StateTensors.Bytes(_momentSigns) +
+        StateTensors.Bytes(_varianceRows) + StateTensors.Bytes(_varianceCols) +
+        StateTensors.Bytes(_expAvg) + StateTensors.Bytes(_expAvgSq);
+
+    /// <summary>The compressed state as the kernels see it (factorized layout only).</summary>
+    internal SmmfFactors Factors => new(Rows, Cols, _momentRows, _momentCols, _momentSigns, _varianceRows!, _varianceCols!);
+
+    /// <summary>The unfactorized moments (null when factorized, or M without β).</summary>
+    internal (Tensor? ExpAvg, Tensor? ExpAvgSq) FullMoments => (_expAvg, _expAvgSq);
+
+    /// <inheritdoc />
+    public RuleUpdate Compute(Tensor gradient, in RuleContext context)
+    {
+        var config = Checked(context.Config);
+        var (beta1, beta2) = config.Decays(context.Step);
+        var lr = context.LearningRate;
+        if (!IsFactorized) return new RuleUpdate(FullStep(gradient, config, beta1, beta2), lr, lr);
+        if (UsesKernel(config, gradient))
+        {
+            var g = gradient.is_contiguous() ? gradient : gradient.contiguous();
+            var direction = empty_like(g);
+            SmmfCpuKernel.StepDirection(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction);
+            return new RuleUpdate(direction, lr, lr);
+        }
+        return new RuleUpdate(ReferenceStep(gradient, config, beta1, beta2), lr, lr);
+    }
+
+    /// <summary>
+    /// Fuses the weight update into the CPU kernel when the kernel runs and the parameter is a contiguous
+    /// float32 CPU tensor; declines otherwise (bf16 parameters, the reference path, unfactorized tensors).
+    /// </summary>
+    public bool TryUpdateInPlace(Parameter parameter, Tensor gradient, in RuleContext context, double weightDecayBeforeUpdate, out double decayLearningRate)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        var config = Checked(context.Config);
+        var lr = decayLearningRate = context.LearningRate;
+        if (!IsFactorized || !UsesKernel(config, gradient) || !SmmfCpuKernel.Supports(parameter)) return false;
+        var (beta1, beta2) = config.Decays(context.Step);
+        using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
+        SmmfCpuKernel.StepParameter(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, 1 - lr * weightDecayBeforeUpdate), parameter);
+        return true;
+    }
+
+    private SmmfConfig Checked(IUpdateRuleConfig current)
+    {
+        var config = RuleChecks.ConfigAs<SmmfConfig>(current);
+        if (config.Beta.HasValue != _momentum)
+            throw new InvalidOperationException("SMMF's beta cannot switch between null and a value after the optimizer is built.");
+        if (config.Factorizes(_shape) != IsFactorized)
+            throw new InvalidOperationException("SMMF's vector_reshape cannot change after the optimizer is built when it changes a tensor's layout.");
+        return config;
+    }
+
+    private bool UsesKernel(SmmfConfig config, Tensor gradient) => config.Kernel switch
+    {
+        KernelPreference.Reference => false,
+        KernelPreference.Cpu => true, // checked at creation; the kernel reports a gradient it cannot take
+        _ => gradient.device_type == DeviceType.CPU && gradient.dtype == ScalarType.Float32 &&
+             _varianceRows!.device_type == DeviceType.CPU && _count <= SmmfCpuKernel.MaxElements,
+    };
+
+    /// <summary>The reference step in TorchSharp ops (any device, float32 or float64 working dtype).</summary>
+    private Tensor ReferenceStep(Tensor gradient, SmmfConfig config, double beta1, double beta2)
+    {
+        var dtype = gradient.dtype;
+        var g = gradient.reshape(Rows, Cols);
+        Tensor? m = null;
+        if (_momentum)
+        {
+            var magnitude = RankOneFactorization.Decompress(_momentRows!, _momentCols!, dtype);
+            using var positive = SignBits.Unpack(_momentSigns!, _count, [Rows, Cols]);
+            m = where(positive, magnitude, magnitude.neg()).mul_(beta1).add_(g, alpha: 1 - beta1);
+        }
+        var v = RankOneFactorization.Decompress(_varianceRows!, _varianceCols!, dtype).mul_(beta2).addcmul_(g, g, value: 1 - beta2);
+        if (m is not null)
+        {
+            using var isPositive = m.gt(0);
+            SignBits.PackInto(isPositive, _momentSigns!);
+            using var absolute = m.abs();
+            RankOneFactorization.Compress(absolute, _momentRows!, _momentCols!);
+        }
+        RankOneFactorization.Compress(v, _varianceRows!, _varianceCols!);
+        return (m ?? g).div(v.sqrt_().add_(config.Eps)).reshape(gradient.shape);
+    }
+
+    /// <summary>The unfactorized step: full M and V of the tensor's shape, same schedules, no compression.</summary>
+    private Tensor FullStep(Tensor gradient, SmmfConfig config, double beta1, double beta2)
+    {
+        _expAvg?.mul_(beta1).add_(gradient, alpha: 1 - beta1);
+        _expAvgSq!.mul_(beta2).addcmul_(gradient, gradient, value: 1 - beta2);
+        using var denominator = _expAvgSq.sqrt().add_(config.Eps);
+        return (_expAvg ?? gradient).div(denominator);
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Tensor("moment_rows", _momentRows);
+        writer.Tensor("moment_cols", _momentCols);
+        writer.Tensor("moment_signs", _momentSigns);
+        writer.Tensor("variance_rows", _varianceRows);
+        writer.Tensor("variance_cols", _varianceCols);
+        writer.Tensor("exp_avg", _expAvg);
+        writer.Tensor("exp_avg_sq", _expAvgSq);
+    }
+
+    /// <inheritdoc />
+    public void Load(StateReader reader)
+    {
+        LoadSlot(reader, "moment_rows", ref _momentRows);
+        LoadSlot(reader, "moment_cols", ref _momentCols);
+        LoadSlot(reader, "moment_signs", ref _momentSigns);
+        LoadSlot(reader, "variance_rows", ref _varianceRows);
+        LoadSlot(reader, "variance_cols", ref _varianceCols);
+        LoadSlot(reader, "exp_avg", ref _expAvg);
+        LoadSlot(reader, "exp_avg_sq", ref _expAvgSq);
+    }
+
+    private static void LoadSlot(StateReader reader, string name, ref Tensor? slot)
+    {
+        // The saved entry is present exactly when this (freshly created) rule has the slot.
+        if (slot is null) reader.AbsentTensor(name);
+        else StateTensors.Replace(ref slot, reader.RequiredTensor(name, slot.shape, slot.dtype, slot.device));
+    }
+
+    /// <inheritdoc />
+    public void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _momentRows, device);
+        StateTensors.MoveTo(ref _momentCols, device);
+        StateTensors.MoveTo(ref _momentSigns, device);
+        StateTensors.MoveTo(ref _varianceRows, device);
+        StateTensors.MoveTo(ref _varianceCols, device);
+        StateTensors.MoveTo(ref _expAvg, device);
+        StateTensors.MoveTo(ref _expAvgSq, device);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _momentRows?.Dispose(); _momentCols?.Dispose(); _momentSigns?.Dispose();
+        _varianceRows?.Dispose(); _varianceCols?.Dispose();
+        _expAvg?.Dispose(); _expAvgSq?.Dispose();
+        _momentRows = _momentCols = _momentSigns = _varianceRows = _varianceCols = _expAvg = _expAvgSq = null;
+    }
+}

@@ -165,6 +165,9 @@ public sealed class DctSubspace : ISubspace
         return order.Take((int)count).Select(i => (long)i).ToArray();
     }
 
+    /// <summary>The shared s×s basis (built on first use); owned by the cache.</summary>
+    internal Tensor SharedBasis => _basis.Basis;
+
     /// <summary>Q = C[:, idx] (s×r), gathered from the shared basis.</summary>
     private Tensor Columns() => _basis.Basis.index_select(1, _indices!);
 

@@ -135,21 +135,36 @@ public sealed class DctSubspace : ISubspace
         using (var scope = NewDisposeScope())
         {
             var dim = Side == ProjectionSide.Right ? 1L : 0L;
-            var transformed = _config.Method == DctTransformMethod.FastTransform
-                ? DctTransform.TimesBasis(gradient, dim)
-                : Side == ProjectionSide.Right ? gradient.mm(_basis.Basis) : _basis.Basis.t().mm(gradient);
-            // Score of column j of G·C (right) or row j of Cᵀ·G (left): reduce over the other dimension.
             var reduce = 1 - dim;
-            var scores = _config.ScoreNorm == 1.0
-                ? transformed.abs().sum(reduce, type: ScalarType.Float32)
-                : linalg.vector_norm(transformed.to(ScalarType.Float32), _config.ScoreNorm, [reduce]);
-            var indices = tensor(TopIndices(scores, Rank), device: _device);
-            projected = transformed.index_select(dim, indices).MoveToOuterDisposeScope();
+            // Score of column j of G·C (right) or row j of Cᵀ·G (left): its ℓp norm over the other dimension.
+            Tensor indices;
+            if (_config.Method == DctTransformMethod.FastTransform)
+            {
+                // Makhoul's order: score the permuted slices, reorder only the s scores, gather the r winners.
+                var permuted = DctTransform.TimesBasisPermuted(gradient, dim);
+                var source = DctTransform.SourcePositions(BasisSize, _device);
+                var scores = Scores(permuted, reduce).index_select(0, source);
+                indices = tensor(TopIndices(scores, Rank), device: _device);
+                projected = permuted.index_select(dim, source.index_select(0, indices)).to(gradient.dtype).MoveToOuterDisposeScope();
+            }
+            else
+            {
+                var transformed = Side == ProjectionSide.Right ? gradient.mm(_basis.Basis) : _basis.Basis.t().mm(gradient);
+                indices = tensor(TopIndices(Scores(transformed, reduce), Rank), device: _device);
+                projected = transformed.index_select(dim, indices).MoveToOuterDisposeScope();
+            }
             var old = _indices;
             _indices = indices.DetachFromDisposeScope();
             old?.Dispose();
         }
         return projected;
+    }
+
+    /// <summary>ℓp norms over <paramref name="reduce"/>, accumulated in at least float32.</summary>
+    private Tensor Scores(Tensor transformed, long reduce)
+    {
+        var t = transformed.dtype is ScalarType.Float32 or ScalarType.Float64 ? transformed : transformed.to(ScalarType.Float32);
+        return linalg.vector_norm(t, _config.ScoreNorm, [reduce]);
     }
 
     /// <summary>

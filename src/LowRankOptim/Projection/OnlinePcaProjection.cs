@@ -119,7 +119,8 @@ public sealed class OnlinePcaSubspace : BasisSubspace
     {
         if (context.Step <= 1 || Basis is not { } p) return; // step 1 only initializes P
         using var scope = NewDisposeScope();
-        var norm = gradient.to(ScalarType.Float64).norm().item<double>();
+        // Reductions accumulate in float32 or wider even for bf16/fp16 inputs: no full-size copy needed.
+        var norm = gradient.norm().to(ScalarType.Float64).item<double>();
         if (!double.IsFinite(norm))
             throw new SubspaceRefreshException("the gradient has non-finite entries; P keeps its value");
         var ruleType = _config.BasisRule.WorkingType(p.dtype);

@@ -278,8 +278,9 @@ public static class RefreshCommand
         T("DCT fast: transform (Makhoul FFT, permuted order)", () => DctTransform.TimesBasisPermuted(a, dim));
         var permuted = DctTransform.TimesBasisPermuted(a, dim);
         var source = DctTransform.SourcePositions(a.shape[dim], a.device);
-        T("DCT fast: ℓ1 scores (and their reordering)", () => linalg.vector_norm(permuted, 1, [1 - dim]).index_select(0, source));
-        var scores = linalg.vector_norm(permuted, 1, [1 - dim]).index_select(0, source);
+        Tensor L1(Tensor t) => dim == 1 ? ones(1, t.shape[0]).mm(t.abs()).squeeze(0) : linalg.vector_norm(t, 1, [1L]);
+        T("DCT fast: ℓ1 scores (and their reordering)", () => L1(permuted).index_select(0, source));
+        var scores = L1(permuted).index_select(0, source);
         T("DCT fast: sorted top-r (CPU)", () => scores.cpu().data<float>().ToArray().Select((v, i) => (v, i)).OrderByDescending(x => x.v).ThenBy(x => x.i).Take(rank).ToArray());
         var idx = arange(rank);
         T("DCT fast: gather the r columns", () => permuted.index_select(dim, source.index_select(0, idx)));

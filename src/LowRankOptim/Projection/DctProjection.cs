@@ -164,6 +164,9 @@ public sealed class DctSubspace : ISubspace
     private Tensor Scores(Tensor transformed, long reduce)
     {
         var t = transformed.dtype is ScalarType.Float32 or ScalarType.Float64 ? transformed : transformed.to(ScalarType.Float32);
+        // Column sums of a row-major matrix are a slow strided reduction on the CPU; 1ᵀ·|S| is a fast GEMV.
+        if (_config.ScoreNorm == 1.0 && reduce == 0)
+            return ones([1, t.shape[0]], dtype: t.dtype, device: t.device).mm(t.abs()).squeeze(0);
         return linalg.vector_norm(t, _config.ScoreNorm, [reduce]);
     }
 

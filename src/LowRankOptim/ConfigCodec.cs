@@ -26,6 +26,9 @@ internal static class ConfigCodec
         {
             nameof(FullSpace) => FullSpace.Instance,
             nameof(SvdProjection) => SvdProjection.Read(reader),
+            nameof(RandomizedSvdProjection) => RandomizedSvdProjection.Read(reader),
+            nameof(DctProjection) => DctProjection.Read(reader),
+            nameof(OnlinePcaProjection) => OnlinePcaProjection.Read(reader),
             _ => throw new InvalidDataException($"{reader.Context}: unknown projection kind '{kind}'."),
         };
     }
@@ -45,7 +48,7 @@ internal static class ConfigCodec
 
     private static string KindOf(object config) => config switch
     {
-        FullSpace or SvdProjection or AdamConfig or AdafactorConfig or SgdConfig or SmmfConfig => config.GetType().Name,
+        FullSpace or SvdProjection or RandomizedSvdProjection or DctProjection or OnlinePcaProjection or AdamConfig or AdafactorConfig or SgdConfig or SmmfConfig => config.GetType().Name,
         _ => throw new NotSupportedException(
             $"{config.GetType().FullName} cannot be saved: only the library's own projection and rule configs are serializable."),
     };

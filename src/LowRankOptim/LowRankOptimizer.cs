@@ -125,15 +125,16 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         var g = grad.dtype == rule.WorkingType(grad.dtype) ? grad : grad.to(rule.WorkingType(grad.dtype));
         if (decay != 0 && options.DecayOrder == WeightDecayOrder.CoupledToGradient) g = g.add(p.to(g.dtype), alpha: decay);
         var subspace = state.Subspace;
-        Tensor? matrixGrad = null;
+        Tensor? matrixGrad = null, refreshed = null;
+        var subspaceContext = new SubspaceContext(state.Index, k, options.Lr, options.InitialLearningRate);
         if (subspace is not null)
         {
             var view = options.Projection!.MatrixViewOf(state.Shape)!.Value;
             matrixGrad = g.reshape(view.Rows, view.Cols);
-            if (subspace.NeedsRefresh(k) && !TryRefresh(state, subspace, matrixGrad, k) && !subspace.HasBasis)
+            if (subspace.NeedsRefresh(k) && !TryRefresh(state, subspace, matrixGrad, subspaceContext, out refreshed) && !subspace.HasBasis)
                 return; // no basis to project with yet: skip this parameter's update (reported)
         }
-        var r = subspace is null ? g : subspace.Project(matrixGrad!);
+        var r = subspace is null ? g : refreshed ?? subspace.Project(matrixGrad!);
         var context = new RuleContext(k, options.Lr, rule, () => ParameterRms(p));
         if (subspace is null && state.Rule is IFusedParameterUpdate fused && fused.TryUpdateInPlace(
                 p, r, context, options.DecayOrder == WeightDecayOrder.BeforeUpdate ? decay : 0, out var fusedDecayLr))
@@ -156,18 +157,20 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         {
             var view = options.Projection!.MatrixViewOf(state.Shape)!.Value;
             subspace.AddProjectedBack(p.view(view.Rows, view.Cols), update.Direction, -update.Coefficient);
+            TryAfterUpdate(state, subspace, matrixGrad!, r, subspaceContext);
         }
         if (decay != 0 && options.DecayOrder == WeightDecayOrder.AfterUpdate) p.mul_(decayFactor);
     }
 
-    private bool TryRefresh(LowRankParameterState state, ISubspace subspace, Tensor matrixGrad, long step)
+    private bool TryRefresh(LowRankParameterState state, ISubspace subspace, Tensor matrixGrad, in SubspaceContext context, out Tensor? projected)
     {
+        projected = null;
         string reason;
         try
         {
             if (matrixGrad.isfinite().all().item<bool>())
             {
-                subspace.Refresh(matrixGrad, step);
+                projected = subspace.Refresh(matrixGrad, context);
                 state.Refreshes++;
                 return true;
             }
@@ -177,9 +180,27 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         {
             reason = e.Message;
         }
+        ReportFailure(state, subspace, context.Step, reason);
+        return false;
+    }
+
+    /// <summary>The subspace's after-update hook (Online Subspace Descent's basis step); a failure keeps the basis and is reported.</summary>
+    private void TryAfterUpdate(LowRankParameterState state, ISubspace subspace, Tensor matrixGrad, Tensor projected, in SubspaceContext context)
+    {
+        try
+        {
+            subspace.AfterUpdate(matrixGrad, projected, context);
+        }
+        catch (SubspaceRefreshException e)
+        {
+            ReportFailure(state, subspace, context.Step, e.Message);
+        }
+    }
+
+    private void ReportFailure(LowRankParameterState state, ISubspace subspace, long step, string reason)
+    {
         state.RefreshFailures++;
         RefreshFailed?.Invoke(this, new RefreshFailedEventArgs(state.Index, step, subspace.HasBasis, reason));
-        return false;
     }
 
     private static double ParameterRms(Parameter p)

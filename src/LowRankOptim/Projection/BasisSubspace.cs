@@ -54,23 +54,24 @@ public abstract class BasisSubspace : ISubspace
     /// <summary>V_rᵀ (r×n), or null for a left projection or before the first refresh.</summary>
     public Tensor? Right => _right;
     /// <inheritdoc />
-    public long StateBytes => StateTensors.Bytes(_left) + StateTensors.Bytes(_right);
+    public virtual long StateBytes => StateTensors.Bytes(_left) + StateTensors.Bytes(_right);
+
+    /// <summary>GaLore's schedule: at the first step and at steps 1, T+1, 2T+1, …</summary>
+    public virtual bool NeedsRefresh(long step) => !HasBasis || (step - 1) % UpdateProjGap == 0;
 
     /// <inheritdoc />
-    public bool NeedsRefresh(long step) => !HasBasis || (step - 1) % UpdateProjGap == 0;
-
-    /// <inheritdoc />
-    public void Refresh(Tensor gradient, long step)
+    public Tensor? Refresh(Tensor gradient, in SubspaceContext context)
     {
         using var scope = NewDisposeScope();
         var g32 = gradient.to(ScalarType.Float32); // owned by the scope when it is a copy
-        var (u, vh) = EstimateBasis(g32, RefreshCount);
+        var (u, vh) = EstimateBasis(g32, RefreshCount, context);
         // Compute both before replacing either, so a failure keeps the previous basis whole.
         var left = u is null ? null : CanonicalOrFail(u, columns: true);
         var right = vh is null ? null : CanonicalOrFail(vh, columns: false);
         if (left is not null) StateTensors.Replace(ref _left, left.to(DType, copy: true));
         if (right is not null) StateTensors.Replace(ref _right, right.to(DType, copy: true));
         RefreshCount++;
+        return null;
     }
 
     /// <summary>
@@ -78,7 +79,10 @@ public abstract class BasisSubspace : ISubspace
     /// <paramref name="refreshIndex"/> (0-based): U_r (m×r) when <see cref="Side"/> needs a left basis,
     /// V_rᵀ (r×n) when it needs a right one, null otherwise. Signs need not be canonical.
     /// </summary>
-    protected abstract (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex);
+    protected abstract (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context);
+
+    /// <summary>Nothing to do for bases estimated at refreshes only; Online Subspace Descent overrides it.</summary>
+    public virtual void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 
     /// <summary>True when the side needs U_r.</summary>
     protected bool NeedsLeft => Side != ProjectionSide.Right;
@@ -148,7 +152,7 @@ public abstract class BasisSubspace : ISubspace
     }
 
     /// <inheritdoc />
-    public void MoveTo(Device device)
+    public virtual void MoveTo(Device device)
     {
         StateTensors.MoveTo(ref _left, device);
         StateTensors.MoveTo(ref _right, device);
@@ -158,10 +162,17 @@ public abstract class BasisSubspace : ISubspace
     /// <inheritdoc />
     public void Dispose()
     {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Disposes the bases; derived classes dispose their own tensors too.</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (!disposing) return;
         _left?.Dispose();
         _right?.Dispose();
         _left = _right = null;
-        GC.SuppressFinalize(this);
     }
 
     private static Tensor CanonicalOrFail(Tensor basis, bool columns)

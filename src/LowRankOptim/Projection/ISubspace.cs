@@ -5,6 +5,8 @@ namespace LowRankOptim.Projection;
 /// <summary>
 /// The per-parameter subspace: owns its basis and knows when to refresh it. Gradients come in as
 /// matrices of the shape the config chose; projected gradients have <see cref="ProjectedShape"/>.
+/// Per step the optimizer calls <see cref="NeedsRefresh"/> (and <see cref="Refresh"/> when due),
+/// <see cref="Project"/>, <see cref="AddProjectedBack"/> and finally <see cref="AfterUpdate"/>.
 /// </summary>
 public interface ISubspace : IStatefulComponent
 {
@@ -17,8 +19,13 @@ public interface ISubspace : IStatefulComponent
     /// <summary>True when the basis must be recomputed before the update of 1-based step <paramref name="step"/>.</summary>
     bool NeedsRefresh(long step);
 
-    /// <summary>Recomputes the basis from <paramref name="gradient"/>; on failure the previous basis is kept and the exception propagates.</summary>
-    void Refresh(torch.Tensor gradient, long step);
+    /// <summary>
+    /// Recomputes the basis from <paramref name="gradient"/> (finite, checked by the caller); on failure the
+    /// previous basis is kept and the exception propagates. Returns the projection of
+    /// <paramref name="gradient"/> onto the new basis when the refresh computed it anyway (owned by the
+    /// caller's dispose scope), or null, in which case the caller calls <see cref="Project"/>.
+    /// </summary>
+    torch.Tensor? Refresh(torch.Tensor gradient, in SubspaceContext context);
 
     /// <summary>Projects a full gradient matrix into the subspace.</summary>
     torch.Tensor Project(torch.Tensor gradient);
@@ -30,4 +37,11 @@ public interface ISubspace : IStatefulComponent
     /// target ← target + alpha · ProjectBack(lowRank), as one fused <c>addmm_</c> where the side allows.
     /// </summary>
     void AddProjectedBack(torch.Tensor target, torch.Tensor lowRank, double alpha);
+
+    /// <summary>
+    /// Called once the weight update of this step has been applied, with the step's gradient matrix and its
+    /// projection; subspaces that learn their basis online (Online Subspace Descent) update it here. Throws
+    /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).
+    /// </summary>
+    void AfterUpdate(torch.Tensor gradient, torch.Tensor projected, in SubspaceContext context);
 }

@@ -69,10 +69,13 @@ public sealed class SvdSubspace : BasisSubspace
         : base(matrix, side, rank, gap, scale, dtype, device) { }
 
     /// <inheritdoc />
-    protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex)
+    protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context) =>
+        TopSingularVectors(gradient, Rank, NeedsLeft, NeedsRight);
+
+    /// <summary>The top-<paramref name="rank"/> left (m×r) and/or right (r×n) singular vectors of a thin SVD.</summary>
+    internal static (Tensor? Left, Tensor? Right) TopSingularVectors(Tensor gradient, long rank, bool left, bool right)
     {
         var (u, _, vh) = linalg.svd(gradient, fullMatrices: false);
-        var r = Rank;
-        return (NeedsLeft ? u.narrow(1, 0, r) : null, NeedsRight ? vh.narrow(0, 0, r) : null);
+        return (left ? u.narrow(1, 0, rank) : null, right ? vh.narrow(0, 0, rank) : null);
     }
 }

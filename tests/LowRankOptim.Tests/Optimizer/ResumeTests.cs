@@ -15,8 +15,12 @@ namespace LowRankOptim.Tests.Optimizer;
 /// </summary>
 public sealed class ResumeTests
 {
-    public static TheoryData<string> Configurations() => ["galore-std", "galore-full", "galore-adafactor-momentum", "adamw-full-space", "sgd-momentum",
-        "smmf", "smmf-reference-beta-none-no-vector-reshape", "smmf-l2-with-galore-linear-weights"];
+    public static TheoryData<string> Configurations() =>
+    [
+        "galore-std", "galore-full", "galore-adafactor-momentum", "adamw-full-space", "sgd-momentum",
+        "galore-randomized", "galore-randomized-full", "dct-adamw", "dct-adamw-fast", "osd-adamw", "osd-adafactor-basis",
+        "smmf", "smmf-reference-beta-none-no-vector-reshape", "smmf-l2-with-galore-linear-weights",
+    ];
 
     internal static LowRankOptimizer Create(string configuration, Sequential model) => configuration switch
     {
@@ -24,6 +28,18 @@ public sealed class ResumeTests
         "galore-full" => LowRank.GaLore(LowRank.SplitParameters(model), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full),
         "galore-adafactor-momentum" => LowRank.GaLoreAdafactor(LowRank.SplitParameters(model), beta1: 0.9, rank: 3, update_proj_gap: 3, weight_decay: 0.05),
         "adamw-full-space" => LowRank.AdamW(model.parameters(), lr: 0.01, weight_decay: 0.01),
+        // Refreshes at steps 1, 4, 7, 10: the sketch of a refresh after the load must be the same draw.
+        "galore-randomized" => LowRank.GaLore(LowRank.SplitParameters(model), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5,
+            weight_decay: 0.1, projector: GaLoreProjector.RandomizedSvd, power_iterations: 1, seed: 12),
+        "galore-randomized-full" => LowRank.GaLore(LowRank.SplitParameters(model), lr: 0.01, rank: 4, update_proj_gap: 4,
+            proj_type: ProjectionType.Full, projector: GaLoreProjector.RandomizedSvd, oversampling: 2),
+        // Re-selections at steps 1, 2, 4, 6, …: the indices are the whole projector state.
+        "dct-adamw" => LowRank.DctAdamW(model.parameters(), lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 2),
+        "dct-adamw-fast" => LowRank.DctAdamW(model.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform),
+        // P takes a step of its own optimizer every step: its moments and step count must resume exactly.
+        "osd-adamw" => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(model), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1),
+        "osd-adafactor-basis" => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(model), lr: 0.01, rank: 3, update_proj_gap: 5,
+            p_optimizer: new Rules.AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0),
         "sgd-momentum" => new LowRankOptimizer([new LowRankParamGroup(model.parameters())],
             Equivalence.AdamWEquivalenceTests.Options(FullSpace.Instance, new Rules.SgdConfig(0.9), 0.05)),
         "smmf" => LowRank.Smmf(model.parameters(), lr: 0.01, weight_decay: 0.01),

@@ -13,7 +13,8 @@ namespace LowRankOptim.Tests.Properties;
 public sealed class MemoryPlannerTests
 {
     public static TheoryData<string> Configurations() =>
-        ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16", "smmf", "smmf-no-beta", "smmf-vectors-unfactorized", "smmf-bf16"];
+        ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16", "smmf", "smmf-no-beta", "smmf-vectors-unfactorized", "smmf-bf16",
+         "randomized", "dct", "dct-left", "osd-adam", "osd-adafactor"];
 
     private static (IProjectionConfig, IUpdateRuleConfig, ScalarType) Config(string name) => name switch
     {
@@ -33,6 +34,11 @@ public sealed class MemoryPlannerTests
         "smmf-no-beta" => (FullSpace.Instance, new SmmfConfig(Beta: null), float32),
         "smmf-vectors-unfactorized" => (FullSpace.Instance, new SmmfConfig(VectorReshape: false), float32),
         "smmf-bf16" => (new SvdProjection(3, 5, 1.0), new SmmfConfig(), bfloat16),
+        "randomized" => (new RandomizedSvdProjection(3, 5, 1.0), new AdamConfig(), float32),
+        "dct" => (new DctProjection(3, 5), new AdamConfig(), float32),
+        "dct-left" => (new DctProjection(3, 5, Type: ProjectionType.Left), new AdamConfig(), float32),
+        "osd-adam" => (new OnlinePcaProjection(3, 5, 1.0), new AdamConfig(), float32),
+        "osd-adafactor" => (new OnlinePcaProjection(3, 5, 1.0, BasisRule: new AdafactorConfig(RelativeStep: false)), new AdamConfig(), float32),
         _ => throw new ArgumentException(name),
     };
 

@@ -1,4 +1,5 @@
 using FluentAssertions;
+using LowRankOptim.Projection;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -8,7 +9,9 @@ namespace LowRankOptim.Tests.Reference;
 
 /// <summary>
 /// Replays every golden fixture (tests/fixtures and LOWRANKOPTIM_FIXTURES_DIRS): parameters after every
-/// step must equal the reference implementation's within |a − e| ≤ 1e-5 + 1e-5·|e| (fixtures README).
+/// step must equal the reference implementation's within |a − e| ≤ 1e-5 + 1e-5·|e| (fixtures README); the
+/// parameters whose subspace was (re)computed in a step must be exactly those the fixture lists
+/// (<c>extra.svd_refresh</c>, <c>extra.dct_indices</c>), and the DCT indices must match exactly, in order.
 /// </summary>
 public sealed class GoldenFixtureTests
 {
@@ -32,21 +35,40 @@ public sealed class GoldenFixtureTests
         var f = GoldenFixture.Load(path);
         f.Name.Should().Be(name);
         f.Algorithm.Should().Be(algorithm);
+        Replay(f, DctTransformMethod.MatrixProduct, kernel, dtype);
+    }
+
+    /// <summary>Runs the fixture's steps on an optimizer built by <see cref="FixtureCatalog.Build"/> and checks every step.</summary>
+    internal static void Replay(GoldenFixture f, DctTransformMethod dctMethod, KernelPreference kernel = KernelPreference.Auto, torch.ScalarType dtype = torch.ScalarType.Float32)
+    {
         using var scope = torch.NewDisposeScope();
         var parameters = f.Parameters.ToDictionary(p => p.Name,
             p => new Parameter(torch.tensor(p.Initial, dtype: torch.float32).reshape(p.Shape).to(dtype)));
-        using var optimizer = FixtureCatalog.Build(f, parameters, kernel);
+        using var optimizer = FixtureCatalog.Build(f, parameters, kernel, dctMethod);
         var groups = optimizer.ParamGroups.ToList();
+        var states = parameters.ToDictionary(kv => kv.Key, kv => optimizer.States.Single(s => s.Parameter.Handle == kv.Value.Handle));
         for (var k = 0; k < f.Steps.Count; k++)
         {
             var step = f.Steps[k];
+            var where = $"{f.Name} ({dctMethod}): step {k + 1}";
             if (step.Lr is { } lrs)
                 for (var i = 0; i < lrs.Length; i++) groups[i].LearningRate = lrs[i];
             foreach (var (pname, p) in parameters)
                 p.grad = torch.tensor(step.Gradients[pname], dtype: torch.float32).reshape(p.shape).to(dtype);
+            var refreshesBefore = states.ToDictionary(kv => kv.Key, kv => kv.Value.Refreshes);
             optimizer.step();
             foreach (var (pname, p) in parameters)
-                TensorAssert.Close(p, step.Expected[pname], Atol, Rtol, $"{name}: parameter '{pname}' after step {k + 1}");
+                TensorAssert.Close(p, step.Expected[pname], Atol, Rtol, $"{where}: parameter '{pname}'");
+
+            var refreshed = states.Where(kv => kv.Value.Refreshes > refreshesBefore[kv.Key]).Select(kv => kv.Key).Order().ToList();
+            var svd = step.Extra?["svd_refresh"]?.AsArray().Select(n => (string)n!) ?? [];
+            var dct = step.Extra?["dct_indices"]?.AsObject() ?? [];
+            refreshed.Should().Equal(svd.Concat(dct.Select(kv => kv.Key)).Order(), $"{where}: the parameters whose subspace was recomputed");
+            foreach (var (pname, expected) in dct)
+            {
+                var subspace = states[pname].Subspace.Should().BeOfType<DctSubspace>($"{where}: '{pname}' is a DCT parameter").Subject;
+                subspace.Indices.Should().Equal(expected!.AsArray().Select(n => (long)n!), $"{where}: DCT indices of '{pname}' (exact, in slot order)");
+            }
         }
     }
 }

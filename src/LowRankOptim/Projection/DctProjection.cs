@@ -1,0 +1,282 @@
+using LowRankOptim.Linalg;
+using LowRankOptim.Serialization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Projection;
+
+/// <summary>How the DCT projector computes G·C (or Cᵀ·G) at a re-selection.</summary>
+public enum DctTransformMethod
+{
+    /// <summary>A matrix product with the cached s×s basis: O(m·n·s) per re-selection. The reference's <c>sim_type="matmul"</c>.</summary>
+    MatrixProduct,
+    /// <summary>
+    /// Makhoul's FFT algorithm (<see cref="DctTransform"/>): O(m·n·log s) per re-selection, never multiplying by
+    /// the s×s basis. Same basis, indices and projected gradient as <see cref="MatrixProduct"/> (up to float32
+    /// rounding); unlike the reference's <c>sim_type="makhoul"</c>, which transforms with the transposed basis.
+    /// </summary>
+    FastTransform,
+}
+
+/// <summary>
+/// SVD-free low-rank projection by DCT column selection (Modoranu et al., arXiv 2505.17967, "DCT-AdamW"):
+/// the basis is the orthonormal DCT-II matrix C of the projected dimension s, built once per size and
+/// shared (<see cref="DctBasis"/>); every re-selection keeps the r columns of C whose images G·C (right) or
+/// rows of Cᵀ·G (left) have the largest ℓp norm, in descending score order with ties to the lower index.
+/// The per-parameter state is those r indices only. Moments are kept unchanged across a re-selection.
+/// </summary>
+/// <param name="Rank">r ≥ 1; clamped to the basis size s.</param>
+/// <param name="UpdateProjGap">T ≥ 1: re-selection at steps k = 1 and k mod T = 0 (the reference's schedule; T = 1 every step).</param>
+/// <param name="Scale">α &gt; 0, multiplies the back-projected update (DCT-AdamW has none: 1).</param>
+/// <param name="Method">How G·C is computed at a re-selection.</param>
+/// <param name="ScoreNorm">p of the ℓp norm that scores a column, p ≥ 1 (∞ allowed); the reference's <c>ell_norm</c> (default 1).</param>
+/// <param name="MaxShape">2-D views with a dimension ≥ this use the full space (embeddings, LM heads); the reference's <c>max_shape</c>.</param>
+/// <param name="Type">The side: <see cref="ProjectionType.Std"/> projects the smaller dimension (right when m ≥ n, s = n), as the reference. <see cref="ProjectionType.Full"/> is not supported.</param>
+/// <param name="Tensors">Which parameters the projection applies to; the others use the full space.</param>
+public sealed record DctProjection(
+    int Rank = 128,
+    int UpdateProjGap = 1,
+    double Scale = 1.0,
+    DctTransformMethod Method = DctTransformMethod.MatrixProduct,
+    double ScoreNorm = 1.0,
+    long MaxShape = 32000,
+    ProjectionType Type = ProjectionType.Std,
+    TensorsProjected Tensors = TensorsProjected.MatricesOnly) : IProjectionConfig
+{
+    /// <inheritdoc />
+    public MatrixShape? MatrixViewOf(long[] shape) =>
+        MatrixSides.ViewOf(shape, Tensors) is MatrixShape m && m.Rows < MaxShape && m.Cols < MaxShape ? m : null;
+
+    /// <inheritdoc />
+    public long[] ProjectedShape(MatrixShape matrix)
+    {
+        var side = MatrixSides.SideOf(Type, matrix);
+        return MatrixSides.ProjectedShape(side, matrix, Math.Min(Rank, side == ProjectionSide.Right ? matrix.Cols : matrix.Rows));
+    }
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => ProjectedShape(matrix).Min() * sizeof(long); // the r int64 indices; the basis is shared
+
+    /// <inheritdoc />
+    public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) => new DctSubspace(this, matrix, dtype, device);
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        if (Rank < 1) throw new ArgumentOutOfRangeException("rank", Rank, $"{where}: rank must be >= 1.");
+        if (UpdateProjGap < 1) throw new ArgumentOutOfRangeException("update_proj_gap", UpdateProjGap, $"{where}: update_proj_gap must be >= 1.");
+        if (!(Scale > 0) || double.IsInfinity(Scale)) throw new ArgumentOutOfRangeException("scale", Scale, $"{where}: scale must be finite and > 0.");
+        if (!Enum.IsDefined(Method)) throw new ArgumentOutOfRangeException("sim_type", Method, $"{where}: sim_type must be one of {string.Join(", ", Enum.GetNames<DctTransformMethod>())}.");
+        if (!(ScoreNorm >= 1)) throw new ArgumentOutOfRangeException("ell_norm", ScoreNorm, $"{where}: ell_norm must be >= 1 (or +infinity).");
+        if (MaxShape < 1) throw new ArgumentOutOfRangeException("max_shape", MaxShape, $"{where}: max_shape must be >= 1.");
+        if (!Enum.IsDefined(Type) || Type == ProjectionType.Full)
+            throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of Std, ReverseStd, Left, Right (the DCT projector selects columns on one side).");
+        if (!Enum.IsDefined(Tensors)) throw new ArgumentOutOfRangeException(nameof(Tensors), Tensors, $"{where}: must be one of {string.Join(", ", Enum.GetNames<TensorsProjected>())}.");
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Long("rank", Rank);
+        writer.Long("update_proj_gap", UpdateProjGap);
+        writer.Double("scale", Scale);
+        writer.Long("sim_type", (long)Method);
+        writer.Double("ell_norm", ScoreNorm);
+        writer.Long("max_shape", MaxShape);
+        writer.Long("proj_type", (long)Type);
+        writer.Long("tensors", (long)Tensors);
+    }
+
+    internal static DctProjection Read(StateReader reader) => new(
+        (int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"),
+        (DctTransformMethod)reader.Long("sim_type"), reader.Double("ell_norm"), reader.Long("max_shape"),
+        (ProjectionType)reader.Long("proj_type"), (TensorsProjected)reader.Long("tensors"));
+}
+
+/// <summary>
+/// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
+/// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
+/// </summary>
+public sealed class DctSubspace : ISubspace
+{
+    private readonly DctProjection _config;
+    private readonly ScalarType _dtype;
+    private Device _device;
+    private DctBasis.Lease _basis;
+    private Tensor? _indices; // int64 [r], descending score order
+
+    internal DctSubspace(DctProjection config, MatrixShape matrix, ScalarType dtype, Device device)
+    {
+        _config = config;
+        Matrix = matrix;
+        Side = MatrixSides.SideOf(config.Type, matrix);
+        BasisSize = Side == ProjectionSide.Right ? matrix.Cols : matrix.Rows;
+        Rank = Math.Min(config.Rank, BasisSize);
+        ProjectedShape = MatrixSides.ProjectedShape(Side, matrix, Rank);
+        _dtype = dtype;
+        _device = device;
+        _basis = DctBasis.Acquire(BasisSize, dtype, device);
+    }
+
+    /// <summary>The gradient matrix shape.</summary>
+    public MatrixShape Matrix { get; }
+    /// <summary>Left (s = m) or right (s = n).</summary>
+    public ProjectionSide Side { get; }
+    /// <summary>s, the size of the DCT basis the columns are selected from.</summary>
+    public long BasisSize { get; }
+    /// <summary>The effective rank, min(r, s).</summary>
+    public long Rank { get; }
+    /// <inheritdoc />
+    public long[] ProjectedShape { get; }
+    /// <inheritdoc />
+    public bool HasBasis => _indices is not null;
+    /// <summary>The selected column indices in slot order (descending score at the last re-selection), or null before the first.</summary>
+    public long[]? Indices => _indices?.cpu().data<long>().ToArray();
+    /// <summary>The r indices; the s×s basis is shared and counted by <see cref="DctBasis.CachedBytes"/>.</summary>
+    public long StateBytes => StateTensors.Bytes(_indices);
+
+    /// <summary>The reference's schedule: k = 1 and k mod T = 0 (and whenever no selection exists yet).</summary>
+    public bool NeedsRefresh(long step) => _indices is null || step == 1 || step % _config.UpdateProjGap == 0;
+
+    /// <inheritdoc />
+    public Tensor? Refresh(Tensor gradient, in SubspaceContext context)
+    {
+        Tensor projected;
+        using (var scope = NewDisposeScope())
+        {
+            var dim = Side == ProjectionSide.Right ? 1L : 0L;
+            var reduce = 1 - dim;
+            // Score of column j of G·C (right) or row j of Cᵀ·G (left): its ℓp norm over the other dimension.
+            Tensor indices;
+            if (_config.Method == DctTransformMethod.FastTransform)
+            {
+                // Makhoul's order: score the permuted slices, reorder only the s scores, gather the r winners.
+                var permuted = DctTransform.TimesBasisPermuted(gradient, dim);
+                var source = DctTransform.SourcePositions(BasisSize, _device);
+                var scores = Scores(permuted, reduce).index_select(0, source);
+                indices = tensor(TopIndices(scores, Rank), device: _device);
+                projected = permuted.index_select(dim, source.index_select(0, indices)).to(gradient.dtype).MoveToOuterDisposeScope();
+            }
+            else
+            {
+                var transformed = Side == ProjectionSide.Right ? gradient.mm(_basis.Basis) : _basis.Basis.t().mm(gradient);
+                indices = tensor(TopIndices(Scores(transformed, reduce), Rank), device: _device);
+                projected = transformed.index_select(dim, indices).MoveToOuterDisposeScope();
+            }
+            var old = _indices;
+            _indices = indices.DetachFromDisposeScope();
+            old?.Dispose();
+        }
+        return projected;
+    }
+
+    /// <summary>ℓp norms over <paramref name="reduce"/>, accumulated in at least float32.</summary>
+    private Tensor Scores(Tensor transformed, long reduce)
+    {
+        var t = transformed.dtype is ScalarType.Float32 or ScalarType.Float64 ? transformed : transformed.to(ScalarType.Float32);
+        // Column sums of a row-major matrix are a slow strided reduction on the CPU; 1ᵀ·|S| is a fast GEMV.
+        if (_config.ScoreNorm == 1.0 && reduce == 0)
+            return ones([1, t.shape[0]], dtype: t.dtype, device: t.device).mm(t.abs()).squeeze(0);
+        return linalg.vector_norm(t, _config.ScoreNorm, [reduce]);
+    }
+
+    /// <summary>
+    /// The indices of the <paramref name="count"/> largest scores, in descending score order; equal scores are
+    /// ordered by the lower index first (a deterministic contract the reference's unsorted top-k lacks).
+    /// </summary>
+    internal static long[] TopIndices(Tensor scores, long count)
+    {
+        var values = scores.detach().cpu().to(ScalarType.Float64).data<double>().ToArray();
+        if (values.Any(double.IsNaN)) throw new SubspaceRefreshException("the DCT scores have NaN entries");
+        var order = Enumerable.Range(0, values.Length).ToArray();
+        Array.Sort(order, (a, b) => values[a] != values[b] ? values[b].CompareTo(values[a]) : a.CompareTo(b));
+        return order.Take((int)count).Select(i => (long)i).ToArray();
+    }
+
+    /// <summary>The shared s×s basis (built on first use); owned by the cache.</summary>
+    internal Tensor SharedBasis => _basis.Basis;
+
+    /// <summary>Q = C[:, idx] (s×r), gathered from the shared basis.</summary>
+    private Tensor Columns() => _basis.Basis.index_select(1, _indices!);
+
+    /// <inheritdoc />
+    public Tensor Project(Tensor gradient)
+    {
+        using var q = Columns();
+        return Side == ProjectionSide.Right ? gradient.mm(q) : q.t().mm(gradient);
+    }
+
+    /// <inheritdoc />
+    public Tensor ProjectBack(Tensor lowRank)
+    {
+        using var q = Columns();
+        var back = Side == ProjectionSide.Right ? lowRank.mm(q.t()) : q.mm(lowRank);
+        return _config.Scale == 1.0 ? back : back.mul_(_config.Scale);
+    }
+
+    /// <inheritdoc />
+    public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
+    {
+        if (target.dtype != lowRank.dtype || target.dtype != _dtype)
+        {
+            using var back = ProjectBack(lowRank);
+            target.add_(back, alpha: alpha);
+            return;
+        }
+        using var q = Columns();
+        var a = (float)(alpha * _config.Scale);
+        if (Side == ProjectionSide.Right) target.addmm_(lowRank, q.t(), beta: 1, alpha: a);
+        else target.addmm_(q, lowRank, beta: 1, alpha: a);
+    }
+
+    /// <inheritdoc />
+    public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Long("side", (long)Side);
+        writer.Long("rank", Rank);
+        writer.Long("basis_size", BasisSize);
+        writer.Tensor("dct_indices", _indices);
+    }
+
+    /// <inheritdoc />
+    public void Load(StateReader reader)
+    {
+        reader.ExpectLong("side", (long)Side);
+        reader.ExpectLong("rank", Rank);
+        reader.ExpectLong("basis_size", BasisSize);
+        var indices = reader.Tensor("dct_indices", [Rank], ScalarType.Int64, _device);
+        if (indices is null) return;
+        using (var scope = NewDisposeScope())
+        {
+            var bad = indices.lt(0).logical_or(indices.ge(BasisSize)).any().item<bool>();
+            if (bad)
+            {
+                indices.Dispose();
+                throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index outside [0, {BasisSize}).");
+            }
+        }
+        StateTensors.Replace(ref _indices, indices);
+    }
+
+    /// <inheritdoc />
+    public void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _indices, device);
+        if (device.type == _device.type && device.index == _device.index) return;
+        var lease = DctBasis.Acquire(BasisSize, _dtype, device);
+        _basis.Dispose();
+        _basis = lease;
+        _device = device;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _indices?.Dispose();
+        _indices = null;
+        _basis.Dispose();
+    }
+}

@@ -1,0 +1,247 @@
+using FluentAssertions;
+using LowRankOptim.Linalg;
+using LowRankOptim.Projection;
+using LowRankOptim.Rules;
+using LowRankOptim.Tests.Reference;
+using LowRankOptim.Tests.Support;
+using TorchSharp;
+using TorchSharp.Modules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Tests.Properties;
+
+public sealed class DctProjectionTests
+{
+    private static LowRankOptions DctAdam(DctProjection projection, double lr = 0.01) => new()
+    {
+        LearningRate = lr, WeightDecay = 0, DecayOrder = WeightDecayOrder.BeforeUpdate, Projection = projection,
+        Rule = new AdamConfig(EpsMode: AdamEpsilonMode.AfterBiasCorrection),
+    };
+
+    /// <summary>C[k, j] = c_k·√(2/s)·cos(πk(2j+1)/(2s)) entry by entry in double precision.</summary>
+    private static double[,] Formula(int s)
+    {
+        var c = new double[s, s];
+        for (var k = 0; k < s; k++)
+            for (var j = 0; j < s; j++)
+                c[k, j] = (k == 0 ? Math.Sqrt(0.5) : 1) * Math.Sqrt(2.0 / s) * Math.Cos(Math.PI * k * (2 * j + 1) / (2.0 * s));
+        return c;
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(7)]
+    [InlineData(64)]
+    [InlineData(333)]
+    public void TheBasisIsTheOrthonormalDctIIMatrix(int s)
+    {
+        using var scope = NewDisposeScope();
+        var c = DctBasis.Build(s, ScalarType.Float64);
+        c.shape.Should().Equal(s, s);
+        TensorAssert.Close(c.t().mm(c), eye(s, dtype: ScalarType.Float64), 1e-12, 0, "CᵀC");
+        TensorAssert.Close(c.mm(c.t()), eye(s, dtype: ScalarType.Float64), 1e-12, 0, "CCᵀ");
+        var expected = Formula(s).Cast<double>().Select(v => (float)v).ToArray();
+        TensorAssert.Close(c, expected, 1e-7, 0, "entries against the formula");
+    }
+
+    [Fact]
+    public void TheFloat32BasisOfALargeSizeIsOrthonormalToRounding()
+    {
+        // The reference builds the basis in float32 arithmetic, whose orthogonality error grows with s
+        // (2.1e-4 at s = 4096, spec §3.1). Built in float64 with the angle reduced exactly, then cast, the
+        // error is that of the float32 rounding only.
+        using var scope = NewDisposeScope();
+        var c = DctBasis.Build(2048, ScalarType.Float32).to(ScalarType.Float64);
+        var error = c.t().mm(c).sub_(eye(2048, dtype: ScalarType.Float64)).abs().max().item<double>();
+        error.Should().BeLessThan(2e-6);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(8)]
+    [InlineData(17)]
+    [InlineData(100)]
+    [InlineData(257)]
+    public void TheFastTransformEqualsTheProductWithTheBasis(int s)
+    {
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(42);
+        var c = DctBasis.Build(s, ScalarType.Float64);
+        var right = randn([9, s], dtype: ScalarType.Float64, generator: gen);
+        var left = randn([s, 6], dtype: ScalarType.Float64, generator: gen);
+        MaxAbsDifference(DctTransform.TimesBasis(right, 1), right.mm(c)).Should().BeLessThan(1e-12, $"x·C, s = {s}");
+        MaxAbsDifference(DctTransform.TimesBasis(left, 0), c.t().mm(left)).Should().BeLessThan(1e-12, $"Cᵀ·x, s = {s}");
+        var right32 = right.to(ScalarType.Float32);
+        var fast32 = DctTransform.TimesBasis(right32, 1);
+        fast32.dtype.Should().Be(ScalarType.Float32);
+        TensorAssert.Close(fast32, right.mm(c), 1e-5, 1e-5, $"float32 x·C, s = {s}");
+    }
+
+    private static double MaxAbsDifference(Tensor a, Tensor b)
+    {
+        using var d = a.to(ScalarType.Float64).sub(b.to(ScalarType.Float64)).abs().max();
+        return d.item<double>();
+    }
+
+    [Fact]
+    public void SelectionOrdersByDescendingScoreWithTiesToTheLowerIndex()
+    {
+        using var scope = NewDisposeScope();
+        var scores = tensor(new float[] { 1, 3, 3, 2, 3, 0, 2 });
+        DctSubspace.TopIndices(scores, 3).Should().Equal(1, 2, 4);
+        DctSubspace.TopIndices(scores, 5).Should().Equal(1, 2, 4, 3, 6);
+        DctSubspace.TopIndices(tensor(new float[] { 0.5f, 0.25f, 0.75f }), 3).Should().Equal(2, 0, 1);
+    }
+
+    public static TheoryData<long, long, int> Shapes() => new()
+    {
+        { 40, 24, 5 },  // right, s = 24
+        { 24, 40, 5 },  // left, s = 24
+        { 37, 23, 4 },  // odd sizes
+        { 64, 64, 16 }, // square: right
+        { 30, 11, 11 }, // r = s
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void FastTransformAndMatrixProductSelectTheSameIndicesAndLowRankGradient(long rows, long cols, int rank)
+    {
+        using var scope = NewDisposeScope();
+        var g = TestProblems.Gradient(rows * 100 + cols, rows, cols);
+        var matrix = new MatrixShape(rows, cols);
+        using var product = (DctSubspace)new DctProjection(rank).Create(matrix, ScalarType.Float32, CPU);
+        using var fast = (DctSubspace)new DctProjection(rank, Method: DctTransformMethod.FastTransform).Create(matrix, ScalarType.Float32, CPU);
+        var context = new SubspaceContext(0, 1, 0.01, 0.01);
+        var a = product.Refresh(g, context)!;
+        var b = fast.Refresh(g, context)!;
+        fast.Indices.Should().Equal(product.Indices);
+        product.Indices.Should().OnlyHaveUniqueItems().And.OnlyContain(i => i >= 0 && i < Math.Min(rows, cols));
+        a.shape.Should().Equal(product.ProjectedShape);
+        TensorAssert.Close(b, a, 1e-5, 1e-5, "low-rank gradient at a re-selection");
+        // Between re-selections the projection uses the stored columns: the same tensor again.
+        TensorAssert.Close(product.Project(g), a, 1e-5, 1e-5, "Project with the stored indices");
+    }
+
+    [Fact]
+    public void ProjectAndBackProjectAreTheSelectedColumnsOfTheBasis()
+    {
+        using var scope = NewDisposeScope();
+        var g = TestProblems.Gradient(5, 20, 12);
+        using var subspace = (DctSubspace)new DctProjection(4).Create(new MatrixShape(20, 12), ScalarType.Float32, CPU);
+        subspace.Refresh(g, new SubspaceContext(0, 1, 0.01, 0.01));
+        var c = DctBasis.Build(12, ScalarType.Float32);
+        var q = c.index_select(1, tensor(subspace.Indices!));
+        TensorAssert.Close(subspace.Project(g), g.mm(q), 1e-6, 0, "R = G·Q");
+        var n = TestProblems.Gradient(6, 20, 4);
+        TensorAssert.Close(subspace.ProjectBack(n), n.mm(q.t()), 1e-6, 0, "Back(N) = N·Qᵀ");
+        // Selecting every column and projecting back is the identity.
+        using var all = (DctSubspace)new DctProjection(12).Create(new MatrixShape(20, 12), ScalarType.Float32, CPU);
+        all.Refresh(g, new SubspaceContext(0, 1, 0.01, 0.01));
+        TensorAssert.Close(all.ProjectBack(all.Project(g)), g, 1e-5, 0, "full selection round trip");
+    }
+
+    [Fact]
+    public void ReselectionHappensAtStep1AndAtMultiplesOfTheGap()
+    {
+        using var scope = NewDisposeScope();
+        var w = new Parameter(TestProblems.Gradient(1, 20, 12));
+        using var opt = new LowRankOptimizer([new LowRankParamGroup([w])], DctAdam(new DctProjection(3, 3)));
+        var at = new List<long>();
+        for (var k = 1; k <= 13; k++)
+        {
+            var before = opt.States[0].Refreshes;
+            w.grad = TestProblems.Gradient(10 + k, 20, 12);
+            opt.step();
+            if (opt.States[0].Refreshes > before) at.Add(k);
+        }
+        at.Should().Equal(1, 3, 6, 9, 12);
+    }
+
+    [Fact]
+    public void TheBasisIsSharedPerSizeAndReleasedWithItsLastUser()
+    {
+        using var scope = NewDisposeScope();
+        // Sizes used by no other test, so the cache checks cannot race with parallel tests.
+        var a = new Parameter(randn(61, 43));  // right, s = 43
+        var b = new Parameter(randn(43, 90));  // left, s = 43
+        var c = new Parameter(randn(59, 47));  // right, s = 47
+        var opt = LowRank.DctAdamW([a, b, c], lr: 0.01, rank: 4);
+        foreach (var p in new[] { a, b, c }) p.grad = randn(p.shape);
+        opt.step();
+        var sa = (DctSubspace)opt.States[0].Subspace!;
+        var sb = (DctSubspace)opt.States[1].Subspace!;
+        var sc = (DctSubspace)opt.States[2].Subspace!;
+        (sa.BasisSize, sb.BasisSize, sc.BasisSize).Should().Be((43L, 43L, 47L));
+        sa.SharedBasis.Handle.Should().Be(sb.SharedBasis.Handle, "one basis per size");
+        sc.SharedBasis.shape.Should().Equal(47, 47);
+        DctBasis.IsCached(43, ScalarType.Float32, CPU).Should().BeTrue();
+        // Per-parameter state: moments (a·r each) and r int64 indices; the basis is not per parameter.
+        opt.States[0].StateBytes.Should().Be(2 * 61 * 4 * 4 + 4 * 8);
+        opt.States[1].StateBytes.Should().Be(2 * 4 * 90 * 4 + 4 * 8);
+        opt.Dispose();
+        DctBasis.IsCached(43, ScalarType.Float32, CPU).Should().BeFalse();
+        DctBasis.IsCached(47, ScalarType.Float32, CPU).Should().BeFalse();
+    }
+
+    [Fact]
+    public void MatricesAtOrAboveMaxShapeVectorsAndKernelsFollowTheRules()
+    {
+        using var scope = NewDisposeScope();
+        var embedding = new Parameter(randn(50, 8));
+        var linear = new Parameter(randn(20, 8));
+        var bias = new Parameter(randn(20));
+        var kernel = new Parameter(randn(6, 2, 3, 3));
+        using var opt = LowRank.DctAdamW([embedding, linear, bias, kernel], rank: 2, max_shape: 50);
+        opt.States.Select(s => s.Subspace is not null).Should().Equal(false, true, false, false);
+        var moments = (2 * 50 * 8 + 2 * 20 * 2 + 2 * 20 + 2 * 6 * 18) * 4;
+        opt.StateBytes.Should().Be(moments, "no indices before the first selection");
+        foreach (var p in new[] { embedding, linear, bias, kernel }) p.grad = randn(p.shape);
+        opt.step();
+        opt.StateBytes.Should().Be(moments + 2 * 8, "plus r int64 indices");
+
+        var kernel2 = new Parameter(randn(6, 2, 3, 3));
+        using var flattened = new LowRankOptimizer([new LowRankParamGroup([kernel2])],
+            DctAdam(new DctProjection(2, Tensors: TensorsProjected.MatricesAndFlattenedKernels)));
+        flattened.States[0].Subspace!.ProjectedShape.Should().Equal(2, 18); // 6 × 18: left, s = 6
+        kernel2.grad = randn(6, 2, 3, 3);
+        flattened.step();
+        kernel2.isfinite().all().item<bool>().Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData(DctTransformMethod.MatrixProduct)]
+    [InlineData(DctTransformMethod.FastTransform)]
+    public void Bfloat16ParametersTrain(DctTransformMethod method)
+    {
+        using var scope = NewDisposeScope();
+        var w = new Parameter(TestProblems.Gradient(1, 32, 16, ScalarType.BFloat16));
+        var w0 = w.detach().to(ScalarType.Float32);
+        using var opt = LowRank.DctAdamW([w], lr: 0.01, rank: 4, update_proj_gap: 2, sim_type: method);
+        for (var k = 0; k < 4; k++)
+        {
+            w.grad = TestProblems.Gradient(10 + k, 32, 16, ScalarType.BFloat16);
+            opt.step();
+        }
+        w.dtype.Should().Be(ScalarType.BFloat16);
+        ((DctSubspace)opt.States[0].Subspace!).SharedBasis.dtype.Should().Be(ScalarType.BFloat16);
+        (w.to(ScalarType.Float32) - w0).abs().max().item<float>().Should().BeGreaterThan(0);
+        w.isfinite().all().item<bool>().Should().BeTrue();
+    }
+
+    public static IEnumerable<object[]> DctFixtures() =>
+        FixtureFiles.All().Where(p => GoldenFixture.Peek(p).Algorithm == "dct_adamw").Select(p => new object[] { Path.GetFileNameWithoutExtension(p), p });
+
+    [Theory]
+    [MemberData(nameof(DctFixtures))]
+    public void EveryDctFixturePassesWithTheFastTransformToo(string name, string path)
+    {
+        var f = GoldenFixture.Load(path);
+        f.Name.Should().Be(name);
+        GoldenFixtureTests.Replay(f, DctTransformMethod.FastTransform);
+    }
+}

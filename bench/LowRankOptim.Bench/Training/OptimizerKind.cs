@@ -13,6 +13,12 @@ public enum OptimizerKind
     GaLore,
     /// <summary>GaLore (exact SVD) + Adafactor with β1 = 0.9 and a fixed learning rate.</summary>
     GaLoreAdafactor,
+    /// <summary>GaLore with randomized subspace iteration instead of the exact SVD.</summary>
+    GaLoreRandomized,
+    /// <summary>DCT-AdamW: columns of a shared DCT basis selected by alignment (SVD-free; its reference default T = 1, no scale).</summary>
+    Dct,
+    /// <summary>Online Subspace Descent: the basis follows online PCA, one step per optimizer step.</summary>
+    Osd,
     /// <summary>SMMF on every parameter (square-matricized rank-1 moments, 1-bit signs), no projection.</summary>
     Smmf,
 }
@@ -26,6 +32,9 @@ public static class OptimizerCatalog
         OptimizerKind.AdamW => "adamw",
         OptimizerKind.GaLore => "galore",
         OptimizerKind.GaLoreAdafactor => "galore-adafactor",
+        OptimizerKind.GaLoreRandomized => "galore-rsi",
+        OptimizerKind.Dct => "dct",
+        OptimizerKind.Osd => "osd",
         OptimizerKind.Smmf => "smmf",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -43,6 +52,9 @@ public static class OptimizerCatalog
         OptimizerKind.AdamW => 3e-3,
         OptimizerKind.GaLore => 1e-2,
         OptimizerKind.GaLoreAdafactor => 1e-2,
+        OptimizerKind.GaLoreRandomized => 1e-2,
+        OptimizerKind.Dct => 3e-3,
+        OptimizerKind.Osd => 1e-2,
         OptimizerKind.Smmf => 3e-3,
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
@@ -66,6 +78,10 @@ public static class OptimizerCatalog
             OptimizerKind.GaLore => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             OptimizerKind.GaLoreAdafactor => LowRank.GaLoreAdafactor([], lr: lr, relative_step: false, scale_parameter: false,
                 beta1: 0.9, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
+            OptimizerKind.GaLoreRandomized => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
+                projector: GaLoreProjector.RandomizedSvd, seed: 0).Defaults,
+            OptimizerKind.Dct => LowRank.DctAdamW(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank).Defaults,
+            OptimizerKind.Osd => LowRank.OnlineSubspaceDescent(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             // SMMF factorizes every tensor itself: both groups train in the full space.
             OptimizerKind.Smmf => LowRank.Smmf(Array.Empty<LowRankParamGroup>(), lr: lr, decay_rate: -0.8).Defaults,
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),

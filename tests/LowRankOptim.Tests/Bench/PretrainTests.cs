@@ -22,6 +22,9 @@ public sealed class PretrainTests
     [InlineData(OptimizerKind.GaLore)]
     [InlineData(OptimizerKind.GaLoreAdafactor)]
     [InlineData(OptimizerKind.Smmf)]
+    [InlineData(OptimizerKind.GaLoreRandomized)]
+    [InlineData(OptimizerKind.Dct)]
+    [InlineData(OptimizerKind.Osd)]
     public void ResumingFromACheckpointEqualsTheUninterruptedRun(OptimizerKind kind)
     {
         var dir = Directory.CreateTempSubdirectory("lowrankoptim-pretrain-");

@@ -104,13 +104,7 @@ public sealed class AdamWEquivalenceTests
         using var sgd = optim.SGD(reference.parameters(), 0.05, momentum: 0.9, nesterov: true);
         using var lowRank = new LowRankOptimizer([new LowRankParamGroup(ours.parameters())],
             Options(FullSpace.Instance, new SgdConfig(0.9, 0.0, Nesterov: true), lr: 0.05));
-        for (var step = 0; step < 20; step++)
-        {
-            TestProblems.LossAndBackward(reference, x, y);
-            TestProblems.LossAndBackward(ours, x, y);
-            sgd.step(); lowRank.step();
-            sgd.zero_grad(); lowRank.zero_grad();
-        }
+        TrainSideBySide(reference, sgd, ours, lowRank, x, y, 20);
         foreach (var (p, q) in reference.parameters().Zip(ours.parameters()))
             TensorAssert.Close(q, p, 1e-6, 1e-6, "SGD");
     }
@@ -128,15 +122,21 @@ public sealed class AdamWEquivalenceTests
         options.WeightDecay = 0.05;
         options.DecayOrder = WeightDecayOrder.CoupledToGradient;
         using var lowRank = new LowRankOptimizer([new LowRankParamGroup(ours.parameters())], options);
-        for (var step = 0; step < 20; step++)
+        TrainSideBySide(reference, adam, ours, lowRank, x, y, 20);
+        foreach (var (p, q) in reference.parameters().Zip(ours.parameters()))
+            TensorAssert.Close(q, p, 1e-6, 1e-6, "Adam with L2 weight decay");
+    }
+
+    /// <summary>Trains two identical models side by side, each with its optimizer, on the same batch.</summary>
+    private static void TrainSideBySide(Sequential reference, optim.Optimizer referenceOptimizer, Sequential ours, optim.Optimizer ourOptimizer, Tensor x, Tensor y, int steps)
+    {
+        for (var step = 0; step < steps; step++)
         {
             TestProblems.LossAndBackward(reference, x, y);
             TestProblems.LossAndBackward(ours, x, y);
-            adam.step(); lowRank.step();
-            adam.zero_grad(); lowRank.zero_grad();
+            referenceOptimizer.step(); ourOptimizer.step();
+            referenceOptimizer.zero_grad(); ourOptimizer.zero_grad();
         }
-        foreach (var (p, q) in reference.parameters().Zip(ours.parameters()))
-            TensorAssert.Close(q, p, 1e-6, 1e-6, "Adam with L2 weight decay");
     }
 
     internal static LowRankOptions Options(IProjectionConfig projection, IUpdateRuleConfig rule, double lr = 0.01) => new()

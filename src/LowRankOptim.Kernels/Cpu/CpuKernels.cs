@@ -86,6 +86,13 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
             };
             if (job.BFloat16)
             {
+                // libtorch converts the scalars of a bf16 op to bf16 first.
+                job.Beta1 = Bf16.Round(job.Beta1); job.OneMinusBeta1 = Bf16.Round(job.OneMinusBeta1);
+                job.Beta2 = Bf16.Round(job.Beta2); job.OneMinusBeta2 = Bf16.Round(job.OneMinusBeta2);
+                job.Eps = Bf16.Round(job.Eps); job.Sbc2 = Bf16.Round(job.Sbc2);
+            }
+            if (job.BFloat16)
+            {
                 job.G = RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient));
                 job.M = RawTensor.Pointer<ushort>(expAvg, dtype, n, nameof(expAvg));
                 job.V = RawTensor.Pointer<ushort>(expAvgSq, dtype, n, nameof(expAvgSq));

@@ -99,6 +99,9 @@ internal static unsafe class Nvrtc
     public static byte[] Cubin(string sourceName, int arch) =>
         Compile(KernelSources.Text(sourceName), sourceName, $"--gpu-architecture=sm_{arch}", cubin: true);
 
+    /// <summary>Compiles the CUDA C <paramref name="source"/> to PTX for compute_<paramref name="arch"/> (no caching; tests).</summary>
+    public static byte[] CompileText(string source, string name, int arch) => Compile(source, name, $"--gpu-architecture=compute_{arch}", cubin: false);
+
     /// <summary>The folder of the on-disk PTX cache.</summary>
     public static string CacheFolder()
     {

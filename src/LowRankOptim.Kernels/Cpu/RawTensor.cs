@@ -46,4 +46,46 @@ internal static unsafe class RawTensor
         var span = tensor.bytes; // starts at the storage offset
         return (T*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(span));
     }
+
+    /// <summary>
+    /// Checks <paramref name="tensor"/> for the pointer functions and says what is wrong, or returns null:
+    /// the same checks as <see cref="Pointer{T}"/> without taking a pointer.
+    /// </summary>
+    public static string? Problem(torch.Tensor? tensor, DeviceType device, string name)
+    {
+        if (tensor is null) return null;
+        if (tensor.device_type != device) return $"{name} is on {tensor.device}; the kernel needs a {device} tensor.";
+        if (!tensor.is_contiguous()) return $"{name} is not contiguous (strides [{string.Join(", ", tensor.stride())}]); the kernel needs a contiguous tensor.";
+        if (device == DeviceType.CPU && tensor.numel() * tensor.element_size() >= MaxBytes)
+            return $"{name} has {tensor.numel() * tensor.element_size()} bytes; the CPU kernel handles tensors under {MaxBytes} bytes.";
+        return null;
+    }
+
+    /// <summary>
+    /// The device address of the first element of <paramref name="tensor"/>, a contiguous CUDA tensor of
+    /// <paramref name="dtype"/> with <paramref name="count"/> elements: libtorch's <c>data_ptr()</c> through
+    /// LibTorchSharp's exported <c>THSTensor_data</c>, which includes the storage offset. The caller keeps the
+    /// tensor alive while a kernel that uses the address may run.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tensor is not on a CUDA device, of another dtype or size, or not contiguous.</exception>
+    public static IntPtr DevicePointer(torch.Tensor tensor, torch.ScalarType dtype, long count, string name)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor.device_type != DeviceType.CUDA)
+            throw new ArgumentException($"{name} is on {tensor.device}; the CUDA kernel needs a CUDA tensor.", name);
+        if (tensor.dtype != dtype)
+            throw new ArgumentException($"{name} has dtype {tensor.dtype}; the CUDA kernel needs {dtype}.", name);
+        if (tensor.numel() != count)
+            throw new ArgumentException($"{name} has {tensor.numel()} elements; the CUDA kernel expects {count}.", name);
+        if (!tensor.is_contiguous())
+            throw new ArgumentException($"{name} is not contiguous; the CUDA kernel needs a contiguous tensor.", name);
+        if (count == 0) return IntPtr.Zero;
+        var address = THSTensor_data(tensor.Handle);
+        GC.KeepAlive(tensor);
+        if (address == IntPtr.Zero) throw new ArgumentException($"{name} has no data pointer.", name);
+        return address;
+    }
+
+    [DllImport("LibTorchSharp")]
+    private static extern IntPtr THSTensor_data(IntPtr tensorHandle);
 }

@@ -1,3 +1,4 @@
+using LowRankOptim.Kernels;
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
 using TorchSharp;
@@ -18,6 +19,10 @@ namespace LowRankOptim.Rules;
 /// <param name="RelativeStep">Use lr_k = min(1e-2, 1/√k) (or 1e-6·k with <see cref="WarmupInit"/>) instead of the group lr, which must then be unset.</param>
 /// <param name="ScaleParameter">Multiply lr_k by max(ε2, RMS(W)).</param>
 /// <param name="WarmupInit">Relative step grows as 1e-6·k; needs <see cref="RelativeStep"/>.</param>
+/// <param name="Kernel">
+/// Which kernels compute the factored row and column statistics (see <see cref="KernelPreference"/> and
+/// docs/kernels.md). An execution choice, not part of the math: it is not written to checkpoints.
+/// </param>
 public sealed record AdafactorConfig(
     double? Beta1 = null,
     double Eps1 = 1e-30,
@@ -26,13 +31,14 @@ public sealed record AdafactorConfig(
     double DecayRate = -0.8,
     bool RelativeStep = true,
     bool ScaleParameter = true,
-    bool WarmupInit = false) : IUpdateRuleConfig
+    bool WarmupInit = false,
+    KernelPreference Kernel = KernelPreference.Auto) : IUpdateRuleConfig
 {
     /// <inheritdoc />
     public ScalarType WorkingType(ScalarType gradientType) => ScalarType.Float32;
 
     /// <inheritdoc />
-    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdafactorRule(shape, Beta1.HasValue, dtype, device);
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdafactorRule(shape, Beta1.HasValue, dtype, device, Kernel);
 
     /// <inheritdoc />
     public long PlannedStateBytes(long[] shape, ScalarType dtype)
@@ -50,6 +56,7 @@ public sealed record AdafactorConfig(
         if (!(Eps2 >= 0)) throw new ArgumentOutOfRangeException("eps2", Eps2, $"{where}: eps2 must be >= 0.");
         if (!(ClipThreshold > 0)) throw new ArgumentOutOfRangeException("clip_threshold", ClipThreshold, $"{where}: clip_threshold must be > 0.");
         if (!(DecayRate < 0)) throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be < 0 (β2,k = 1 − k^decay_rate).");
+        if (!Enum.IsDefined(Kernel)) throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
         if (WarmupInit && !RelativeStep) throw new ArgumentException($"{where}: warmup_init = true requires relative_step = true.", "warmup_init");
     }
 
@@ -91,12 +98,14 @@ public sealed class AdafactorRule : IUpdateRule
     private Tensor? _col;        // shape[..-2] + shape[-1]
     private Tensor? _expAvgSq;   // unfactored second moment
     private Tensor? _expAvg;     // momentum, when β1 is set
+    private readonly KernelChoice _kernels = new(KernelOperation.AdafactorStatistics);
 
-    internal AdafactorRule(long[] shape, bool momentum, ScalarType dtype, Device device)
+    internal AdafactorRule(long[] shape, bool momentum, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
         _factored = shape.Length >= 2;
         if (_factored)
         {
+            _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
             _row = StateTensors.Zeros(shape[..^1], dtype, device);
             _col = StateTensors.Zeros([.. shape[..^2], shape[^1]], dtype, device);
         }
@@ -118,18 +127,21 @@ public sealed class AdafactorRule : IUpdateRule
             throw new InvalidOperationException("Adafactor's beta1 cannot switch between null and a value after the optimizer is built.");
         var lr = c.StepLearningRate(context);
         var beta2t = 1.0 - Math.Pow(context.Step, c.DecayRate);
-        var q = gradient.square().add_(c.Eps1);
         Tensor update;
         if (_factored)
         {
-            _row!.mul_(beta2t).add_(q.mean([-1]), alpha: 1 - beta2t);
-            _col!.mul_(beta2t).add_(q.mean([-2]), alpha: 1 - beta2t);
+            var kernels = gradient.dtype == _row!.dtype
+                ? _kernels.ForCall(c.Kernel, _row.device, _row.dtype, gradient, _row, _col)
+                : TorchKernels.Instance;
+            using (var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous())
+                kernels.AdafactorStatistics(contiguous ?? gradient, _row, _col!, new AdafactorScalars(beta2t, c.Eps1));
             var rowFactor = _row.div(_row.mean([-1], keepdim: true)).rsqrt_().unsqueeze(-1);
-            var colFactor = _col.unsqueeze(-2).rsqrt();
+            var colFactor = _col!.unsqueeze(-2).rsqrt();
             update = rowFactor.mul(colFactor).mul_(gradient);
         }
         else
         {
+            using var q = gradient.square().add_(c.Eps1);
             _expAvgSq!.mul_(beta2t).add_(q, alpha: 1 - beta2t);
             update = _expAvgSq.rsqrt().mul_(gradient);
         }

@@ -24,12 +24,17 @@ public enum AdamEpsilonMode
 /// <param name="Eps">ε ≥ 0.</param>
 /// <param name="CorrectBias">Apply the bias corrections 1−β1ᵏ and 1−β2ᵏ.</param>
 /// <param name="EpsMode">Where ε is added.</param>
+/// <param name="Kernel">
+/// Which kernels run the fused moment update and direction (see <see cref="KernelPreference"/> and
+/// docs/kernels.md). An execution choice, not part of the math: it is not written to checkpoints.
+/// </param>
 public sealed record AdamConfig(
     double Beta1 = 0.9,
     double Beta2 = 0.999,
     double Eps = 1e-8,
     bool CorrectBias = true,
-    AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection) : IBetasRuleConfig
+    AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection,
+    KernelPreference Kernel = KernelPreference.Auto) : IBetasRuleConfig
 {
     /// <inheritdoc />
     public (double Beta1, double Beta2) Betas => (Beta1, Beta2);
@@ -41,7 +46,7 @@ public sealed record AdamConfig(
     public ScalarType WorkingType(ScalarType gradientType) => gradientType;
 
     /// <inheritdoc />
-    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(shape, dtype, device);
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(shape, dtype, device, Kernel);
 
     /// <inheritdoc />
     public long PlannedStateBytes(long[] shape, ScalarType dtype) => 2 * DTypes.Elements(shape) * DTypes.ElementSize(dtype);
@@ -53,6 +58,7 @@ public sealed record AdamConfig(
         RuleChecks.UnitInterval("beta2", Beta2, where);
         if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
         if (!Enum.IsDefined(EpsMode)) throw new ArgumentOutOfRangeException(nameof(EpsMode), EpsMode, $"{where}: must be one of {string.Join(", ", Enum.GetNames<AdamEpsilonMode>())}.");
+        if (!Enum.IsDefined(Kernel)) throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
     }
 
     /// <inheritdoc />
@@ -77,11 +83,13 @@ public sealed class AdamRule : IUpdateRule
     private readonly ScalarType _dtype;
     private Tensor? _expAvg;
     private Tensor? _expAvgSq;
+    private readonly KernelChoice _kernels = new(KernelOperation.AdamDirection);
 
-    internal AdamRule(long[] shape, ScalarType dtype, Device device)
+    internal AdamRule(long[] shape, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
         _shape = shape;
         _dtype = dtype;
+        _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
         _expAvg = StateTensors.Zeros(shape, dtype, device);
         _expAvgSq = StateTensors.Zeros(shape, dtype, device);
     }
@@ -102,19 +110,27 @@ public sealed class AdamRule : IUpdateRule
         double bc1 = c.CorrectBias ? 1 - Math.Pow(c.Beta1, k) : 1;
         double bc2 = c.CorrectBias ? 1 - Math.Pow(c.Beta2, k) : 1;
         var lr = context.LearningRate;
+        var kernels = gradient.dtype == _dtype
+            ? _kernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq)
+            : TorchKernels.Instance;
+        using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
+        var g = contiguous ?? gradient;
         if (c.EpsMode == AdamEpsilonMode.AfterBiasCorrection)
         {
             // torch.optim.AdamW: p −= (η / bc1) · m / (√v / √bc2 + ε)
-            var direction = TorchKernels.Instance.AdamDirection(gradient, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)));
+            var direction = kernels.AdamDirection(g, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)));
             return new RuleUpdate(direction, lr / bc1, lr);
         }
         else
         {
             // galore_torch: p −= η·√bc2/bc1 · m / (√v + ε)
-            var direction = TorchKernels.Instance.AdamDirection(gradient, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0));
+            var direction = kernels.AdamDirection(g, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0));
             return new RuleUpdate(direction, lr * Math.Sqrt(bc2) / bc1, lr);
         }
     }
+
+    /// <summary>The kernels this rule's state currently runs on (for tests and logs).</summary>
+    internal IOptimizerKernels Kernels(KernelPreference preference) => _kernels.For(preference, ExpAvg.device, _dtype);
 
     /// <inheritdoc />
     public void Save(StateWriter writer)

@@ -106,7 +106,9 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         _momentum = config.Beta.HasValue;
         IsFactorized = config.Factorizes(shape);
         (Rows, Cols) = IsFactorized ? SquareMatricization.Of(_count) : (_count, 1);
-        if (config.Kernel == KernelPreference.Cpu && IsFactorized &&
+        if (KernelSelection.Effective(config.Kernel) == KernelPreference.Cuda && IsFactorized)
+            KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, device, ScalarType.Float32); // throws: no CUDA SMMF kernel
+        if (KernelSelection.Effective(config.Kernel) == KernelPreference.Cpu && IsFactorized &&
             (device.type != DeviceType.CPU || dtype != ScalarType.Float32 || _count > SmmfCpuKernel.MaxElements))
             throw new ArgumentException(
                 $"kernel = {KernelPreference.Cpu} needs float32 state on the CPU and at most {SmmfCpuKernel.MaxElements} elements, " +
@@ -170,10 +172,12 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         {
             var g = gradient.is_contiguous() ? gradient : gradient.contiguous();
             var direction = empty_like(g);
-            SmmfCpuKernel.StepDirection(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction);
+            CpuKernels.Instance.SmmfStep(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction, updateWeights: false);
             return new RuleUpdate(direction, lr, lr);
         }
-        return new RuleUpdate(ReferenceStep(gradient, config, beta1, beta2), lr, lr);
+        var reference = empty_like(gradient);
+        TorchKernels.Instance.SmmfStep(gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps), reference, updateWeights: false);
+        return new RuleUpdate(reference, lr, lr);
     }
 
     /// <summary>
@@ -188,7 +192,7 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         if (!IsFactorized || !UsesKernel(config, gradient) || !SmmfCpuKernel.Supports(parameter)) return false;
         var (beta1, beta2) = config.Decays(context.Step);
         using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
-        SmmfCpuKernel.StepParameter(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, 1 - lr * weightDecayBeforeUpdate), parameter);
+        CpuKernels.Instance.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, 1 - lr * weightDecayBeforeUpdate), parameter, updateWeights: true);
         return true;
     }
 
@@ -202,37 +206,13 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         return config;
     }
 
-    private bool UsesKernel(SmmfConfig config, Tensor gradient) => config.Kernel switch
+    private bool UsesKernel(SmmfConfig config, Tensor gradient) => KernelSelection.Effective(config.Kernel) switch
     {
         KernelPreference.Reference => false,
         KernelPreference.Cpu => true, // checked at creation; the kernel reports a gradient it cannot take
         _ => gradient.device_type == DeviceType.CPU && gradient.dtype == ScalarType.Float32 &&
              _varianceRows!.device_type == DeviceType.CPU && _count <= SmmfCpuKernel.MaxElements,
     };
-
-    /// <summary>The reference step in TorchSharp ops (any device, float32 or float64 working dtype).</summary>
-    private Tensor ReferenceStep(Tensor gradient, SmmfConfig config, double beta1, double beta2)
-    {
-        var dtype = gradient.dtype;
-        var g = gradient.reshape(Rows, Cols);
-        Tensor? m = null;
-        if (_momentum)
-        {
-            var magnitude = RankOneFactorization.Decompress(_momentRows!, _momentCols!, dtype);
-            using var positive = SignBits.Unpack(_momentSigns!, _count, [Rows, Cols]);
-            m = where(positive, magnitude, magnitude.neg()).mul_(beta1).add_(g, alpha: 1 - beta1);
-        }
-        var v = RankOneFactorization.Decompress(_varianceRows!, _varianceCols!, dtype).mul_(beta2).addcmul_(g, g, value: 1 - beta2);
-        if (m is not null)
-        {
-            using var isPositive = m.gt(0);
-            SignBits.PackInto(isPositive, _momentSigns!);
-            using var absolute = m.abs();
-            RankOneFactorization.Compress(absolute, _momentRows!, _momentCols!);
-        }
-        RankOneFactorization.Compress(v, _varianceRows!, _varianceCols!);
-        return (m ?? g).div(v.sqrt_().add_(config.Eps)).reshape(gradient.shape);
-    }
 
     /// <summary>The unfactorized step: full M and V of the tensor's shape, same schedules, no compression.</summary>
     private Tensor FullStep(Tensor gradient, SmmfConfig config, double beta1, double beta2)

@@ -14,7 +14,7 @@ internal static class SignBits
     public static long ByteCount(long count) => (count + 7) / 8;
 
     /// <summary>A zeroed (all false) packed buffer for <paramref name="count"/> elements, detached from dispose scopes.</summary>
-    public static Tensor Zeros(long count, Device device) => StateTensors.Zeros([ByteCount(count)], ScalarType.Byte, device);
+    public static Tensor Zeros(long count, Device device) => zeros([ByteCount(count)], ScalarType.Byte, device).DetachFromDisposeScope();
 
     /// <summary>Packs <paramref name="flags"/> (bool, any shape, read in row-major order) into <paramref name="packed"/>.</summary>
     public static void PackInto(Tensor flags, Tensor packed)

@@ -1,0 +1,442 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Kernels.Cpu;
+
+/// <summary>
+/// Fused CPU kernels: one pass over contiguous float32 or bfloat16 memory, vectorized with
+/// <see cref="Vector512"/> (float32 Adam, where the hardware has it) or <see cref="Vector256"/>, parallel over
+/// chunks whose boundaries depend on the shape only. Element-wise results do not depend on the split;
+/// reductions are accumulated in float64 per row or per band and merged in band order, so every result is
+/// the same for any thread count.
+/// </summary>
+/// <remarks>
+/// The Adam kernel rounds exactly where the reference rounds: for float32 each reference op is one float
+/// operation here; for bfloat16 every intermediate the reference stores (β1·m, the new m, β2·v, the new v,
+/// √v, √v/√bc2, the denominator, the direction) is rounded to bfloat16 (nearest even), as libtorch does
+/// after each op. The Adafactor statistics and ℓ1 norms sum in float64 where the reference sums in
+/// float32, so they agree to float32 rounding. SMMF is <see cref="SmmfCpuKernel"/> (float32 only: SMMF keeps
+/// float32 state and computes in float32 for bf16 parameters). Pointers come from <see cref="RawTensor"/> only.
+/// </remarks>
+public sealed unsafe class CpuKernels : IOptimizerKernels
+{
+    /// <summary>The shared instance; the class has no state.</summary>
+    public static CpuKernels Instance { get; } = new();
+
+    /// <summary>Elements per parallel chunk (element-wise kernels) or per band (reductions).</summary>
+    internal const long ChunkElements = 1 << 15;
+
+    /// <summary>The most bands a reduction over one matrix is split into.</summary>
+    internal const int MaxBands = 64;
+
+    private CpuKernels() { }
+
+    /// <inheritdoc />
+    public string Name => "cpu";
+
+    /// <inheritdoc />
+    public bool Supports(KernelOperation operation, Device device, ScalarType dtype, out string reason)
+    {
+        if (device.type != DeviceType.CPU)
+        {
+            reason = $"the CPU kernels need CPU tensors, but the state is on {device}.";
+            return false;
+        }
+        var ok = operation == KernelOperation.SmmfStep
+            ? dtype == ScalarType.Float32
+            : dtype is ScalarType.Float32 or ScalarType.BFloat16;
+        reason = ok ? "" : operation == KernelOperation.SmmfStep
+            ? $"the CPU SMMF kernel needs float32 state, not {dtype}."
+            : $"the CPU {operation} kernel needs float32 or bfloat16 tensors, not {dtype}.";
+        return ok;
+    }
+
+    /// <inheritdoc />
+    public bool Accepts(params ReadOnlySpan<Tensor?> tensors)
+    {
+        foreach (var t in tensors)
+            if (RawTensor.Problem(t, DeviceType.CPU, "tensor") is not null) return false;
+        return true;
+    }
+
+    // ---------------------------------------------------------------- Adam
+
+    /// <inheritdoc />
+    public Tensor AdamDirection(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars)
+    {
+        ArgumentNullException.ThrowIfNull(gradient);
+        var dtype = gradient.dtype;
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"gradient has dtype {dtype}; the CPU Adam kernel needs float32 or bfloat16.", nameof(gradient));
+        var n = gradient.numel();
+        var direction = empty(gradient.shape, gradient.dtype, gradient.device);
+        try
+        {
+            var job = new AdamJob
+            {
+                Count = n,
+                Beta1 = (float)scalars.Beta1, OneMinusBeta1 = (float)(1 - scalars.Beta1),
+                Beta2 = (float)scalars.Beta2, OneMinusBeta2 = (float)(1 - scalars.Beta2),
+                Eps = (float)scalars.Eps, Sbc2 = (float)scalars.SqrtBiasCorrection2,
+                Corrected = scalars.SqrtBiasCorrection2 != 1.0,
+                BFloat16 = dtype == ScalarType.BFloat16,
+            };
+            if (job.BFloat16)
+            {
+                // libtorch converts the scalars of a bf16 op to bf16 first.
+                job.Beta1 = Bf16.Round(job.Beta1); job.OneMinusBeta1 = Bf16.Round(job.OneMinusBeta1);
+                job.Beta2 = Bf16.Round(job.Beta2); job.OneMinusBeta2 = Bf16.Round(job.OneMinusBeta2);
+                job.Eps = Bf16.Round(job.Eps); job.Sbc2 = Bf16.Round(job.Sbc2);
+            }
+            if (job.BFloat16)
+            {
+                job.G = RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient));
+                job.M = RawTensor.Pointer<ushort>(expAvg, dtype, n, nameof(expAvg));
+                job.V = RawTensor.Pointer<ushort>(expAvgSq, dtype, n, nameof(expAvgSq));
+                job.D = RawTensor.Pointer<ushort>(direction, dtype, n, "direction");
+            }
+            else
+            {
+                job.G = RawTensor.Pointer<float>(gradient, dtype, n, nameof(gradient));
+                job.M = RawTensor.Pointer<float>(expAvg, dtype, n, nameof(expAvg));
+                job.V = RawTensor.Pointer<float>(expAvgSq, dtype, n, nameof(expAvgSq));
+                job.D = RawTensor.Pointer<float>(direction, dtype, n, "direction");
+            }
+            ForChunks(n, job.Run);
+            GC.KeepAlive(gradient); GC.KeepAlive(expAvg); GC.KeepAlive(expAvgSq);
+            return direction;
+        }
+        catch
+        {
+            direction.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class AdamJob
+    {
+        public long Count;
+        public void* G, M, V, D;
+        public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, Sbc2;
+        public bool Corrected, BFloat16;
+
+        public void Run(long start, long end)
+        {
+            if (BFloat16) RunBf16(start, end);
+            else RunF32(start, end);
+        }
+
+        private void RunF32(long i, long end)
+        {
+            float* g = (float*)G, m = (float*)M, v = (float*)V, d = (float*)D;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var b1 = Vector512.Create(Beta1); var c1 = Vector512.Create(OneMinusBeta1);
+                var b2 = Vector512.Create(Beta2); var c2 = Vector512.Create(OneMinusBeta2);
+                var eps = Vector512.Create(Eps); var s = Vector512.Create(Sbc2);
+                for (; i + Vector512<float>.Count <= end; i += Vector512<float>.Count)
+                {
+                    var gi = Vector512.Load(g + i);
+                    var mi = Vector512.FusedMultiplyAdd(c1, gi, Vector512.Load(m + i) * b1);
+                    var vi = Vector512.Load(v + i) * b2 + c2 * gi * gi;
+                    var root = Vector512.Sqrt(vi);
+                    var denom = (Corrected ? root / s : root) + eps;
+                    mi.Store(m + i); vi.Store(v + i); (mi / denom).Store(d + i);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                var b1 = Vector256.Create(Beta1); var c1 = Vector256.Create(OneMinusBeta1);
+                var b2 = Vector256.Create(Beta2); var c2 = Vector256.Create(OneMinusBeta2);
+                var eps = Vector256.Create(Eps); var s = Vector256.Create(Sbc2);
+                for (; i + Vector256<float>.Count <= end; i += Vector256<float>.Count)
+                {
+                    var gi = Vector256.Load(g + i);
+                    var mi = Vector256.FusedMultiplyAdd(c1, gi, Vector256.Load(m + i) * b1);
+                    var vi = Vector256.Load(v + i) * b2 + c2 * gi * gi;
+                    var root = Vector256.Sqrt(vi);
+                    var denom = (Corrected ? root / s : root) + eps;
+                    mi.Store(m + i); vi.Store(v + i); (mi / denom).Store(d + i);
+                }
+            }
+            for (; i < end; i++)
+            {
+                var gi = g[i];
+                var mi = MathF.FusedMultiplyAdd(OneMinusBeta1, gi, m[i] * Beta1);
+                var vi = v[i] * Beta2 + OneMinusBeta2 * gi * gi;
+                var root = MathF.Sqrt(vi);
+                var denom = (Corrected ? root / Sbc2 : root) + Eps;
+                m[i] = mi; v[i] = vi; d[i] = mi / denom;
+            }
+        }
+
+        private void RunBf16(long i, long end)
+        {
+            ushort* g = (ushort*)G, m = (ushort*)M, v = (ushort*)V, d = (ushort*)D;
+            var b1 = Vector256.Create(Beta1); var c1 = Vector256.Create(OneMinusBeta1);
+            var b2 = Vector256.Create(Beta2); var c2 = Vector256.Create(OneMinusBeta2);
+            var eps = Vector256.Create(Eps); var s = Vector256.Create(Sbc2);
+            for (; i + 8 <= end; i += 8)
+            {
+                var gi = Bf16.Load(g + i);
+                var mi = Bf16.Round(Vector256.FusedMultiplyAdd(c1, gi, Bf16.Round(Bf16.Load(m + i) * b1)));
+                var vi = Bf16.Round(Bf16.Round(Bf16.Load(v + i) * b2) + c2 * gi * gi);
+                var root = Bf16.Round(Vector256.Sqrt(vi));
+                var denom = Bf16.Round((Corrected ? Bf16.Round(root / s) : root) + eps);
+                Bf16.Store(mi, m + i); Bf16.Store(vi, v + i); Bf16.Store(mi / denom, d + i);
+            }
+            for (; i < end; i++)
+            {
+                var gi = Bf16.ToSingle(g[i]);
+                var mi = Bf16.Round(MathF.FusedMultiplyAdd(OneMinusBeta1, gi, Bf16.Round(Bf16.ToSingle(m[i]) * Beta1)));
+                var vi = Bf16.Round(Bf16.Round(Bf16.ToSingle(v[i]) * Beta2) + OneMinusBeta2 * gi * gi);
+                var root = Bf16.Round(MathF.Sqrt(vi));
+                var denom = Bf16.Round((Corrected ? Bf16.Round(root / Sbc2) : root) + Eps);
+                m[i] = Bf16.FromSingle(mi); v[i] = Bf16.FromSingle(vi); d[i] = Bf16.FromSingle(mi / denom);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- Adafactor
+
+    /// <inheritdoc />
+    public void AdafactorStatistics(Tensor gradient, Tensor rows, Tensor cols, in AdafactorScalars scalars)
+    {
+        ArgumentNullException.ThrowIfNull(gradient);
+        if (gradient.dim() < 2) throw new ArgumentException($"gradient must have at least 2 dims (got {gradient.dim()}).", nameof(gradient));
+        var dtype = gradient.dtype;
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"gradient has dtype {dtype}; the CPU Adafactor kernel needs float32 or bfloat16.", nameof(gradient));
+        var c = gradient.shape[^1];
+        var r = gradient.shape[^2];
+        var n = gradient.numel();
+        var b = r * c == 0 ? 0 : n / (r * c);
+        var bf = dtype == ScalarType.BFloat16;
+        var g = bf ? (void*)RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient)) : RawTensor.Pointer<float>(gradient, dtype, n, nameof(gradient));
+        var rp = bf ? (void*)RawTensor.Pointer<ushort>(rows, dtype, b * r, nameof(rows)) : RawTensor.Pointer<float>(rows, dtype, b * r, nameof(rows));
+        var cp = bf ? (void*)RawTensor.Pointer<ushort>(cols, dtype, b * c, nameof(cols)) : RawTensor.Pointer<float>(cols, dtype, b * c, nameof(cols));
+        if (n == 0) return;
+        var eps1 = (float)scalars.Eps1;
+        var beta2 = (float)scalars.Beta2;
+        var oneMinus = (float)(1 - scalars.Beta2);
+        for (long batch = 0; batch < b; batch++)
+        {
+            var offset = batch * r * c;
+            var gb = bf ? (void*)((ushort*)g + offset) : (float*)g + offset;
+            var colSums = Reduce(gb, bf, r, c, squarePlus: eps1, out var rowSums, wantRows: true);
+            try
+            {
+                for (long i = 0; i < r; i++) Blend(rp, bf, batch * r + i, rowSums[i] / c, beta2, oneMinus);
+                for (long j = 0; j < c; j++) Blend(cp, bf, batch * c + j, colSums[j] / r, beta2, oneMinus);
+            }
+            finally
+            {
+                NativeMemory.Free(colSums);
+                NativeMemory.Free(rowSums);
+            }
+        }
+        GC.KeepAlive(gradient); GC.KeepAlive(rows); GC.KeepAlive(cols);
+    }
+
+    /// <summary>state ← β·state + (1−β)·mean with the reference's roundings (mean rounded to the state's dtype first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Blend(void* state, bool bf, long index, double mean, float beta, float oneMinus)
+    {
+        if (bf)
+        {
+            var p = (ushort*)state + index;
+            var meanRounded = Bf16.Round((float)mean);
+            var scaled = Bf16.Round(Bf16.ToSingle(*p) * beta);
+            *p = Bf16.FromSingle(MathF.FusedMultiplyAdd(oneMinus, meanRounded, scaled));
+        }
+        else
+        {
+            var p = (float*)state + index;
+            *p = MathF.FusedMultiplyAdd(oneMinus, (float)mean, *p * beta);
+        }
+    }
+
+    // ---------------------------------------------------------------- ℓ1 norms
+
+    /// <inheritdoc />
+    public Tensor L1Norms(Tensor matrix, L1Axis axis)
+    {
+        ArgumentNullException.ThrowIfNull(matrix);
+        if (matrix.dim() != 2) throw new ArgumentException($"matrix must be 2-D (got {matrix.dim()} dims).", nameof(matrix));
+        var dtype = matrix.dtype;
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"matrix has dtype {dtype}; the CPU ℓ1 kernel needs float32 or bfloat16.", nameof(matrix));
+        var (r, c) = (matrix.shape[0], matrix.shape[1]);
+        var bf = dtype == ScalarType.BFloat16;
+        var x = bf ? (void*)RawTensor.Pointer<ushort>(matrix, dtype, r * c, nameof(matrix)) : RawTensor.Pointer<float>(matrix, dtype, r * c, nameof(matrix));
+        var length = axis == L1Axis.Columns ? c : r;
+        var result = zeros(length, ScalarType.Float32);
+        var output = RawTensor.Pointer<float>(result, ScalarType.Float32, length, "result");
+        if (r * c == 0) return result;
+        var colSums = Reduce(x, bf, r, c, squarePlus: null, out var rowSums, wantRows: axis == L1Axis.Rows);
+        try
+        {
+            var source = axis == L1Axis.Columns ? colSums : rowSums;
+            for (long k = 0; k < length; k++) output[k] = (float)source[k];
+        }
+        finally
+        {
+            NativeMemory.Free(colSums);
+            NativeMemory.Free(rowSums);
+        }
+        GC.KeepAlive(matrix);
+        return result;
+    }
+
+    // ---------------------------------------------------------------- shared reduction
+
+    /// <summary>
+    /// Row sums (when <paramref name="wantRows"/>, else an unused 1-element buffer) and column sums, in float64,
+    /// of f(x) over an r×c row-major matrix: f(x) = x² + ε rounded as the reference rounds it (Adafactor), or
+    /// |x| (ℓ1). Bands of rows run in parallel; each keeps its own column sums, merged in band order.
+    /// The caller frees both buffers with <see cref="NativeMemory.Free"/>.
+    /// </summary>
+    private static double* Reduce(void* x, bool bf, long r, long c, float? squarePlus, out double* rowSums, bool wantRows)
+    {
+        var wanted = (int)Math.Clamp(r * c / ChunkElements, 1, MaxBands);
+        var rowsPerBand = (r + wanted - 1) / wanted;
+        var bands = (int)((r + rowsPerBand - 1) / rowsPerBand);
+        var partial = (double*)NativeMemory.AllocZeroed((nuint)(bands * c), sizeof(double));
+        rowSums = (double*)NativeMemory.AllocZeroed((nuint)(wantRows ? r : 1), sizeof(double));
+        var rowOut = wantRows ? rowSums : null;
+        var job = new ReduceJob { X = x, BFloat16 = bf, Cols = c, Rows = r, RowsPerBand = rowsPerBand, Partial = partial, RowSums = rowOut, Square = squarePlus.HasValue, Eps = squarePlus ?? 0 };
+        if (bands == 1) job.RunBand(0);
+        else Parallel.For(0, bands, job.RunBand);
+        for (var band = 1; band < bands; band++)
+        {
+            var src = partial + band * c;
+            for (long j = 0; j < c; j++) partial[j] += src[j];
+        }
+        return partial;
+    }
+
+    private sealed class ReduceJob
+    {
+        public void* X;
+        public bool BFloat16, Square;
+        public long Rows, Cols, RowsPerBand;
+        public double* Partial, RowSums;
+        public float Eps;
+
+        public void RunBand(int band)
+        {
+            var r0 = band * RowsPerBand;
+            var r1 = Math.Min(Rows, r0 + RowsPerBand);
+            var cols = Partial + band * Cols;
+            var eps = Vector256.Create(Eps);
+            for (var i = r0; i < r1; i++)
+            {
+                var acc = Vector256<double>.Zero;
+                long j = 0;
+                for (; j + 8 <= Cols; j += 8)
+                {
+                    var v = BFloat16 ? Bf16.Load((ushort*)X + i * Cols + j) : Vector256.Load((float*)X + i * Cols + j);
+                    if (Square)
+                    {
+                        v = v * v;
+                        if (BFloat16) v = Bf16.Round(Bf16.Round(v) + eps);
+                        else v += eps;
+                    }
+                    else
+                    {
+                        v = Vector256.Abs(v);
+                    }
+                    var (lo, hi) = Vector256.Widen(v);
+                    acc += lo + hi;
+                    (Vector256.Load(cols + j) + lo).Store(cols + j);
+                    (Vector256.Load(cols + j + 4) + hi).Store(cols + j + 4);
+                }
+                var sum = Vector256.Sum(acc);
+                for (; j < Cols; j++)
+                {
+                    var x = BFloat16 ? Bf16.ToSingle(((ushort*)X)[i * Cols + j]) : ((float*)X)[i * Cols + j];
+                    float f;
+                    if (Square)
+                    {
+                        f = x * x;
+                        f = BFloat16 ? Bf16.Round(Bf16.Round(f) + Eps) : f + Eps;
+                    }
+                    else
+                    {
+                        f = MathF.Abs(x);
+                    }
+                    sum += f;
+                    cols[j] += f;
+                }
+                if (RowSums is not null) RowSums[i] = sum;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- SMMF
+
+    /// <inheritdoc />
+    public void SmmfStep(Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, Tensor target, bool updateWeights)
+    {
+        if (updateWeights) SmmfCpuKernel.StepParameter(gradient, state, scalars, target);
+        else SmmfCpuKernel.StepDirection(gradient, state, scalars, target);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /// <summary>Runs <paramref name="body"/> over [0, n) in chunks of <see cref="ChunkElements"/> (multiples of 16), in parallel when there are several.</summary>
+    private static void ForChunks(long n, Action<long, long> body)
+    {
+        if (n == 0) return;
+        var chunks = (n + ChunkElements - 1) / ChunkElements;
+        if (chunks == 1) { body(0, n); return; }
+        Parallel.For(0L, chunks, k => body(k * ChunkElements, Math.Min(n, (k + 1) * ChunkElements)));
+    }
+
+    /// <summary>bfloat16 as the upper 16 bits of a float32; rounding to nearest even as libtorch does (NaN → 0x7FC0).</summary>
+    internal static class Bf16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float ToSingle(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static ushort FromSingle(float value)
+        {
+            if (float.IsNaN(value)) return 0x7FC0;
+            var bits = BitConverter.SingleToUInt32Bits(value);
+            return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Round(float value) => ToSingle(FromSingle(value));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load(ushort* p)
+        {
+            var (lo, hi) = Vector128.Widen(Vector128.Load(p));
+            return (Vector256.Create(lo, hi) << 16).AsSingle();
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<uint> RoundedBits(Vector256<float> x)
+        {
+            var bits = x.AsUInt32();
+            var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) & Vector256.Create(0xFFFF0000u);
+            var nan = ~Vector256.Equals(x, x).AsUInt32();
+            return Vector256.ConditionalSelect(nan, Vector256.Create(0x7FC00000u), rounded);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Round(Vector256<float> x) => RoundedBits(x).AsSingle();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store(Vector256<float> x, ushort* p)
+        {
+            var bits = RoundedBits(x) >> 16;
+            Vector128.Narrow(bits.GetLower(), bits.GetUpper()).Store(p);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+// Adam moment update and normalized direction (see IOptimizerKernels.AdamDirection).
+// Each op rounds where the TorchSharp reference rounds: float32 ops in float32; for bfloat16 every
+// intermediate the reference stores is rounded to bfloat16 (nearest even), as libtorch does after each op.
+// No headers: NVRTC compiles this file alone.
+
+__device__ __forceinline__ float bf16_to_float(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
+
+__device__ __forceinline__ unsigned short float_to_bf16(float f)
+{
+    if (f != f) return 0x7FC0;
+    unsigned int bits = __float_as_uint(f);
+    return (unsigned short)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ float round_bf16(float f) { return bf16_to_float(float_to_bf16(f)); }
+
+extern "C" __global__ void adam_direction_f32(
+    const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v, float* __restrict__ d,
+    long long n, float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
+    float sqrt_bc2, int corrected)
+{
+    long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    {
+        float gi = g[i];
+        float mi = __fmaf_rn(one_minus_beta1, gi, __fmul_rn(m[i], beta1));
+        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
+        float root = __fsqrt_rn(vi);
+        float denom = __fadd_rn(corrected ? __fdiv_rn(root, sqrt_bc2) : root, eps);
+        m[i] = mi;
+        v[i] = vi;
+        d[i] = __fdiv_rn(mi, denom);
+    }
+}
+
+extern "C" __global__ void adam_direction_bf16(
+    const unsigned short* __restrict__ g, unsigned short* __restrict__ m, unsigned short* __restrict__ v,
+    unsigned short* __restrict__ d, long long n, float beta1, float one_minus_beta1, float beta2,
+    float one_minus_beta2, float eps, float sqrt_bc2, int corrected)
+{
+    long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    {
+        float gi = bf16_to_float(g[i]);
+        float mi = round_bf16(__fmaf_rn(one_minus_beta1, gi, round_bf16(__fmul_rn(bf16_to_float(m[i]), beta1))));
+        float vi = round_bf16(__fadd_rn(round_bf16(__fmul_rn(bf16_to_float(v[i]), beta2)), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi)));
+        float root = round_bf16(__fsqrt_rn(vi));
+        float denom = round_bf16(__fadd_rn(corrected ? round_bf16(__fdiv_rn(root, sqrt_bc2)) : root, eps));
+        m[i] = float_to_bf16(mi);
+        v[i] = float_to_bf16(vi);
+        d[i] = float_to_bf16(__fdiv_rn(mi, denom));
+    }
+}

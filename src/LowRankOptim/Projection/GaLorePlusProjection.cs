@@ -122,6 +122,9 @@ public sealed record GaLorePlusProjection(
         return basis * DTypes.ElementSize(dtype) + SparseResidual.PlannedBytes(matrix, ResidualElements(matrix), dtype);
     }
 
+    /// <summary>The rank of the shared basis for a <paramref name="matrix"/>: r clamped to min(d_h, d) with heads, to min(m, n) without.</summary>
+    public long LayoutRank(MatrixShape matrix) => LayoutOf(matrix).Rank;
+
     /// <summary>k = ⌈ρ·m·n⌉, the number of entries with sparse residual moments (0 when ρ = 0).</summary>
     public long ResidualElements(MatrixShape matrix)
     {

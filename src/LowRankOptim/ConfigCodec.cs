@@ -29,6 +29,7 @@ internal static class ConfigCodec
             nameof(RandomizedSvdProjection) => RandomizedSvdProjection.Read(reader),
             nameof(DctProjection) => DctProjection.Read(reader),
             nameof(OnlinePcaProjection) => OnlinePcaProjection.Read(reader),
+            nameof(GaLorePlusProjection) => GaLorePlusProjection.Read(reader),
             _ => throw new InvalidDataException($"{reader.Context}: unknown projection kind '{kind}'."),
         };
     }
@@ -48,7 +49,7 @@ internal static class ConfigCodec
 
     private static string KindOf(object config) => config switch
     {
-        FullSpace or SvdProjection or RandomizedSvdProjection or DctProjection or OnlinePcaProjection or AdamConfig or AdafactorConfig or SgdConfig or SmmfConfig => config.GetType().Name,
+        FullSpace or SvdProjection or RandomizedSvdProjection or DctProjection or OnlinePcaProjection or GaLorePlusProjection or AdamConfig or AdafactorConfig or SgdConfig or SmmfConfig => config.GetType().Name,
         _ => throw new NotSupportedException(
             $"{config.GetType().FullName} cannot be saved: only the library's own projection and rule configs are serializable."),
     };

@@ -169,6 +169,118 @@ public static class LowRank
         OnlineSubspaceDescent([new LowRankParamGroup(parameters)], lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type,
             correct_bias, conventions, p_optimizer, p_weight_decay);
 
+    /// <summary>
+    /// GaLore+ with AdamW (Liao et al. 2024; design in <c>docs/algorithms/galore-plus.md</c>): GaLore whose bases
+    /// come from randomized subspace iteration; attention weights (groups whose <see cref="GaLorePlusProjection"/>
+    /// has <see cref="GaLorePlusProjection.Heads"/>, see <see cref="HeadGroups"/>) estimate the basis from one
+    /// seeded-random head's gradient block and share it across heads; optionally a sparse residual with its own
+    /// Adam moments (<paramref name="residual_density"/> &gt; 0). Unset group options take the values below;
+    /// the default projection has no heads (ordinary weights).
+    /// </summary>
+    /// <example><code>
+    /// var groups = LowRank.HeadGroups(model, name => heads.Of(name), new GaLorePlusProjection(Rank: 128, ResidualDensity: 0.01));
+    /// var opt = LowRank.GaLorePlus(groups, lr: 0.01, rank: 128, residual_density: 0.01);
+    /// </code></example>
+    /// <param name="groups">The parameter groups.</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1 (also of the residual moments).</param>
+    /// <param name="beta2">β2 (also of the residual moments).</param>
+    /// <param name="eps">ε (also of the residual moments).</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="rank">r, the rank of the shared basis (clamped to the head size for attention weights).</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α.</param>
+    /// <param name="oversampling">p, extra sketch columns of randomized subspace iteration.</param>
+    /// <param name="power_iterations">q, its power iterations.</param>
+    /// <param name="seed">The seed of the sketches and head draws.</param>
+    /// <param name="cross_head">How the one-head basis is shared: on the model dimension (default) or per head block.</param>
+    /// <param name="residual_density">ρ in [0, 1], the fraction of entries with sparse residual moments (0: off).</param>
+    /// <param name="residual_warmup">S_w, steps of residual accumulation before the entries are chosen.</param>
+    /// <param name="residual_reestimate">Re-choose the entries at every refresh after the warm-up.</param>
+    /// <param name="residual_scale">α_e, the scale of the sparse residual update.</param>
+    /// <param name="correct_bias">Adam's bias corrections.</param>
+    /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    public static LowRankOptimizer GaLorePlus(
+        IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999,
+        double eps = 1e-6, double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25,
+        int oversampling = 8, int power_iterations = 2, long seed = 0, CrossHeadReading cross_head = CrossHeadReading.SharedLongSide,
+        double residual_density = 0.0, int residual_warmup = 200, bool residual_reestimate = false, double residual_scale = 1.0,
+        bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference)
+    {
+        var projection = new GaLorePlusProjection(rank, update_proj_gap, scale, oversampling, power_iterations, seed, null, cross_head,
+            residual_density, residual_warmup, residual_reestimate, residual_scale);
+        return new LowRankOptimizer(groups, AdamDefaults(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions, projection));
+    }
+
+    /// <summary>
+    /// GaLore+ over a model: its <see cref="Linear"/> weights (those <paramref name="include"/> accepts) are
+    /// projected, attention weights with the head layout <paramref name="heads_of"/> gives for their module name,
+    /// everything else is trained in the full space. See the overload with groups for the other arguments.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="heads_of">The head layout of a Linear module by name (null: not an attention projection).</param>
+    /// <param name="include">Which Linear modules are projected (all when null).</param>
+    /// <param name="lr">η.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T.</param>
+    /// <param name="scale">α.</param>
+    /// <param name="oversampling">p.</param>
+    /// <param name="power_iterations">q.</param>
+    /// <param name="seed">The seed of the sketches and head draws.</param>
+    /// <param name="cross_head">How the one-head basis is shared.</param>
+    /// <param name="residual_density">ρ.</param>
+    /// <param name="residual_warmup">S_w.</param>
+    /// <param name="residual_reestimate">Re-choose the residual entries at every refresh after the warm-up.</param>
+    /// <param name="residual_scale">α_e.</param>
+    public static LowRankOptimizer GaLorePlus(
+        TorchSharp.torch.nn.Module model, Func<string, AttentionHeads?> heads_of, Func<string, bool>? include = null,
+        double lr = 1e-3, double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25,
+        int oversampling = 8, int power_iterations = 2, long seed = 0, CrossHeadReading cross_head = CrossHeadReading.SharedLongSide,
+        double residual_density = 0.0, int residual_warmup = 200, bool residual_reestimate = false, double residual_scale = 1.0)
+    {
+        var projection = new GaLorePlusProjection(rank, update_proj_gap, scale, oversampling, power_iterations, seed, null, cross_head,
+            residual_density, residual_warmup, residual_reestimate, residual_scale);
+        return GaLorePlus(HeadGroups(model, heads_of, projection, include), lr, weight_decay: weight_decay, rank: rank, update_proj_gap: update_proj_gap,
+            scale: scale, oversampling: oversampling, power_iterations: power_iterations, seed: seed, cross_head: cross_head,
+            residual_density: residual_density, residual_warmup: residual_warmup, residual_reestimate: residual_reestimate, residual_scale: residual_scale);
+    }
+
+    /// <summary>
+    /// Splits a model's parameters for GaLore+: one group per distinct head layout among the projected
+    /// <see cref="Linear"/> weights (its options' projection is <paramref name="projection"/> with that layout;
+    /// weights without one get <paramref name="projection"/> without heads), then one full-space group with the
+    /// rest (embeddings, norms, biases, Linear layers <paramref name="include"/> rejects). Empty groups are left out
+    /// except the last.
+    /// </summary>
+    /// <param name="module">The model.</param>
+    /// <param name="heads_of">The head layout of a Linear module by its name, or null when it is not an attention projection.</param>
+    /// <param name="projection">The GaLore+ settings shared by every projected group.</param>
+    /// <param name="include">Which Linear modules are projected (all when null).</param>
+    public static LowRankParamGroup[] HeadGroups(TorchSharp.torch.nn.Module module, Func<string, AttentionHeads?> heads_of,
+        GaLorePlusProjection projection, Func<string, bool>? include = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(heads_of);
+        ArgumentNullException.ThrowIfNull(projection);
+        var byLayout = new List<(AttentionHeads? Heads, List<Parameter> Parameters)>();
+        var projectedHandles = new HashSet<IntPtr>();
+        foreach (var (name, m) in module.named_modules())
+        {
+            if (m is not Linear linear || !(include?.Invoke(name) ?? true) || linear.weight is not { } w || !projectedHandles.Add(w.Handle)) continue;
+            var heads = heads_of(name);
+            var slot = byLayout.FindIndex(g => Equals(g.Heads, heads));
+            if (slot < 0) byLayout.Add((heads, [w]));
+            else byLayout[slot].Parameters.Add(w);
+        }
+        var rest = module.parameters().Where(p => !projectedHandles.Contains(p.Handle)).ToList();
+        return
+        [
+            .. byLayout.Select(g => new LowRankParamGroup(g.Parameters, new LowRankOptions { Projection = projection with { Heads = g.Heads } })),
+            new LowRankParamGroup(rest, new LowRankOptions { Projection = FullSpace.Instance }),
+        ];
+    }
+
     private static IProjectionConfig GaLoreProjection(int rank, int gap, double scale, ProjectionType type,
         GaLoreProjector projector, int? oversampling, int? powerIterations, long? seed)
     {

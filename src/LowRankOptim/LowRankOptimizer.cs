@@ -156,7 +156,10 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         else
         {
             var view = options.Projection!.MatrixViewOf(state.Shape)!.Value;
-            subspace.AddProjectedBack(p.view(view.Rows, view.Cols), update.Direction, -update.Coefficient);
+            var target = p.view(view.Rows, view.Cols);
+            subspace.AddProjectedBack(target, update.Direction, -update.Coefficient);
+            // GaLore+'s sparse residual: a subspace may add a sparse full-space term of its own (own moments).
+            if (subspace is ISparseUpdateSubspace sparse) sparse.AddSparseUpdate(target, matrixGrad!, r, context, subspaceContext);
             TryAfterUpdate(state, subspace, matrixGrad!, r, subspaceContext);
         }
         if (decay != 0 && options.DecayOrder == WeightDecayOrder.AfterUpdate) p.mul_(decayFactor);

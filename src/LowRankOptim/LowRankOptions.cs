@@ -59,6 +59,8 @@ public sealed class LowRankOptions : OptimizerOptions
         if (Rule is null) throw new ArgumentNullException(nameof(Rule), $"{where}: an update rule is required.");
         Projection.Validate(where);
         Rule.Validate(where);
+        if (Projection is GaLorePlusProjection { ResidualDensity: > 0 } plus && Rule is not AdamConfig)
+            throw new ArgumentException($"{where}: residual_density = {plus.ResidualDensity} needs the Adam rule (the sparse residual's moments follow its betas, eps and bias correction); the group's rule is {Rule.GetType().Name}.", "residual_density");
         if (Rule is AdafactorConfig { RelativeStep: true } && lr != 0)
             throw new ArgumentException($"{where}: lr = {lr} cannot be combined with relative_step = true (the step size is then min(1e-2, 1/√k)); leave lr unset.", "lr");
     }

@@ -89,8 +89,7 @@ public static class MemoryCommand
     /// <summary>The plan of one target and optimizer at one rank.</summary>
     public static MemoryPlan Plan(Target target, OptimizerKind kind, int rank, ScalarType dtype)
     {
-        var (projected, full) = OptimizerCatalog.GroupOptions(kind, 1e-3, new LowRankSettings(rank, 200, 0.25));
-        return MemoryPlanner.Plan(target.Shapes, dtype, (name, shape) => OptimizerCatalog.IsProjected(name) ? (0, projected) : (1, full));
+        return MemoryPlanner.Plan(target.Shapes, dtype, OptimizerCatalog.OptionsOf(kind, 1e-3, new LowRankSettings(rank, 200, 0.25), target.Config));
     }
 
     /// <summary>The largest rank (1 … largest matrix side) whose total fits <paramref name="budget"/>, or 0 if none does.</summary>

@@ -24,6 +24,24 @@ public sealed record LlamaConfig(string Name, int VocabSize, int Hidden, int Int
         new LlamaConfig("7b", 32000, 4096, 11008, 32, 32, 32, 2048),
     }.ToDictionary(c => c.Name);
 
+    /// <summary>
+    /// The head layout of an attention projection, by module or parameter name (GaLore+'s cross-head projection):
+    /// q_proj with <see cref="Heads"/> and k_proj/v_proj with <see cref="KvHeads"/> heads along the rows, o_proj with
+    /// <see cref="Heads"/> heads along the columns; null for every other weight.
+    /// </summary>
+    public LowRankOptim.Projection.AttentionHeads? AttentionHeadsOf(string name)
+    {
+        var module = name.EndsWith(".weight", StringComparison.Ordinal) ? name[..^".weight".Length] : name;
+        var last = module[(module.LastIndexOf('.') + 1)..];
+        return last switch
+        {
+            "q_proj" => LowRankOptim.Projection.AttentionHeads.QueryKeyValue(Heads),
+            "k_proj" or "v_proj" => LowRankOptim.Projection.AttentionHeads.QueryKeyValue(KvHeads),
+            "o_proj" => LowRankOptim.Projection.AttentionHeads.Output(Heads),
+            _ => null,
+        };
+    }
+
     /// <summary>Checks the shape is consistent; throws naming the field.</summary>
     public LlamaConfig Validated()
     {

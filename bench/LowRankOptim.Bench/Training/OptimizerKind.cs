@@ -1,3 +1,4 @@
+using LowRankOptim.Bench.Model;
 using LowRankOptim.Projection;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -21,6 +22,8 @@ public enum OptimizerKind
     Osd,
     /// <summary>SMMF on every parameter (square-matricized rank-1 moments, 1-bit signs), no projection.</summary>
     Smmf,
+    /// <summary>GaLore+ + AdamW: randomized subspace iteration, cross-head bases on q/k/v/o (LLaMA head counts), no sparse residual.</summary>
+    GaLorePlus,
 }
 
 /// <summary>Names, default learning rates and construction of each <see cref="OptimizerKind"/>.</summary>
@@ -36,6 +39,7 @@ public static class OptimizerCatalog
         OptimizerKind.Dct => "dct",
         OptimizerKind.Osd => "osd",
         OptimizerKind.Smmf => "smmf",
+        OptimizerKind.GaLorePlus => "galore-plus",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -56,6 +60,7 @@ public static class OptimizerCatalog
         OptimizerKind.Dct => 3e-3,
         OptimizerKind.Osd => 1e-2,
         OptimizerKind.Smmf => 3e-3,
+        OptimizerKind.GaLorePlus => 1e-2,
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -84,6 +89,7 @@ public static class OptimizerCatalog
             OptimizerKind.Osd => LowRank.OnlineSubspaceDescent(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             // SMMF factorizes every tensor itself: both groups train in the full space.
             OptimizerKind.Smmf => LowRank.Smmf(Array.Empty<LowRankParamGroup>(), lr: lr, decay_rate: -0.8).Defaults,
+            OptimizerKind.GaLorePlus => LowRank.GaLorePlus(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         var full = new LowRankOptions { Projection = FullSpace.Instance };
@@ -91,10 +97,34 @@ public static class OptimizerCatalog
         return (defaults, full);
     }
 
+    /// <summary>
+    /// A function giving the group index and complete options of a parameter by name (for the memory planner):
+    /// the projected or the full-space group, and for GaLore+ the options with the head layout of <paramref name="config"/>.
+    /// </summary>
+    public static Func<string, long[], (int Group, LowRankOptions Options)> OptionsOf(OptimizerKind kind, double lr, LowRankSettings s, LlamaConfig? config)
+    {
+        var (projected, full) = GroupOptions(kind, lr, s);
+        return (name, _) =>
+        {
+            if (!IsProjected(name)) return (1, full);
+            if (kind != OptimizerKind.GaLorePlus || config?.AttentionHeadsOf(name) is not { } heads) return (0, projected);
+            var options = new LowRankOptions { Projection = ((GaLorePlusProjection)projected.Projection!) with { Heads = heads } };
+            options.FillFrom(projected);
+            return (0, options);
+        };
+    }
+
     /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
     public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s)
     {
         if (kind == OptimizerKind.AdamW) return torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
+        if (kind == OptimizerKind.GaLorePlus)
+        {
+            var config = (model as LlamaModel)?.Config ?? throw new ArgumentException("galore-plus needs a LlamaModel (head counts per attention weight).", nameof(model));
+            var (defaults, _) = GroupOptions(kind, lr, s);
+            return LowRank.GaLorePlus(LowRank.HeadGroups(model, config.AttentionHeadsOf, (GaLorePlusProjection)defaults.Projection!, IsProjected),
+                lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale);
+        }
         var (projected, full) = GroupOptions(kind, lr, s);
         var groups = LowRank.SplitParameters(model, IsProjected);
         return new LowRankOptimizer([new LowRankParamGroup(groups[0].Parameters), new LowRankParamGroup(groups[1].Parameters, full)], projected);

@@ -100,14 +100,17 @@ public abstract class BasisSubspace : ISubspace
     /// <inheritdoc />
     public Tensor ProjectBack(Tensor lowRank)
     {
-        var back = Side switch
-        {
-            ProjectionSide.Right => lowRank.mm(_right!),
-            ProjectionSide.Left => _left!.mm(lowRank),
-            _ => _left!.mm(lowRank).mm(_right!),
-        };
+        var back = ProjectBackUnscaled(lowRank);
         return Scale == 1.0 ? back : back.mul_(Scale);
     }
+
+    /// <summary>Back(lowRank) without the scale α: the orthogonal projection's map back to the full matrix.</summary>
+    public Tensor ProjectBackUnscaled(Tensor lowRank) => Side switch
+    {
+        ProjectionSide.Right => lowRank.mm(_right!),
+        ProjectionSide.Left => _left!.mm(lowRank),
+        _ => _left!.mm(lowRank).mm(_right!),
+    };
 
     /// <inheritdoc />
     public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
@@ -175,7 +178,7 @@ public abstract class BasisSubspace : ISubspace
         _left = _right = null;
     }
 
-    private static Tensor CanonicalOrFail(Tensor basis, bool columns)
+    internal static Tensor CanonicalOrFail(Tensor basis, bool columns)
     {
         if (!basis.isfinite().all().item<bool>())
             throw new SubspaceRefreshException("the estimated basis has non-finite entries");

@@ -106,25 +106,33 @@ public sealed class AdamRule : IUpdateRule
     public RuleUpdate Compute(Tensor gradient, in RuleContext context)
     {
         var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
-        var k = context.Step;
-        double bc1 = c.CorrectBias ? 1 - Math.Pow(c.Beta1, k) : 1;
-        double bc2 = c.CorrectBias ? 1 - Math.Pow(c.Beta2, k) : 1;
-        var lr = context.LearningRate;
         var kernels = gradient.dtype == _dtype
             ? _kernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq)
             : TorchKernels.Instance;
         using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
-        var g = contiguous ?? gradient;
+        return Update(c, contiguous ?? gradient, ExpAvg, ExpAvgSq, context.Step, context.LearningRate, kernels);
+    }
+
+    /// <summary>
+    /// One Adam step on moments <paramref name="expAvg"/>, <paramref name="expAvgSq"/> (updated in place) at
+    /// 1-based step <paramref name="k"/> with <paramref name="kernels"/> (the reference when null); shared with
+    /// other moment sets that follow the group's Adam config (GaLore+'s sparse residual).
+    /// </summary>
+    internal static RuleUpdate Update(AdamConfig c, Tensor gradient, Tensor expAvg, Tensor expAvgSq, long k, double lr, IOptimizerKernels? kernels = null)
+    {
+        kernels ??= TorchKernels.Instance;
+        double bc1 = c.CorrectBias ? 1 - Math.Pow(c.Beta1, k) : 1;
+        double bc2 = c.CorrectBias ? 1 - Math.Pow(c.Beta2, k) : 1;
         if (c.EpsMode == AdamEpsilonMode.AfterBiasCorrection)
         {
             // torch.optim.AdamW: p −= (η / bc1) · m / (√v / √bc2 + ε)
-            var direction = kernels.AdamDirection(g, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)));
+            var direction = kernels.AdamDirection(gradient, expAvg, expAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)));
             return new RuleUpdate(direction, lr / bc1, lr);
         }
         else
         {
             // galore_torch: p −= η·√bc2/bc1 · m / (√v + ε)
-            var direction = kernels.AdamDirection(g, ExpAvg, ExpAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0));
+            var direction = kernels.AdamDirection(gradient, expAvg, expAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0));
             return new RuleUpdate(direction, lr * Math.Sqrt(bc2) / bc1, lr);
         }
     }

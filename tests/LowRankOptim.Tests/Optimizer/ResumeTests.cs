@@ -20,7 +20,16 @@ public sealed class ResumeTests
         "galore-std", "galore-full", "galore-adafactor-momentum", "adamw-full-space", "sgd-momentum",
         "galore-randomized", "galore-randomized-full", "dct-adamw", "dct-adamw-fast", "osd-adamw", "osd-adafactor-basis",
         "smmf", "smmf-reference-beta-none-no-vector-reshape", "smmf-l2-with-galore-linear-weights",
+        "galore-plus-heads-residual-in-warmup", "galore-plus-per-head-residual-reestimated",
     ];
+
+    /// <summary>The MLP's fc1 (20×12) as a Q-like weight of 4 heads, fc2 (6×20) as an O-like weight of 4 heads.</summary>
+    private static AttentionHeads? MlpHeads(string name) => name switch
+    {
+        "fc1" => AttentionHeads.QueryKeyValue(4),
+        "fc2" => AttentionHeads.Output(4),
+        _ => null,
+    };
 
     internal static LowRankOptimizer Create(string configuration, Sequential model) => configuration switch
     {
@@ -55,6 +64,12 @@ public sealed class ResumeTests
                 }),
              new LowRankParamGroup(LowRank.SplitParameters(model)[1].Parameters)],
             lr: 0.01, weight_decay: 0.05, weight_decay_mode: SmmfWeightDecayMode.Adam),
+        // The save at step 5 falls inside the residual warm-up (7 steps): the accumulator and its progress resume.
+        "galore-plus-heads-residual-in-warmup" => LowRank.GaLorePlus(model, MlpHeads, lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 3,
+            power_iterations: 1, seed: 4, residual_density: 0.2, residual_warmup: 7),
+        // After the warm-up (2 steps), indices re-chosen at the refreshes of steps 4, 7 and 10, before and after the save.
+        "galore-plus-per-head-residual-reestimated" => LowRank.GaLorePlus(model, MlpHeads, lr: 0.01, rank: 2, update_proj_gap: 3, seed: 9,
+            cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.3, residual_warmup: 2, residual_reestimate: true, residual_scale: 0.5),
         _ => throw new ArgumentException(configuration),
     };
 

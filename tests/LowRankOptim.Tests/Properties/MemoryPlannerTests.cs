@@ -14,7 +14,7 @@ public sealed class MemoryPlannerTests
 {
     public static TheoryData<string> Configurations() =>
         ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16", "smmf", "smmf-no-beta", "smmf-vectors-unfactorized", "smmf-bf16",
-         "randomized", "dct", "dct-left", "osd-adam", "osd-adafactor"];
+         "randomized", "dct", "dct-left", "osd-adam", "osd-adafactor", "galore-plus", "galore-plus-residual", "galore-plus-one-head-per-head-residual"];
 
     private static (IProjectionConfig, IUpdateRuleConfig, ScalarType) Config(string name) => name switch
     {
@@ -39,6 +39,11 @@ public sealed class MemoryPlannerTests
         "dct-left" => (new DctProjection(3, 5, Type: ProjectionType.Left), new AdamConfig(), float32),
         "osd-adam" => (new OnlinePcaProjection(3, 5, 1.0), new AdamConfig(), float32),
         "osd-adafactor" => (new OnlinePcaProjection(3, 5, 1.0, BasisRule: new AdafactorConfig(RelativeStep: false)), new AdamConfig(), float32),
+        "galore-plus" => (new GaLorePlusProjection(3, 5, 1.0), new AdamConfig(), float32),
+        // Warm-up 0: the indices and moments exist after the first step (the planner reports the post-warm-up state).
+        "galore-plus-residual" => (new GaLorePlusProjection(3, 5, 1.0, ResidualDensity: 0.1, ResidualWarmup: 0), new AdamConfig(), float32),
+        "galore-plus-one-head-per-head-residual" => (new GaLorePlusProjection(3, 5, 1.0, Heads: new AttentionHeads(1, HeadAxis.Rows),
+            Reading: CrossHeadReading.PerHeadShortSide, ResidualDensity: 0.37, ResidualWarmup: 0), new AdamConfig(), bfloat16),
         _ => throw new ArgumentException(name),
     };
 

@@ -305,13 +305,16 @@ public static class LowRank
     /// GaLore with Adafactor (galore_torch's <c>Adafactor</c>, a copy of Hugging Face's): factored second
     /// moment in the subspace, update clipping, relative step size. Defaults are Hugging Face's
     /// (relative_step and scale_parameter on, lr unset); pass <paramref name="lr"/> with
-    /// <c>relative_step: false</c> for a fixed rate, as GaLore's training script does.
+    /// <c>relative_step: false</c> for a fixed rate, as GaLore's training script does. <paramref name="projector"/>
+    /// (with <paramref name="oversampling"/>, <paramref name="power_iterations"/>, <paramref name="seed"/>) selects
+    /// randomized subspace iteration instead of the exact SVD, as in <see cref="GaLore(IEnumerable{LowRankParamGroup}, double, double, double, double, double, int, int, double, ProjectionType, bool, AdamConventions, GaLoreProjector, int?, int?, long?)"/>.
     /// </summary>
     public static LowRankOptimizer GaLoreAdafactor(
         IEnumerable<LowRankParamGroup> groups, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3,
         double clip_threshold = 1.0, double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0,
         bool scale_parameter = true, bool relative_step = true, bool warmup_init = false,
-        int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std)
+        int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
+        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null)
     {
         if (relative_step && lr is not null)
             throw new ArgumentException($"lr = {lr} cannot be combined with relative_step = true; leave lr null or pass relative_step: false.", nameof(lr));
@@ -322,7 +325,7 @@ public static class LowRank
             LearningRate = lr ?? 0.0,
             WeightDecay = weight_decay,
             DecayOrder = WeightDecayOrder.BeforeUpdate,
-            Projection = new SvdProjection(rank, update_proj_gap, scale, proj_type),
+            Projection = GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed),
             Rule = new AdafactorConfig(beta1, eps1, eps2, clip_threshold, decay_rate, relative_step, scale_parameter, warmup_init),
         };
         ValidateDefaults(defaults);

@@ -9,11 +9,13 @@ namespace LowRankOptim;
 
 /// <summary>
 /// The one optimizer of LowRankOptim: a drop-in for <c>torch.optim.AdamW</c> whose param groups choose a
-/// projection (GaLore's SVD subspace, or none) and an update rule (Adam, Adafactor). Per parameter and step:
+/// projection (GaLore's exact or randomized SVD subspace, DCT column selection, Online Subspace Descent, or
+/// none) and an update rule (Adam, Adafactor, SGD). Per parameter and step:
 /// <list type="number">
 /// <item>view the gradient as a matrix; refresh the subspace when due (a failed refresh keeps the old basis);</item>
-/// <item>project it, R = Proj(G); the rule updates its moments and returns a direction N and step size c;</item>
-/// <item>W ← W − c·α·Back(N), with decoupled weight decay W ← W·(1 − η_d·λ) before or after.</item>
+/// <item>project it, R = Proj(G) (or take the projection the refresh computed); the rule updates its moments and returns a direction N and step size c;</item>
+/// <item>W ← W − c·α·Back(N), with decoupled weight decay W ← W·(1 − η_d·λ) before or after;</item>
+/// <item>let the subspace react to the step (<see cref="ISubspace.AfterUpdate"/>: Online Subspace Descent's basis step).</item>
 /// </list>
 /// Works with TorchSharp's LR schedulers, <c>step(closure)</c>, <c>zero_grad</c>, <c>state_dict</c> and
 /// checkpoint files. Build it after moving the model to its device: state is keyed by parameter handle.

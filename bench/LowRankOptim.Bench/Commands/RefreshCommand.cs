@@ -48,15 +48,16 @@ public static class RefreshCommand
         var statistic = new Option<TimingStatistic>("--statistic") { Description = "Min (default; robust to other tenants' load) or Median of the timed runs.", DefaultValueFactory = _ => TimingStatistic.Min };
         var profile = new Option<bool>("--profile") { Description = "Also time the stages of the randomized and fast-DCT refreshes and of a projected step." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of markdown tables." };
+        var jsonFile = new Option<string?>("--json-file") { Description = "Also write the JSON to this file (the markdown still goes to stdout)." };
         var command = new Command("refresh", "Time one subspace refresh per projector, and the amortized step against AdamW.")
         {
-            sizes, ranks, gap, repeats, warmup, svdRepeats, statistic, profile, json,
+            sizes, ranks, gap, repeats, warmup, svdRepeats, statistic, profile, json, jsonFile,
         };
         command.SetAction(r =>
         {
             _statistic = r.GetValue(statistic);
             return Run(r.GetValue(sizes)!, r.GetValue(ranks)!, r.GetValue(gap), r.GetValue(repeats), r.GetValue(warmup),
-                r.GetValue(svdRepeats), r.GetValue(profile), r.GetValue(json));
+                r.GetValue(svdRepeats), r.GetValue(profile), r.GetValue(json), r.GetValue(jsonFile));
         });
         return command;
     }
@@ -66,7 +67,7 @@ public static class RefreshCommand
         public double VsAdamW => AmortizedMs / AdamWMs;
     }
 
-    private static int Run(string sizesText, string ranksText, int gap, int repeats, int warmup, int svdRepeats, bool profile, bool json)
+    private static int Run(string sizesText, string ranksText, int gap, int repeats, int warmup, int svdRepeats, bool profile, bool json, string? jsonFile)
     {
         List<(long Rows, long Cols)> sizes;
         List<int> ranks;
@@ -135,23 +136,25 @@ public static class RefreshCommand
         }
         var othersShare = runStart is null ? (double?)null : CpuLoad.Sample()!.OthersShareSince(runStart);
 
+        var document = JsonSerializer.Serialize(new
+        {
+            machine = MachineInfo.Describe(),
+            command = "refresh " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "refresh").Skip(1)),
+            update_proj_gap = gap, repeats, warmup, svd_repeats = svdRepeats, statistic = _statistic.ToString(),
+            other_processes_cpu_share = othersShare, other_processes_cpu_share_by_size = loads,
+            results = rows.Select(r => new
+            {
+                rows = r.Rows, cols = r.Cols, rank = r.Rank, method = r.Method, refresh_ms = r.RefreshMs, step_ms = r.StepMs,
+                amortized_ms = r.AmortizedMs, adamw_ms = r.AdamWMs, amortized_vs_adamw = r.VsAdamW,
+                refresh_speedup_vs_svd = rows.First(x => x.Rows == r.Rows && x.Cols == r.Cols && x.Rank == r.Rank).RefreshMs / r.RefreshMs,
+            }),
+            dct_bases = extras,
+            profiles = profiles.Select(p => new { @case = p.Case, stages = p.Stages.Select(s => new { stage = s.Stage, ms = s.Ms }) }),
+        }, new JsonSerializerOptions { WriteIndented = true });
+        if (jsonFile is not null) File.WriteAllText(jsonFile, document);
         if (json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new
-            {
-                machine = MachineInfo.Describe(),
-                command = "refresh " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "refresh").Skip(1)),
-                update_proj_gap = gap, repeats, warmup, svd_repeats = svdRepeats, statistic = _statistic.ToString(),
-                other_processes_cpu_share = othersShare, other_processes_cpu_share_by_size = loads,
-                results = rows.Select(r => new
-                {
-                    rows = r.Rows, cols = r.Cols, rank = r.Rank, method = r.Method, refresh_ms = r.RefreshMs, step_ms = r.StepMs,
-                    amortized_ms = r.AmortizedMs, adamw_ms = r.AdamWMs, amortized_vs_adamw = r.VsAdamW,
-                    refresh_speedup_vs_svd = rows.First(x => x.Rows == r.Rows && x.Cols == r.Cols && x.Rank == r.Rank).RefreshMs / r.RefreshMs,
-                }),
-                dct_bases = extras,
-                profiles = profiles.Select(p => new { @case = p.Case, stages = p.Stages.Select(s => new { stage = s.Stage, ms = s.Ms }) }),
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine(document);
             return 0;
         }
 
@@ -165,6 +168,12 @@ public static class RefreshCommand
             var svd = rows.First(x => x.Rows == r.Rows && x.Cols == r.Cols && x.Rank == r.Rank).RefreshMs;
             Console.WriteLine($"| {r.Rows}×{r.Cols} | {r.Rank} | {r.Method} | {r.RefreshMs:F1} | {svd / r.RefreshMs:F1}× | {r.StepMs:F1} | {r.AmortizedMs:F1} | {r.AdamWMs:F1} | {r.VsAdamW:F2}× |");
         }
+        Console.WriteLine();
+        Console.WriteLine("DCT basis, built once per size and shared (float64 build, then cast): " + string.Join("; ", extras.Select(e =>
+        {
+            var d = (dynamic)e;
+            return $"s = {d.dct_basis_size}: {d.dct_basis_build_ms:F0} ms, {d.dct_basis_bytes / 1048576.0:F0} MiB";
+        })));
         foreach (var (name, stages) in profiles)
         {
             Console.WriteLine();

@@ -47,6 +47,7 @@ public sealed class BadInputTests
         { "randomized oversampling < 0", () => LowRank.GaLore(Params(), projector: GaLoreProjector.RandomizedSvd, oversampling: -1), "oversampling", "*>= 0*-1*" },
         { "randomized power_iterations < 0", () => LowRank.GaLore(Params(), projector: GaLoreProjector.RandomizedSvd, power_iterations: -2), "power_iterations", "*>= 0*-2*" },
         { "oversampling with the exact SVD", () => LowRank.GaLore(Params(), oversampling: 4), "oversampling", "*4*RandomizedSvd*" },
+        { "Adafactor power_iterations with the exact SVD", () => LowRank.GaLoreAdafactor([new LowRankParamGroup(Params())], power_iterations: 1), "power_iterations", "*1*RandomizedSvd*" },
         { "seed with the exact SVD", () => LowRank.GaLore(Params(), seed: 3), "seed", "*3*RandomizedSvd*" },
         { "unknown projector", () => LowRank.GaLore(Params(), projector: (GaLoreProjector)5), "projector", "*Svd, RandomizedSvd*5*" },
         { "DCT rank 0", () => LowRank.DctAdamW(Params(), rank: 0), "rank", "*>= 1*0*" },

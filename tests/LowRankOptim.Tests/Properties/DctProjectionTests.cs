@@ -127,6 +127,44 @@ public sealed class DctProjectionTests
         TensorAssert.Close(product.Project(g), a, 1e-5, 1e-5, "Project with the stored indices");
     }
 
+    [Theory]
+    [InlineData(1.0, ProjectionType.Std, DctTransformMethod.MatrixProduct)]
+    [InlineData(2.0, ProjectionType.Std, DctTransformMethod.FastTransform)]
+    [InlineData(double.PositiveInfinity, ProjectionType.Std, DctTransformMethod.MatrixProduct)]
+    [InlineData(3.0, ProjectionType.ReverseStd, DctTransformMethod.FastTransform)]
+    [InlineData(1.0, ProjectionType.Left, DctTransformMethod.FastTransform)]
+    public void ScoresAreTheLpNormsOfTheTransformedSlicesOnTheChosenSide(double p, ProjectionType type, DctTransformMethod method)
+    {
+        using var scope = NewDisposeScope();
+        var g = TestProblems.Gradient(77, 30, 18);
+        using var subspace = (DctSubspace)new DctProjection(5, Method: method, ScoreNorm: p, Type: type).Create(new MatrixShape(30, 18), ScalarType.Float32, CPU);
+        subspace.Refresh(g, new SubspaceContext(0, 1, 0.01, 0.01));
+        var right = type == ProjectionType.Std; // 30×18: Std → right (s = 18); ReverseStd and Left → left (s = 30)
+        subspace.Side.Should().Be(right ? ProjectionSide.Right : ProjectionSide.Left);
+        var g64 = g.to(ScalarType.Float64);
+        var c = DctBasis.Build(right ? 18 : 30, ScalarType.Float64);
+        var s = right ? g64.mm(c) : c.t().mm(g64);
+        var scores = linalg.vector_norm(s, p, [right ? 0L : 1L]);
+        var expected = scores.argsort(descending: true).narrow(0, 0, 5).data<long>().ToArray();
+        subspace.Indices.Should().Equal(expected);
+    }
+
+    [Fact]
+    public void TheScaleMultipliesTheBackProjection()
+    {
+        using var scope = NewDisposeScope();
+        var g = TestProblems.Gradient(8, 16, 10);
+        using var plain = (DctSubspace)new DctProjection(3).Create(new MatrixShape(16, 10), ScalarType.Float32, CPU);
+        using var scaled = (DctSubspace)new DctProjection(3, Scale: 0.25).Create(new MatrixShape(16, 10), ScalarType.Float32, CPU);
+        plain.Refresh(g, new SubspaceContext(0, 1, 0.01, 0.01));
+        scaled.Refresh(g, new SubspaceContext(0, 1, 0.01, 0.01));
+        var n = TestProblems.Gradient(9, 16, 3);
+        TensorAssert.Close(scaled.ProjectBack(n), plain.ProjectBack(n) * 0.25, 1e-7, 0, "α·Back(N)");
+        var target = zeros(16, 10);
+        scaled.AddProjectedBack(target, n, -2.0);
+        TensorAssert.Close(target, plain.ProjectBack(n) * -0.5, 1e-6, 0, "fused W += −2·α·Back(N)");
+    }
+
     [Fact]
     public void ProjectAndBackProjectAreTheSelectedColumnsOfTheBasis()
     {

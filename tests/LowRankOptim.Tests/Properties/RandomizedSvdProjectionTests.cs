@@ -138,6 +138,9 @@ public sealed class RandomizedSvdProjectionTests
         opt.step();
         opt.StateBytes.Should().Be(8 * (32 + 2 * 64) * 4);
         ((RandomizedSvdSubspace)opt.States[0].Subspace!).SketchWidth.Should().Be(12);
+        using var adafactor = LowRank.GaLoreAdafactor([new LowRankParamGroup([new Parameter(randn(10, 6))])], rank: 2,
+            projector: GaLoreProjector.RandomizedSvd, power_iterations: 1);
+        adafactor.Defaults.Projection.Should().Be(new RandomizedSvdProjection(2, 200, 0.25, PowerIterations: 1));
     }
 
     [Fact]

@@ -49,17 +49,17 @@ public static class KernelsCommand
     internal sealed record MethodTime(string Method, double MedianMs, double MinMs, double MaxMs);
 
     /// <summary>One STREAM test.</summary>
-    internal sealed record StreamResult(string Test, long Elements, int BytesPerElement, double MedianMs, double GBps);
+    internal sealed record StreamResult(string Test, long Elements, int BytesPerElement, double MedianMs, double GigabytesPerSecond);
 
     /// <summary>One kernel case: fused vs reference vs AdamW, plus the triad measured in the same rounds.</summary>
     internal sealed record KernelResult(
-        string Step, string DType, string Shape, long Elements, double FusedBytesPerElement, int CallsPerSample,
-        double FusedMs, double ReferenceMs, double AdamWMs, double TriadMsSameRounds,
-        double SpeedupOverReference, double SpeedupOverAdamW, double FusedGBps, double TriadGBpsSameRounds,
+        string Step, string Dtype, string Shape, long Elements, double FusedBytesPerElement, int CallsPerSample,
+        double FusedMs, double ReferenceMs, double AdamwMs, double TriadMsSameRounds,
+        double SpeedupOverReference, double SpeedupOverAdamw, double FusedGigabytesPerSecond, double TriadGigabytesPerSecondSameRounds,
         double FractionOfTriad, bool MeetsSpeedupTarget, bool MeetsBandwidthTarget);
 
     internal sealed record Report(
-        string Machine, string Command, string Environment, double LoadAverage1MinStart, double LoadAverage1MinEnd, double OthersCpuShare,
+        string Machine, string Command, string Environment, double LoadAverageOneMinuteStart, double LoadAverageOneMinuteEnd, double OthersCpuShare,
         int Warmup, int Repeats, bool Vector512Accelerated, IReadOnlyList<StreamResult> Stream, IReadOnlyList<KernelResult> Kernels);
 
     private static int Run(int warmup, int repeats, long streamElements, bool quick, bool json)
@@ -240,7 +240,7 @@ public static class KernelsCommand
         Console.WriteLine($"Machine: {report.Machine}");
         Console.WriteLine($"Command: {report.Command}");
         Console.WriteLine($"Environment: {report.Environment}");
-        Console.WriteLine($"Load average (1 min): {report.LoadAverage1MinStart:F2} at start, {report.LoadAverage1MinEnd:F2} at end; " +
+        Console.WriteLine($"Load average (1 min): {report.LoadAverageOneMinuteStart:F2} at start, {report.LoadAverageOneMinuteEnd:F2} at end; " +
                           $"other processes used {report.OthersCpuShare:P0} of all CPU time during the run. Vector512 accelerated: {report.Vector512Accelerated}.");
         Console.WriteLine($"Medians of {report.Repeats} interleaved rounds after {report.Warmup} warm-up rounds; parallel chunks of {CpuKernels.ChunkElements} elements on the .NET thread pool ({Environment.ProcessorCount} cores).");
         Console.WriteLine();
@@ -249,15 +249,15 @@ public static class KernelsCommand
         Console.WriteLine("| test | elements per array | bytes/element | median (ms) | GB/s |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var s in report.Stream)
-            Console.WriteLine($"| {s.Test} | {s.Elements:N0} | {s.BytesPerElement} | {s.MedianMs:F2} | {s.GBps:F2} |");
+            Console.WriteLine($"| {s.Test} | {s.Elements:N0} | {s.BytesPerElement} | {s.MedianMs:F2} | {s.GigabytesPerSecond:F2} |");
         Console.WriteLine();
         Console.WriteLine("### Fused kernels vs reference path vs TorchSharp AdamW (per call)");
         Console.WriteLine();
         Console.WriteLine("| step | dtype | shape | fused (ms) | reference (ms) | AdamW step (ms) | reference / fused | AdamW / fused | bytes/element | fused GB/s | triad GB/s (same rounds) | fused / triad | ≥ 2× reference | ≥ 60% triad |");
         Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
         foreach (var k in report.Kernels)
-            Console.WriteLine($"| {k.Step} | {k.DType} | {k.Shape} | {k.FusedMs:F3} | {k.ReferenceMs:F3} | {k.AdamWMs:F3} | {k.SpeedupOverReference:F2}× | {k.SpeedupOverAdamW:F2}× | " +
-                              $"{k.FusedBytesPerElement:F2} | {k.FusedGBps:F2} | {k.TriadGBpsSameRounds:F2} | {k.FractionOfTriad:P0} | {(k.MeetsSpeedupTarget ? "yes" : "no")} | {(k.MeetsBandwidthTarget ? "yes" : "no")} |");
+            Console.WriteLine($"| {k.Step} | {k.Dtype} | {k.Shape} | {k.FusedMs:F3} | {k.ReferenceMs:F3} | {k.AdamwMs:F3} | {k.SpeedupOverReference:F2}× | {k.SpeedupOverAdamw:F2}× | " +
+                              $"{k.FusedBytesPerElement:F2} | {k.FusedGigabytesPerSecond:F2} | {k.TriadGigabytesPerSecondSameRounds:F2} | {k.FractionOfTriad:P0} | {(k.MeetsSpeedupTarget ? "yes" : "no")} | {(k.MeetsBandwidthTarget ? "yes" : "no")} |");
         Console.WriteLine();
         Console.WriteLine("Bytes/element: what the fused kernel must read and write (Adam: g, m, v read; m, v, direction written; " +
                           "SMMF: g read, U written, packed signs and factor vectors read and written), without write-allocate traffic, as STREAM counts.");

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -8,7 +9,7 @@ namespace LowRankOptim.Kernels.Cpu;
 
 /// <summary>
 /// Fused CPU kernels: one pass over contiguous float32 or bfloat16 memory, vectorized with
-/// <see cref="Vector512"/> (float32 Adam, where the hardware has it) or <see cref="Vector256"/>, parallel over
+/// <see cref="Vector512"/> (Adam, where the hardware has it; bf16 Adam needs AVX-512F) or <see cref="Vector256"/>, parallel over
 /// chunks whose boundaries depend on the shape only. Element-wise results do not depend on the split;
 /// reductions are accumulated in float64 per row or per band and merged in band order, so every result is
 /// the same for any thread count.
@@ -176,6 +177,22 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         private void RunBf16(long i, long end)
         {
             ushort* g = (ushort*)G, m = (ushort*)M, v = (ushort*)V, d = (ushort*)D;
+            if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+            {
+                // 16 elements per step: vpmovzxwd / vpmovdw convert between bf16 and float32 lanes in one instruction.
+                var b1x = Vector512.Create(Beta1); var c1x = Vector512.Create(OneMinusBeta1);
+                var b2x = Vector512.Create(Beta2); var c2x = Vector512.Create(OneMinusBeta2);
+                var epsx = Vector512.Create(Eps); var sx = Vector512.Create(Sbc2);
+                for (; i + 16 <= end; i += 16)
+                {
+                    var gi = Bf16.Load(g + i, Vector512<float>.Zero);
+                    var mi = Bf16.Round(Vector512.FusedMultiplyAdd(c1x, gi, Bf16.Round(Bf16.Load(m + i, Vector512<float>.Zero) * b1x)));
+                    var vi = Bf16.Round(Bf16.Round(Bf16.Load(v + i, Vector512<float>.Zero) * b2x) + c2x * gi * gi);
+                    var root = Bf16.Round(Vector512.Sqrt(vi));
+                    var denom = Bf16.Round((Corrected ? Bf16.Round(root / sx) : root) + epsx);
+                    Bf16.Store(mi, m + i); Bf16.Store(vi, v + i); Bf16.Store(mi / denom, d + i);
+                }
+            }
             var b1 = Vector256.Create(Beta1); var c1 = Vector256.Create(OneMinusBeta1);
             var b2 = Vector256.Create(Beta2); var c2 = Vector256.Create(OneMinusBeta2);
             var eps = Vector256.Create(Eps); var s = Vector256.Create(Sbc2);
@@ -431,6 +448,26 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Round(Vector256<float> x) => RoundedBits(x).AsSingle();
+
+        /// <summary>16 bf16 values as float32 lanes (AVX-512F only; the second argument only picks the overload).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load(ushort* p, Vector512<float> _) => (Avx512F.ConvertToVector512UInt32(Vector256.Load(p)) << 16).AsSingle();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<uint> RoundedBits(Vector512<float> x)
+        {
+            var bits = x.AsUInt32();
+            var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) & Vector512.Create(0xFFFF0000u);
+            var nan = ~Vector512.Equals(x, x).AsUInt32();
+            return Vector512.ConditionalSelect(nan, Vector512.Create(0x7FC00000u), rounded);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Round(Vector512<float> x) => RoundedBits(x).AsSingle();
+
+        /// <summary>Rounds 16 float32 lanes to bf16 (nearest even) and stores them (AVX-512F only).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store(Vector512<float> x, ushort* p) => Avx512F.ConvertToVector256UInt16(RoundedBits(x) >> 16).Store(p);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Store(Vector256<float> x, ushort* p)

@@ -1,3 +1,4 @@
+using LowRankOptim.Kernels;
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
 using TorchSharp;
@@ -43,6 +44,16 @@ public sealed record DctProjection(
     ProjectionType Type = ProjectionType.Std,
     TensorsProjected Tensors = TensorsProjected.MatricesOnly) : IProjectionConfig
 {
+    /// <summary>
+    /// Which kernels compute the ℓ1 column (or row) scores at a re-selection (<see cref="ScoreNorm"/> = 1 only).
+    /// <see cref="KernelPreference.Auto"/>: the fused CPU ℓ1 kernel for contiguous float32/bfloat16 CPU
+    /// tensors, the TorchSharp path (1ᵀ·|S| or vector_norm) otherwise and on every other device;
+    /// <see cref="KernelPreference.Reference"/>: always the TorchSharp path; an explicit
+    /// <see cref="KernelPreference.Cpu"/> or <see cref="KernelPreference.Cuda"/> that cannot be honoured
+    /// throws when the subspace is created. An execution choice: not written to checkpoints.
+    /// </summary>
+    public KernelPreference Kernel { get; init; } = KernelPreference.Auto;
+
     /// <inheritdoc />
     public MatrixShape? MatrixViewOf(long[] shape) =>
         MatrixSides.ViewOf(shape, Tensors) is MatrixShape m && m.Rows < MaxShape && m.Cols < MaxShape ? m : null;
@@ -72,6 +83,7 @@ public sealed record DctProjection(
         if (!Enum.IsDefined(Type) || Type == ProjectionType.Full)
             throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of Std, ReverseStd, Left, Right (the DCT projector selects columns on one side).");
         if (!Enum.IsDefined(Tensors)) throw new ArgumentOutOfRangeException(nameof(Tensors), Tensors, $"{where}: must be one of {string.Join(", ", Enum.GetNames<TensorsProjected>())}.");
+        if (!Enum.IsDefined(Kernel)) throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
     }
 
     /// <inheritdoc />
@@ -104,6 +116,7 @@ public sealed class DctSubspace : ISubspace
     private Device _device;
     private DctBasis.Lease _basis;
     private Tensor? _indices; // int64 [r], descending score order
+    private readonly KernelChoice _l1 = new(KernelOperation.L1Norms);
 
     internal DctSubspace(DctProjection config, MatrixShape matrix, ScalarType dtype, Device device)
     {
@@ -116,6 +129,9 @@ public sealed class DctSubspace : ISubspace
         _dtype = dtype;
         _device = device;
         _basis = DctBasis.Acquire(BasisSize, dtype, device);
+        // An explicit kernel choice that cannot be honoured fails here, with the reason, not at the first re-selection.
+        if (config.ScoreNorm == 1.0 && KernelSelection.Effective(config.Kernel) is KernelPreference.Cpu or KernelPreference.Cuda)
+            _l1.For(config.Kernel, device, config.Method == DctTransformMethod.FastTransform && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype);
     }
 
     /// <summary>The gradient matrix shape.</summary>
@@ -170,14 +186,44 @@ public sealed class DctSubspace : ISubspace
         return projected;
     }
 
-    /// <summary>ℓp norms over <paramref name="reduce"/>, accumulated in at least float32.</summary>
+    /// <summary>
+    /// ℓp norms over <paramref name="reduce"/>, accumulated in at least float32: the selected ℓ1 kernel where
+    /// <see cref="ScoreKernels"/> returns one, else the TorchSharp path below (the reference).
+    /// </summary>
     private Tensor Scores(Tensor transformed, long reduce)
+    {
+        if (ScoreKernels(transformed) is { } kernels)
+        {
+            var axis = reduce == 0 ? L1Axis.Columns : L1Axis.Rows;
+            if (transformed.is_contiguous()) return kernels.L1Norms(transformed, axis);
+            using var contiguous = transformed.contiguous(); // an explicit choice: the kernel needs dense rows
+            return kernels.L1Norms(contiguous, axis);
+        }
+        return ReferenceScores(transformed, reduce, _config.ScoreNorm);
+    }
+
+    /// <summary>
+    /// The ℓ1 kernels for these scores, or null for the TorchSharp path: ℓ1 scores only; Auto uses a fused kernel
+    /// on the CPU only (float32/bfloat16, contiguous), Reference never.
+    /// </summary>
+    private IOptimizerKernels? ScoreKernels(Tensor transformed)
+    {
+        if (_config.ScoreNorm != 1.0) return null;
+        var preference = KernelSelection.Effective(_config.Kernel);
+        if (preference == KernelPreference.Reference) return null;
+        if (preference == KernelPreference.Auto && transformed.device.type != DeviceType.CPU) return null;
+        var kernels = _l1.ForCall(_config.Kernel, transformed.device, transformed.dtype, transformed);
+        return kernels is TorchKernels ? null : kernels;
+    }
+
+    /// <summary>The TorchSharp scores: ℓp norms over <paramref name="reduce"/>, accumulated in at least float32.</summary>
+    internal static Tensor ReferenceScores(Tensor transformed, long reduce, double scoreNorm)
     {
         var t = transformed.dtype is ScalarType.Float32 or ScalarType.Float64 ? transformed : transformed.to(ScalarType.Float32);
         // Column sums of a row-major matrix are a slow strided reduction on the CPU; 1ᵀ·|S| is a fast GEMV.
-        if (_config.ScoreNorm == 1.0 && reduce == 0)
+        if (scoreNorm == 1.0 && reduce == 0)
             return ones([1, t.shape[0]], dtype: t.dtype, device: t.device).mm(t.abs()).squeeze(0);
-        return linalg.vector_norm(t, _config.ScoreNorm, [reduce]);
+        return linalg.vector_norm(t, scoreNorm, [reduce]);
     }
 
     /// <summary>

@@ -40,6 +40,24 @@ internal static unsafe class CudaDriver
         return major * 10 + minor;
     }
 
+    /// <summary>The name of device <paramref name="ordinal"/> (cuDeviceGetName).</summary>
+    public static string DeviceName(int ordinal)
+    {
+        var device = Device(ordinal);
+        var buffer = stackalloc byte[256];
+        var name = (delegate* unmanaged<byte*, int, int, int>)CudaLibraries.Export(CudaLibraries.Driver, "cuDeviceGetName");
+        Check(name(buffer, 256, device), "cuDeviceGetName");
+        return Marshal.PtrToStringUTF8((IntPtr)buffer) ?? "";
+    }
+
+    /// <summary>The driver's CUDA version as major·1000 + minor·10 (cuDriverGetVersion; e.g. 12040).</summary>
+    public static int DriverVersion()
+    {
+        int version;
+        Check(Fn<IntPtr>("cuDriverGetVersion")((IntPtr)(&version)), "cuDriverGetVersion");
+        return version;
+    }
+
     /// <summary>Makes device <paramref name="ordinal"/>'s primary context current on this thread (retained once per process).</summary>
     public static void UseDevice(int ordinal)
     {

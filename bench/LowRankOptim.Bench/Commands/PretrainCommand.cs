@@ -140,7 +140,8 @@ public static class PretrainCommand
         Reports.WriteCsv(Path.Combine(output, "summary.csv"), results);
         var summaryJson = Reports.Json(results, new { model = settings.Model, settings.Steps, settings.Batch, settings.Sequence, settings.Seed, settings.LowRank, corpus = source, machine = MachineInfo.Describe() });
         File.WriteAllText(Path.Combine(output, "summary.json"), summaryJson);
-        Reports.WritePlot(Path.Combine(output, "loss.png"), results);
+        Reports.WritePlot(Path.Combine(output, "loss.png"), best);
+        if (grid.Count > 1) Reports.WritePlot(Path.Combine(output, "loss-all.png"), results);
         if (json) Console.WriteLine(summaryJson);
         else
         {
@@ -148,7 +149,7 @@ public static class PretrainCommand
             Console.WriteLine(grid.Count > 1 ? "Best learning rate of each optimizer:" : "Results:");
             Console.WriteLine(table);
             if (all is not null) Console.WriteLine("All runs:\n" + all);
-            Console.WriteLine($"CSV per run, summary.md/.csv/.json and loss.png in {Path.GetFullPath(output)}");
+            Console.WriteLine($"CSV per run, summary.md/.csv/.json and loss.png (best run of each optimizer) in {Path.GetFullPath(output)}");
         }
         return 0;
     }

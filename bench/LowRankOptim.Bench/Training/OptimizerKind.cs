@@ -16,7 +16,10 @@ public enum OptimizerKind
     GaLoreAdafactor,
     /// <summary>GaLore with randomized subspace iteration instead of the exact SVD.</summary>
     GaLoreRandomized,
-    /// <summary>DCT-AdamW: columns of a shared DCT basis selected by alignment (SVD-free; its reference default T = 1, no scale).</summary>
+    /// <summary>
+    /// DCT-AdamW: columns of a shared DCT basis selected by alignment (SVD-free), run with the comparison's
+    /// T and α like the other projectors (its reference defaults are T = 1 and no scale).
+    /// </summary>
     Dct,
     /// <summary>Online Subspace Descent: the basis follows online PCA, one step per optimizer step.</summary>
     Osd,
@@ -53,14 +56,15 @@ public static class OptimizerCatalog
     /// <summary>Learning rates that work on the tiny model; the --sweep-lr grid is centred on them.</summary>
     public static double DefaultLearningRate(OptimizerKind kind) => kind switch
     {
-        OptimizerKind.AdamW => 3e-3,
-        OptimizerKind.GaLore => 1e-2,
-        OptimizerKind.GaLoreAdafactor => 1e-2,
-        OptimizerKind.GaLoreRandomized => 1e-2,
-        OptimizerKind.Dct => 3e-3,
-        OptimizerKind.Osd => 1e-2,
+        // The best of each optimizer's grid in the recorded sweep (docs/benchmarks.md, "Pretraining").
+        OptimizerKind.AdamW => 1.5e-3,
+        OptimizerKind.GaLore => 2e-2,
+        OptimizerKind.GaLoreAdafactor => 2e-2,
+        OptimizerKind.GaLoreRandomized => 2e-2,
+        OptimizerKind.Dct => 2e-2,
+        OptimizerKind.Osd => 2e-2,
         OptimizerKind.Smmf => 3e-3,
-        OptimizerKind.GaLorePlus => 1e-2,
+        OptimizerKind.GaLorePlus => 2e-2,
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -85,7 +89,8 @@ public static class OptimizerCatalog
                 beta1: 0.9, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             OptimizerKind.GaLoreRandomized => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
                 projector: GaLoreProjector.RandomizedSvd, seed: 0).Defaults,
-            OptimizerKind.Dct => LowRank.DctAdamW(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank).Defaults,
+            OptimizerKind.Dct => WithProjection(LowRank.DctAdamW(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap).Defaults,
+                p => ((DctProjection)p) with { Scale = s.Scale }),
             OptimizerKind.Osd => LowRank.OnlineSubspaceDescent(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
             // SMMF factorizes every tensor itself: both groups train in the full space.
             OptimizerKind.Smmf => LowRank.Smmf(Array.Empty<LowRankParamGroup>(), lr: lr, decay_rate: -0.8).Defaults,
@@ -112,6 +117,12 @@ public static class OptimizerCatalog
             options.FillFrom(projected);
             return (0, options);
         };
+    }
+
+    private static LowRankOptions WithProjection(LowRankOptions options, Func<IProjectionConfig, IProjectionConfig> change)
+    {
+        options.Projection = change(options.Projection!);
+        return options;
     }
 
     /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>

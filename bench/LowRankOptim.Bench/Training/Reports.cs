@@ -61,8 +61,8 @@ public static class Reports
         plot.XLabel("step");
         plot.YLabel("loss (nats/token)");
         plot.Title("Pretraining loss");
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        plot.SavePng(path, 1000, 650);
+        plot.ShowLegend(ScottPlot.Edge.Right);
+        plot.SavePng(path, 1200, 650);
     }
 
     private static double[] Smooth(double[] values, int window)

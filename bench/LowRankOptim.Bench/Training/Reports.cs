@@ -43,12 +43,15 @@ public static class Reports
     public static void WritePlot(string path, IReadOnlyList<RunResult> runs)
     {
         var plot = new ScottPlot.Plot();
-        foreach (var r in runs)
+        var palette = new ScottPlot.Palettes.Category20(); // distinct colors for up to 20 runs
+        for (var i = 0; i < runs.Count; i++)
         {
+            var r = runs[i];
             var window = Math.Max(1, r.TrainCurve.Count / 100);
             var xs = r.TrainCurve.Select(p => (double)p.Step).ToArray();
             var ys = Smooth(r.TrainCurve.Select(p => p.Loss).ToArray(), window);
             var line = plot.Add.ScatterLine(xs, ys);
+            line.Color = palette.GetColor(i);
             line.LegendText = $"{r.Name} (train)";
             if (r.ValidationCurve.Count > 0)
             {

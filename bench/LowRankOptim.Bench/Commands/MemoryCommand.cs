@@ -39,8 +39,9 @@ public static class MemoryCommand
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a markdown table." };
         var verify = new Option<bool>("--verify") { Description = "Allocate the optimizer states of configurations up to --verify-max-params and check they equal the prediction (exit code 1 otherwise)." };
         var verifyMax = new Option<long>("--verify-max-params") { Description = "Largest model (parameters) --verify allocates.", DefaultValueFactory = _ => 150_000_000 };
+        var detail = new Option<bool>("--detail") { Description = "Also print the bytes of every parameter and the optimizer state of every group." };
         var command = new Command("memory", "Plan the memory of weights, gradients and optimizer state per optimizer, without allocating.")
-        { models, shapes, optimizers, rank, dtype, budget, csv, png, json, verify, verifyMax };
+        { models, shapes, optimizers, rank, dtype, budget, csv, png, json, verify, verifyMax, detail };
         command.SetAction(r =>
         {
             try
@@ -57,7 +58,7 @@ public static class MemoryCommand
                     .Select(m => LlamaConfig.Named.TryGetValue(m, out var c) ? FromConfig(c) : throw new UsageException($"--model '{m}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.")).ToList();
                 if (r.GetValue(rank) is < 1) throw new UsageException($"--rank must be >= 1 (got {r.GetValue(rank)}).");
                 long? budgetBytes = r.GetValue(budget) is string b ? ParseBytes(b) : null;
-                return Run(targets, kinds, r.GetValue(rank), type, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax));
+                return Run(targets, kinds, r.GetValue(rank), type, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax), r.GetValue(detail));
             }
             catch (UsageException e)
             {
@@ -104,9 +105,10 @@ public static class MemoryCommand
         return lo;
     }
 
-    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, ScalarType dtype, long? budget, string? csvPath, string? pngPath, bool json, bool verify, long verifyMax)
+    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, ScalarType dtype, long? budget, string? csvPath, string? pngPath, bool json, bool verify, long verifyMax, bool detail)
     {
         var rows = new List<Row>();
+        var details = new List<object>();
         foreach (var t in targets)
         {
             var rank = rankOption ?? t.DefaultRank;
@@ -114,6 +116,7 @@ public static class MemoryCommand
             foreach (var kind in kinds)
             {
                 var plan = Plan(t, kind, rank, dtype);
+                if (detail) details.Add(Detail(t.Name, kind, plan, json));
                 rows.Add(new Row(t.Name, kind.CliName(), kind == OptimizerKind.AdamW ? 0 : rank, dtype.ToString(), t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)),
                     plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw));
             }
@@ -130,7 +133,7 @@ public static class MemoryCommand
         }
         if (pngPath is not null) WriteChart(pngPath, rows);
         if (json)
-            Console.WriteLine(JsonSerializer.Serialize(new { machine = MachineInfo.Describe(), rows, budget, largest_rank_within_budget = fits?.Select(f => new { model = f.Model, optimizer = f.Optimizer, rank = f.Rank }) },
+            Console.WriteLine(JsonSerializer.Serialize(new { machine = MachineInfo.Describe(), rows, budget, largest_rank_within_budget = fits?.Select(f => new { model = f.Model, optimizer = f.Optimizer, rank = f.Rank }), details = detail ? details : null },
                 new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
         else
         {
@@ -147,6 +150,30 @@ public static class MemoryCommand
             }
         }
         return verify ? Verify(targets, kinds, rankOption, verifyMax) : 0;
+    }
+
+    /// <summary>
+    /// Per-parameter and per-group bytes of one plan: printed as markdown now (unless JSON is asked), and
+    /// returned for the JSON output.
+    /// </summary>
+    private static object Detail(string model, OptimizerKind kind, MemoryPlan plan, bool json)
+    {
+        if (!json)
+        {
+            Console.WriteLine($"### {model}, {kind.CliName()}: per parameter");
+            Console.WriteLine("| parameter | shape | group | projected | weight (B) | gradient (B) | optimizer state (B) |");
+            Console.WriteLine("|---|---|---:|---|---:|---:|---:|");
+            foreach (var p in plan.Parameters)
+                Console.WriteLine($"| {p.Name} | {string.Join("×", p.Shape)} | {p.Group} | {(p.Projected ? "yes" : "no")} | {p.WeightBytes:N0} | {p.GradientBytes:N0} | {p.StateBytes:N0} |");
+            Console.WriteLine($"Optimizer state per group: {string.Join(", ", plan.StateBytesByGroup.OrderBy(g => g.Key).Select(g => $"group {g.Key} {g.Value:N0} B"))}; total {plan.StateBytes:N0} B.");
+            Console.WriteLine();
+        }
+        return new
+        {
+            model, optimizer = kind.CliName(),
+            parameters = plan.Parameters.Select(p => new { name = p.Name, shape = p.Shape, group = p.Group, projected = p.Projected, weight_bytes = p.WeightBytes, gradient_bytes = p.GradientBytes, state_bytes = p.StateBytes }),
+            groups = plan.StateBytesByGroup.OrderBy(g => g.Key).Select(g => new { group = g.Key, state_bytes = g.Value }),
+        };
     }
 
     /// <summary>Allocates each configuration that fits, takes one step so every basis exists, and compares bytes per parameter.</summary>

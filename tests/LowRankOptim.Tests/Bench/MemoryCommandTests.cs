@@ -18,6 +18,21 @@ public sealed class MemoryCommandTests
     }
 
     [Fact]
+    public void DetailListsEveryParameterAndGroupSummingToTheTotal()
+    {
+        var (code, output, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", "--optimizers", "galore", "--detail", "--json"]);
+        code.Should().Be(0, error);
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        var detail = doc.RootElement.GetProperty("details")[0];
+        var parameters = detail.GetProperty("parameters").EnumerateArray().ToList();
+        parameters.Should().HaveCount(LlamaConfig.Named["tiny"].ParameterShapes().Count());
+        var total = doc.RootElement.GetProperty("rows")[0].GetProperty("state_bytes").GetInt64();
+        parameters.Sum(p => p.GetProperty("state_bytes").GetInt64()).Should().Be(total);
+        detail.GetProperty("groups").EnumerateArray().Sum(g => g.GetProperty("state_bytes").GetInt64()).Should().Be(total);
+        parameters.Where(p => p.GetProperty("projected").GetBoolean()).Should().HaveCount(4 * 7, "attention and MLP matrices of 4 layers");
+    }
+
+    [Fact]
     public void GaLoreStateOfLlama60MatchesThePaperFormula()
     {
         // Projected matrices (attention 4 × 512², MLP 3 × 1376×512 per layer): r·(b + 2a) each; the rest AdamW.

@@ -129,9 +129,9 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         var subspace = state.Subspace;
         Tensor? matrixGrad = null, refreshed = null;
         var subspaceContext = new SubspaceContext(state.Index, k, options.Lr, options.InitialLearningRate);
+        var view = subspace is null ? default : options.Projection!.MatrixViewOf(state.Shape)!.Value;
         if (subspace is not null)
         {
-            var view = options.Projection!.MatrixViewOf(state.Shape)!.Value;
             matrixGrad = g.reshape(view.Rows, view.Cols);
             if (subspace.NeedsRefresh(k) && !TryRefresh(state, subspace, matrixGrad, subspaceContext, out refreshed) && !subspace.HasBasis)
                 return; // no basis to project with yet: skip this parameter's update (reported)
@@ -157,7 +157,6 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         }
         else
         {
-            var view = options.Projection!.MatrixViewOf(state.Shape)!.Value;
             var target = p.view(view.Rows, view.Cols);
             subspace.AddProjectedBack(target, update.Direction, -update.Coefficient);
             // GaLore+'s sparse residual: a subspace may add a sparse full-space term of its own (own moments).

@@ -31,6 +31,14 @@ internal static class MatrixSides
         _ => (m.Rows + m.Cols) * r,
     };
 
+    /// <summary>Projected shape of a singular-vector basis projection of <paramref name="type"/> and requested rank (clamped).</summary>
+    public static long[] BasisProjectedShape(ProjectionType type, MatrixShape m, int rank) =>
+        ProjectedShape(SideOf(type, m), m, Math.Min(rank, m.Min));
+
+    /// <summary>Bytes of the bases such a projection keeps in <paramref name="dtype"/>.</summary>
+    public static long BasisBytes(ProjectionType type, MatrixShape m, int rank, TorchSharp.torch.ScalarType dtype) =>
+        BasisElements(SideOf(type, m), m, Math.Min(rank, m.Min)) * Linalg.DTypes.ElementSize(dtype);
+
     /// <summary>The projected shape for <paramref name="side"/> and effective rank <paramref name="r"/>.</summary>
     public static long[] ProjectedShape(ProjectionSide side, MatrixShape m, long r) => side switch
     {

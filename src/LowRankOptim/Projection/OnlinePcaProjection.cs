@@ -40,13 +40,11 @@ public sealed record OnlinePcaProjection(
     public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
 
     /// <inheritdoc />
-    public long[] ProjectedShape(MatrixShape matrix) =>
-        MatrixSides.ProjectedShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min));
+    public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
 
     /// <inheritdoc />
     public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) =>
-        MatrixSides.BasisElements(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)) * DTypes.ElementSize(dtype)
-        + BasisRule.PlannedStateBytes(BasisShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)), BasisRule.WorkingType(dtype));
+        MatrixSides.BasisBytes(Type, matrix, Rank, dtype) + BasisRule.PlannedStateBytes(BasisShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)), BasisRule.WorkingType(dtype));
 
     /// <summary>P's shape: m×r on the left, r×n on the right.</summary>
     internal static long[] BasisShape(ProjectionSide side, MatrixShape m, long r) => side == ProjectionSide.Left ? [m.Rows, r] : [r, m.Cols];

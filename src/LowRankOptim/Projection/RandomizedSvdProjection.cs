@@ -40,12 +40,10 @@ public sealed record RandomizedSvdProjection(
     public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
 
     /// <inheritdoc />
-    public long[] ProjectedShape(MatrixShape matrix) =>
-        MatrixSides.ProjectedShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min));
+    public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) =>
-        MatrixSides.BasisElements(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)) * DTypes.ElementSize(dtype);
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => MatrixSides.BasisBytes(Type, matrix, Rank, dtype);
 
     /// <inheritdoc />
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) =>

@@ -30,12 +30,10 @@ public sealed record SvdProjection(
         new SvdSubspace(matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), UpdateProjGap, Scale, dtype, device);
 
     /// <inheritdoc />
-    public long[] ProjectedShape(MatrixShape matrix) =>
-        MatrixSides.ProjectedShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min));
+    public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) =>
-        MatrixSides.BasisElements(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)) * DTypes.ElementSize(dtype);
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => MatrixSides.BasisBytes(Type, matrix, Rank, dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

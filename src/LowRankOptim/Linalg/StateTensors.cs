@@ -1,3 +1,4 @@
+using LowRankOptim.Serialization;
 using TorchSharp;
 
 namespace LowRankOptim.Linalg;
@@ -25,6 +26,16 @@ internal static class StateTensors
     {
         if (slot is null || slot.device == device) return;
         Replace(ref slot, slot.to(device));
+    }
+
+    /// <summary>
+    /// Loads entry <paramref name="name"/> into a freshly created component's <paramref name="slot"/>: the saved
+    /// entry must be present exactly when the slot exists, with the slot's shape, dtype and device.
+    /// </summary>
+    public static void Load(StateReader reader, string name, ref torch.Tensor? slot)
+    {
+        if (slot is null) reader.AbsentTensor(name);
+        else Replace(ref slot, reader.RequiredTensor(name, slot.shape, slot.dtype, slot.device));
     }
 
     /// <summary>numel × element size, 0 for null.</summary>

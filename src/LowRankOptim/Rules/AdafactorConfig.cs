@@ -170,18 +170,12 @@ public sealed class AdafactorRule : IUpdateRule
     /// <inheritdoc />
     public void Load(StateReader reader)
     {
-        LoadSlot(reader, "exp_avg_sq_row", ref _row);
-        LoadSlot(reader, "exp_avg_sq_col", ref _col);
-        LoadSlot(reader, "exp_avg_sq", ref _expAvgSq);
-        LoadSlot(reader, "exp_avg", ref _expAvg);
+        StateTensors.Load(reader, "exp_avg_sq_row", ref _row);
+        StateTensors.Load(reader, "exp_avg_sq_col", ref _col);
+        StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
+        StateTensors.Load(reader, "exp_avg", ref _expAvg);
     }
 
-    private static void LoadSlot(StateReader reader, string name, ref Tensor? slot)
-    {
-        // The saved entry is present exactly when this (freshly created) rule has the slot.
-        if (slot is null) reader.AbsentTensor(name);
-        else StateTensors.Replace(ref slot, reader.RequiredTensor(name, slot.shape, slot.dtype, slot.device));
-    }
 
     /// <inheritdoc />
     public void MoveTo(Device device)

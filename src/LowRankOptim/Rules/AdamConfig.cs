@@ -79,7 +79,6 @@ public sealed record AdamConfig(
 /// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
 public sealed class AdamRule : IUpdateRule
 {
-    private readonly long[] _shape;
     private readonly ScalarType _dtype;
     private Tensor? _expAvg;
     private Tensor? _expAvgSq;
@@ -87,7 +86,6 @@ public sealed class AdamRule : IUpdateRule
 
     internal AdamRule(long[] shape, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
-        _shape = shape;
         _dtype = dtype;
         _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
         _expAvg = StateTensors.Zeros(shape, dtype, device);
@@ -150,9 +148,8 @@ public sealed class AdamRule : IUpdateRule
     /// <inheritdoc />
     public void Load(StateReader reader)
     {
-        var device = ExpAvg.device;
-        StateTensors.Replace(ref _expAvg, reader.RequiredTensor("exp_avg", _shape, _dtype, device));
-        StateTensors.Replace(ref _expAvgSq, reader.RequiredTensor("exp_avg_sq", _shape, _dtype, device));
+        StateTensors.Load(reader, "exp_avg", ref _expAvg);
+        StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
     }
 
     /// <inheritdoc />

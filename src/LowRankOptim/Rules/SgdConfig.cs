@@ -79,8 +79,7 @@ public sealed class SgdRule : IUpdateRule
     /// <inheritdoc />
     public void Load(StateReader reader)
     {
-        if (_buffer is null) reader.AbsentTensor("momentum_buffer");
-        else StateTensors.Replace(ref _buffer, reader.RequiredTensor("momentum_buffer", _buffer.shape, _buffer.dtype, _buffer.device));
+        StateTensors.Load(reader, "momentum_buffer", ref _buffer);
     }
 
     /// <inheritdoc />

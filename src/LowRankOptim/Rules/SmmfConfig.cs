@@ -238,21 +238,15 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
     /// <inheritdoc />
     public void Load(StateReader reader)
     {
-        LoadSlot(reader, "moment_rows", ref _momentRows);
-        LoadSlot(reader, "moment_cols", ref _momentCols);
-        LoadSlot(reader, "moment_signs", ref _momentSigns);
-        LoadSlot(reader, "variance_rows", ref _varianceRows);
-        LoadSlot(reader, "variance_cols", ref _varianceCols);
-        LoadSlot(reader, "exp_avg", ref _expAvg);
-        LoadSlot(reader, "exp_avg_sq", ref _expAvgSq);
+        StateTensors.Load(reader, "moment_rows", ref _momentRows);
+        StateTensors.Load(reader, "moment_cols", ref _momentCols);
+        StateTensors.Load(reader, "moment_signs", ref _momentSigns);
+        StateTensors.Load(reader, "variance_rows", ref _varianceRows);
+        StateTensors.Load(reader, "variance_cols", ref _varianceCols);
+        StateTensors.Load(reader, "exp_avg", ref _expAvg);
+        StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
     }
 
-    private static void LoadSlot(StateReader reader, string name, ref Tensor? slot)
-    {
-        // The saved entry is present exactly when this (freshly created) rule has the slot.
-        if (slot is null) reader.AbsentTensor(name);
-        else StateTensors.Replace(ref slot, reader.RequiredTensor(name, slot.shape, slot.dtype, slot.device));
-    }
 
     /// <inheritdoc />
     public void MoveTo(Device device)

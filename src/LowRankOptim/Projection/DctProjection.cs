@@ -1,6 +1,7 @@
 using LowRankOptim.Kernels;
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
+using LowRankOptim.Rules;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -77,13 +78,13 @@ public sealed record DctProjection(
         if (Rank < 1) throw new ArgumentOutOfRangeException("rank", Rank, $"{where}: rank must be >= 1.");
         if (UpdateProjGap < 1) throw new ArgumentOutOfRangeException("update_proj_gap", UpdateProjGap, $"{where}: update_proj_gap must be >= 1.");
         if (!(Scale > 0) || double.IsInfinity(Scale)) throw new ArgumentOutOfRangeException("scale", Scale, $"{where}: scale must be finite and > 0.");
-        if (!Enum.IsDefined(Method)) throw new ArgumentOutOfRangeException("sim_type", Method, $"{where}: sim_type must be one of {string.Join(", ", Enum.GetNames<DctTransformMethod>())}.");
+        RuleChecks.Defined("sim_type", Method, where);
         if (!(ScoreNorm >= 1)) throw new ArgumentOutOfRangeException("ell_norm", ScoreNorm, $"{where}: ell_norm must be >= 1 (or +infinity).");
         if (MaxShape < 1) throw new ArgumentOutOfRangeException("max_shape", MaxShape, $"{where}: max_shape must be >= 1.");
         if (!Enum.IsDefined(Type) || Type == ProjectionType.Full)
             throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of Std, ReverseStd, Left, Right (the DCT projector selects columns on one side).");
-        if (!Enum.IsDefined(Tensors)) throw new ArgumentOutOfRangeException(nameof(Tensors), Tensors, $"{where}: must be one of {string.Join(", ", Enum.GetNames<TensorsProjected>())}.");
-        if (!Enum.IsDefined(Kernel)) throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
+        RuleChecks.Defined(nameof(Tensors), Tensors, where);
+        RuleChecks.Defined("kernel", Kernel, where);
     }
 
     /// <inheritdoc />

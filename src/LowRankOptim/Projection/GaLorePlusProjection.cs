@@ -1,5 +1,6 @@
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
+using LowRankOptim.Rules;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -157,9 +158,9 @@ public sealed record GaLorePlusProjection(
         if (Heads is { } h)
         {
             if (h.Heads < 1) throw new ArgumentOutOfRangeException("heads", h.Heads, $"{where}: heads must be >= 1.");
-            if (!Enum.IsDefined(h.Axis)) throw new ArgumentOutOfRangeException("head_axis", h.Axis, $"{where}: head_axis must be one of {string.Join(", ", Enum.GetNames<HeadAxis>())}.");
+            RuleChecks.Defined("head_axis", h.Axis, where);
         }
-        if (!Enum.IsDefined(Reading)) throw new ArgumentOutOfRangeException("cross_head", Reading, $"{where}: cross_head must be one of {string.Join(", ", Enum.GetNames<CrossHeadReading>())}.");
+        RuleChecks.Defined("cross_head", Reading, where);
         if (!(ResidualDensity >= 0 && ResidualDensity <= 1)) throw new ArgumentOutOfRangeException("residual_density", ResidualDensity, $"{where}: residual_density must be in [0, 1].");
         if (ResidualWarmup < 0) throw new ArgumentOutOfRangeException("residual_warmup", ResidualWarmup, $"{where}: residual_warmup must be >= 0.");
         if (!(ResidualScale > 0) || double.IsInfinity(ResidualScale)) throw new ArgumentOutOfRangeException("residual_scale", ResidualScale, $"{where}: residual_scale must be finite and > 0.");

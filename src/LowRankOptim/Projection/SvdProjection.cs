@@ -1,5 +1,6 @@
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
+using LowRankOptim.Rules;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -41,8 +42,8 @@ public sealed record SvdProjection(
         if (Rank < 1) throw new ArgumentOutOfRangeException("rank", Rank, $"{where}: rank must be >= 1.");
         if (UpdateProjGap < 1) throw new ArgumentOutOfRangeException("update_proj_gap", UpdateProjGap, $"{where}: update_proj_gap must be >= 1.");
         if (!(Scale > 0) || double.IsInfinity(Scale)) throw new ArgumentOutOfRangeException("scale", Scale, $"{where}: scale must be finite and > 0.");
-        if (!Enum.IsDefined(Type)) throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of {string.Join(", ", Enum.GetNames<ProjectionType>())}.");
-        if (!Enum.IsDefined(Tensors)) throw new ArgumentOutOfRangeException(nameof(Tensors), Tensors, $"{where}: must be one of {string.Join(", ", Enum.GetNames<TensorsProjected>())}.");
+        RuleChecks.Defined("proj_type", Type, where);
+        RuleChecks.Defined(nameof(Tensors), Tensors, where);
     }
 
     /// <inheritdoc />

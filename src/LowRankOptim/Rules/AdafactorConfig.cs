@@ -56,7 +56,7 @@ public sealed record AdafactorConfig(
         if (!(Eps2 >= 0)) throw new ArgumentOutOfRangeException("eps2", Eps2, $"{where}: eps2 must be >= 0.");
         if (!(ClipThreshold > 0)) throw new ArgumentOutOfRangeException("clip_threshold", ClipThreshold, $"{where}: clip_threshold must be > 0.");
         if (!(DecayRate < 0)) throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be < 0 (β2,k = 1 − k^decay_rate).");
-        if (!Enum.IsDefined(Kernel)) throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
+        RuleChecks.Defined("kernel", Kernel, where);
         if (WarmupInit && !RelativeStep) throw new ArgumentException($"{where}: warmup_init = true requires relative_step = true.", "warmup_init");
     }
 

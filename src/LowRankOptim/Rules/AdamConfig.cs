@@ -57,8 +57,8 @@ public sealed record AdamConfig(
         RuleChecks.UnitInterval("beta1", Beta1, where);
         RuleChecks.UnitInterval("beta2", Beta2, where);
         if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
-        if (!Enum.IsDefined(EpsMode)) throw new ArgumentOutOfRangeException(nameof(EpsMode), EpsMode, $"{where}: must be one of {string.Join(", ", Enum.GetNames<AdamEpsilonMode>())}.");
-        if (!Enum.IsDefined(Kernel)) throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
+        RuleChecks.Defined(nameof(EpsMode), EpsMode, where);
+        RuleChecks.Defined("kernel", Kernel, where);
     }
 
     /// <inheritdoc />

@@ -59,8 +59,7 @@ public sealed record SmmfConfig(
             throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be finite and <= 0 (β2,k = 1 − k^decay_rate must lie in [0, 1)).");
         if (!(GrowthRate >= 0 && GrowthRate <= 1))
             throw new ArgumentOutOfRangeException("growth_rate", GrowthRate, $"{where}: growth_rate must be in [0, 1] (β1,k = beta·growth_rate^(k−1) must stay below 1).");
-        if (!Enum.IsDefined(Kernel))
-            throw new ArgumentOutOfRangeException("kernel", Kernel, $"{where}: kernel must be one of {string.Join(", ", Enum.GetNames<KernelPreference>())}.");
+        RuleChecks.Defined("kernel", Kernel, where);
     }
 
     /// <inheritdoc />

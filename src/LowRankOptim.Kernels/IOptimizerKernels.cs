@@ -34,6 +34,14 @@ public interface IOptimizerKernels
     torch.Tensor AdamDirection(torch.Tensor gradient, torch.Tensor expAvg, torch.Tensor expAvgSq, in AdamScalars scalars);
 
     /// <summary>
+    /// A full-space Adam step in one pass: updates the moments as <see cref="AdamDirection"/> does and the
+    /// weights in place in torch.optim.AdamW's order, W ← W·<see cref="AdamScalars.DecayFactor"/> then
+    /// W ← W + (−<see cref="AdamScalars.StepSize"/>·m) / denom (<c>mul_</c>, then <c>addcdiv_</c>), so no
+    /// direction tensor is created. Weights, moments and gradient share one dtype and shape.
+    /// </summary>
+    void AdamUpdate(torch.Tensor gradient, torch.Tensor expAvg, torch.Tensor expAvgSq, in AdamScalars scalars, torch.Tensor weights);
+
+    /// <summary>
     /// Adafactor's factored second-moment statistics: with q = g² + ε1 and the gradient viewed as
     /// B×R×C (B the product of the leading dimensions), rows (B·R) ← β2·rows + (1−β2)·mean over C of q and
     /// cols (B·C) ← β2·cols + (1−β2)·mean over R of q, in place.

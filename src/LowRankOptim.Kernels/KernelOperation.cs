@@ -5,6 +5,8 @@ public enum KernelOperation
 {
     /// <summary><see cref="IOptimizerKernels.AdamDirection"/>.</summary>
     AdamDirection,
+    /// <summary><see cref="IOptimizerKernels.AdamUpdate"/>.</summary>
+    AdamUpdate,
     /// <summary><see cref="IOptimizerKernels.AdafactorStatistics"/>.</summary>
     AdafactorStatistics,
     /// <summary><see cref="IOptimizerKernels.SmmfStep"/>.</summary>

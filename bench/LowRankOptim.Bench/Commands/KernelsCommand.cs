@@ -15,8 +15,8 @@ using static TorchSharp.torch;
 namespace LowRankOptim.Bench.Commands;
 
 /// <summary>
-/// `kernels`: in one process, the fused CPU kernels (Adam moment update + direction in the subspace, SMMF
-/// step) against the TorchSharp-ops reference path of the same boundary operation and against TorchSharp's
+/// `kernels`: in one process, the fused CPU kernels (Adam moment update + direction in the subspace, the
+/// full-space Adam update of moments and weights, SMMF step) against the TorchSharp-ops reference path of the same boundary operation and against TorchSharp's
 /// AdamW step over the same number of elements, and a STREAM-like copy and triad measured with the same
 /// threading (parallel chunks of <see cref="CpuKernels.ChunkElements"/> on the .NET thread pool). Each fused
 /// kernel's achieved bandwidth (the bytes it must read and write per element × elements / time) is given as a
@@ -86,10 +86,15 @@ public static class KernelsCommand
         MeasureStream("start");
 
         var results = new List<KernelResult>();
-        (long Rows, long Cols)[] adamShapes = quick ? [(512, 128)] : [(4096, 128), (4096, 512), (2048, 2048), (4096, 4096)];
-        foreach (var (rows, cols) in adamShapes)
-            results.Add(AdamCase(rows, cols, ScalarType.Float32, stream, warmup, repeats));
-        if (!quick) results.Add(AdamCase(2048, 2048, ScalarType.BFloat16, stream, warmup, repeats));
+        // The direction runs on projected (subspace) moments, r × n; full-space tensors take the in-place update.
+        (long Rows, long Cols)[] directionShapes = quick ? [(512, 128)] : [(4096, 128), (4096, 512), (2048, 2048)];
+        foreach (var (rows, cols) in directionShapes)
+            results.Add(AdamCase(rows, cols, ScalarType.Float32, updateWeights: false, stream, warmup, repeats));
+        if (!quick) results.Add(AdamCase(2048, 2048, ScalarType.BFloat16, updateWeights: false, stream, warmup, repeats));
+        (long Rows, long Cols)[] updateShapes = quick ? [(512, 128)] : [(2048, 2048), (4096, 4096)];
+        foreach (var (rows, cols) in updateShapes)
+            results.Add(AdamCase(rows, cols, ScalarType.Float32, updateWeights: true, stream, warmup, repeats));
+        if (!quick) results.Add(AdamCase(4096, 4096, ScalarType.BFloat16, updateWeights: true, stream, warmup, repeats));
         (long Rows, long Cols)[] smmfShapes = quick ? [(512, 128)] : [(4096, 128), (4096, 512), (2048, 2048), (4096, 4096)];
         foreach (var (rows, cols) in smmfShapes)
             results.Add(SmmfCase(rows, cols, stream, warmup, repeats));
@@ -116,7 +121,7 @@ public static class KernelsCommand
 
     // ------------------------------------------------------------------ cases
 
-    private static KernelResult AdamCase(long rows, long cols, ScalarType dtype, StreamArrays stream, int warmup, int repeats)
+    private static KernelResult AdamCase(long rows, long cols, ScalarType dtype, bool updateWeights, StreamArrays stream, int warmup, int repeats)
     {
         using var scope = NewDisposeScope();
         var n = rows * cols;
@@ -124,21 +129,25 @@ public static class KernelsCommand
         var g = randn([rows, cols], generator: gen).mul_(1e-3).to(dtype);
         var (mf, vf) = (zeros([rows, cols], dtype), zeros([rows, cols], dtype));
         var (mr, vr) = (zeros([rows, cols], dtype), zeros([rows, cols], dtype));
-        var scalars = new AdamScalars(0.9, 0.999, 1e-8, Math.Sqrt(1 - 0.999));
-        var parameter = new Parameter(randn([rows, cols], generator: gen).mul_(0.02).to(dtype));
+        var scalars = new AdamScalars(0.9, 0.999, 1e-8, Math.Sqrt(1 - 0.999), StepSize: 1e-3 / (1 - 0.9), DecayFactor: 1 - 1e-3 * 0.01);
+        var w0 = randn([rows, cols], generator: gen).mul_(0.02).to(dtype);
+        var (wf, wr) = (w0.clone(), w0.clone());
+        var parameter = new Parameter(w0.clone());
         parameter.grad = g;
         using var adamw = optim.AdamW([parameter], lr: 1e-3, weight_decay: 0.01);
         var calls = CallsPerSample(n);
-        var times = Measure(
-        [
-            ("fused", () => { for (var i = 0; i < calls; i++) CpuKernels.Instance.AdamDirection(g, mf, vf, scalars).Dispose(); }),
-            ("reference", () => { for (var i = 0; i < calls; i++) TorchKernels.Instance.AdamDirection(g, mr, vr, scalars).Dispose(); }),
-            ("adamw", () => { for (var i = 0; i < calls; i++) adamw.step(); }),
-            ("triad", stream.Triad),
-        ], warmup, repeats);
-        // Read g, read and write m and v, write the direction.
-        var bytesPerElement = 6.0 * (dtype == ScalarType.Float32 ? 4 : 2);
-        return Result("Adam direction (moments + direction)", dtype, rows, cols, n, bytesPerElement, calls, times, stream.Elements);
+        Action fused = updateWeights
+            ? () => { for (var i = 0; i < calls; i++) CpuKernels.Instance.AdamUpdate(g, mf, vf, scalars, wf); }
+            : () => { for (var i = 0; i < calls; i++) CpuKernels.Instance.AdamDirection(g, mf, vf, scalars).Dispose(); };
+        Action reference = updateWeights
+            ? () => { for (var i = 0; i < calls; i++) TorchKernels.Instance.AdamUpdate(g, mr, vr, scalars, wr); }
+            : () => { for (var i = 0; i < calls; i++) TorchKernels.Instance.AdamDirection(g, mr, vr, scalars).Dispose(); };
+        var times = Measure([("fused", fused), ("reference", reference), ("adamw", () => { for (var i = 0; i < calls; i++) adamw.step(); }), ("triad", stream.Triad)],
+            warmup, repeats);
+        // Direction: read g, read and write m and v, write d. Update: read g, read and write m, v and w.
+        var bytesPerElement = (updateWeights ? 7.0 : 6.0) * (dtype == ScalarType.Float32 ? 4 : 2);
+        var step = updateWeights ? "Adam update (full space: moments + weights in place)" : "Adam direction (subspace moments + direction)";
+        return Result(step, dtype, rows, cols, n, bytesPerElement, calls, times, stream.Elements);
     }
 
     private static KernelResult SmmfCase(long rows, long cols, StreamArrays stream, int warmup, int repeats)

@@ -15,10 +15,13 @@ namespace LowRankOptim.Kernels.Cpu;
 /// the same for any thread count.
 /// </summary>
 /// <remarks>
-/// The Adam kernel rounds exactly where the reference rounds: for float32 each reference op is one float
-/// operation here; for bfloat16 every intermediate the reference stores (β1·m, the new m, β2·v, the new v,
-/// √v, √v/√bc2, the denominator, the direction) is rounded to bfloat16 (nearest even), as libtorch does
-/// after each op. The Adafactor statistics and ℓ1 norms sum in float64 where the reference sums in
+/// The Adam kernel rounds where the reference rounds: for float32 each reference op is one float operation
+/// here (the moments' add_ and addcmul_ are fused multiply-adds, as libtorch's vectorized loops), so the
+/// moments are bit-identical; the square root here is IEEE, libtorch's float32 sqrt on x86 is not correctly
+/// rounded in the last place, so directions and weights agree to float rounding. For bfloat16 every
+/// intermediate the reference stores (β1·m, the new m, β2·v, the new v, √v, √v/√bc2, the denominator, the
+/// result) is rounded to bfloat16 (nearest even), as libtorch does after each op, and the scalars are
+/// rounded to bfloat16 where libtorch rounds them (mul_, add_, div; not the addcmul_/addcdiv_ values). The Adafactor statistics and ℓ1 norms sum in float64 where the reference sums in
 /// float32, so they agree to float32 rounding. SMMF is <see cref="SmmfCpuKernel"/> (float32 only: SMMF keeps
 /// float32 state and computes in float32 for bf16 parameters). Pointers come from <see cref="RawTensor"/> only.
 /// </remarks>
@@ -69,45 +72,10 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
     public Tensor AdamDirection(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars)
     {
         ArgumentNullException.ThrowIfNull(gradient);
-        var dtype = gradient.dtype;
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
-            throw new ArgumentException($"gradient has dtype {dtype}; the CPU Adam kernel needs float32 or bfloat16.", nameof(gradient));
-        var n = gradient.numel();
         var direction = empty(gradient.shape, gradient.dtype, gradient.device);
         try
         {
-            var job = new AdamJob
-            {
-                Count = n,
-                Beta1 = (float)scalars.Beta1, OneMinusBeta1 = (float)(1 - scalars.Beta1),
-                Beta2 = (float)scalars.Beta2, OneMinusBeta2 = (float)(1 - scalars.Beta2),
-                Eps = (float)scalars.Eps, Sbc2 = (float)scalars.SqrtBiasCorrection2,
-                Corrected = scalars.SqrtBiasCorrection2 != 1.0,
-                BFloat16 = dtype == ScalarType.BFloat16,
-            };
-            if (job.BFloat16)
-            {
-                // libtorch converts the scalars of a bf16 op to bf16 first.
-                job.Beta1 = Bf16.Round(job.Beta1); job.OneMinusBeta1 = Bf16.Round(job.OneMinusBeta1);
-                job.Beta2 = Bf16.Round(job.Beta2); job.OneMinusBeta2 = Bf16.Round(job.OneMinusBeta2);
-                job.Eps = Bf16.Round(job.Eps); job.Sbc2 = Bf16.Round(job.Sbc2);
-            }
-            if (job.BFloat16)
-            {
-                job.G = RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient));
-                job.M = RawTensor.Pointer<ushort>(expAvg, dtype, n, nameof(expAvg));
-                job.V = RawTensor.Pointer<ushort>(expAvgSq, dtype, n, nameof(expAvgSq));
-                job.D = RawTensor.Pointer<ushort>(direction, dtype, n, "direction");
-            }
-            else
-            {
-                job.G = RawTensor.Pointer<float>(gradient, dtype, n, nameof(gradient));
-                job.M = RawTensor.Pointer<float>(expAvg, dtype, n, nameof(expAvg));
-                job.V = RawTensor.Pointer<float>(expAvgSq, dtype, n, nameof(expAvgSq));
-                job.D = RawTensor.Pointer<float>(direction, dtype, n, "direction");
-            }
-            ForChunks(n, job.Run);
-            GC.KeepAlive(gradient); GC.KeepAlive(expAvg); GC.KeepAlive(expAvgSq);
+            RunAdam(gradient, expAvg, expAvgSq, scalars, direction, "direction", updateWeights: false);
             return direction;
         }
         catch
@@ -117,12 +85,64 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         }
     }
 
+    /// <inheritdoc />
+    public void AdamUpdate(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars, Tensor weights)
+    {
+        ArgumentNullException.ThrowIfNull(gradient);
+        RunAdam(gradient, expAvg, expAvgSq, scalars, weights, nameof(weights), updateWeights: true);
+    }
+
+    private static void RunAdam(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars, Tensor target, string targetName, bool updateWeights)
+    {
+        var dtype = gradient.dtype;
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"gradient has dtype {dtype}; the CPU Adam kernel needs float32 or bfloat16.", nameof(gradient));
+        var n = gradient.numel();
+        var job = new AdamJob
+        {
+            Beta1 = (float)scalars.Beta1, OneMinusBeta1 = (float)(1 - scalars.Beta1),
+            Beta2 = (float)scalars.Beta2, OneMinusBeta2 = (float)(1 - scalars.Beta2),
+            Eps = (float)scalars.Eps, Sbc2 = (float)scalars.SqrtBiasCorrection2,
+            Corrected = scalars.SqrtBiasCorrection2 != 1.0,
+            BFloat16 = dtype == ScalarType.BFloat16,
+            UpdateWeights = updateWeights,
+            Decays = scalars.DecayFactor != 1,
+            Decay = (float)scalars.DecayFactor,
+            // addcdiv_ takes its scalar as a float, also for bf16 tensors (no bf16 rounding).
+            NegativeStep = (float)-scalars.StepSize,
+        };
+        if (job.BFloat16)
+        {
+            // libtorch converts the scalars of a bf16 mul_/add_/div to bf16 first; addcmul_ and addcdiv_ keep theirs in float.
+            job.Beta1 = Bf16.Round(job.Beta1); job.OneMinusBeta1 = Bf16.Round(job.OneMinusBeta1);
+            job.Beta2 = Bf16.Round(job.Beta2);
+            job.Eps = Bf16.Round(job.Eps); job.Sbc2 = Bf16.Round(job.Sbc2); job.Decay = Bf16.Round(job.Decay);
+            job.G = RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient));
+            job.M = RawTensor.Pointer<ushort>(expAvg, dtype, n, nameof(expAvg));
+            job.V = RawTensor.Pointer<ushort>(expAvgSq, dtype, n, nameof(expAvgSq));
+            job.Target = RawTensor.Pointer<ushort>(target, dtype, n, targetName);
+        }
+        else
+        {
+            job.G = RawTensor.Pointer<float>(gradient, dtype, n, nameof(gradient));
+            job.M = RawTensor.Pointer<float>(expAvg, dtype, n, nameof(expAvg));
+            job.V = RawTensor.Pointer<float>(expAvgSq, dtype, n, nameof(expAvgSq));
+            job.Target = RawTensor.Pointer<float>(target, dtype, n, targetName);
+        }
+        ForChunks(n, job.Run);
+        GC.KeepAlive(gradient); GC.KeepAlive(expAvg); GC.KeepAlive(expAvgSq); GC.KeepAlive(target);
+    }
+
+    /// <summary>
+    /// One Adam call. Target is the direction d = m / denom, or the weights: w ← w·decay, then
+    /// w ← w + (−c·m) / denom, the order of libtorch's mul_ and addcdiv_ (whose bf16 path computes in float
+    /// and rounds once).
+    /// </summary>
     private sealed class AdamJob
     {
-        public long Count;
-        public void* G, M, V, D;
-        public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, Sbc2;
-        public bool Corrected, BFloat16;
+        public void* G, M, V, Target;
+        public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, Sbc2, Decay, NegativeStep;
+        public bool Corrected, BFloat16, UpdateWeights, Decays;
 
         public void Run(long start, long end)
         {
@@ -132,20 +152,29 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
 
         private void RunF32(long i, long end)
         {
-            float* g = (float*)G, m = (float*)M, v = (float*)V, d = (float*)D;
+            float* g = (float*)G, m = (float*)M, v = (float*)V, t = (float*)Target;
+            bool corrected = Corrected, update = UpdateWeights, decays = Decays;
             if (Vector512.IsHardwareAccelerated)
             {
                 var b1 = Vector512.Create(Beta1); var c1 = Vector512.Create(OneMinusBeta1);
                 var b2 = Vector512.Create(Beta2); var c2 = Vector512.Create(OneMinusBeta2);
                 var eps = Vector512.Create(Eps); var s = Vector512.Create(Sbc2);
+                var decay = Vector512.Create(Decay); var step = Vector512.Create(NegativeStep);
                 for (; i + Vector512<float>.Count <= end; i += Vector512<float>.Count)
                 {
                     var gi = Vector512.Load(g + i);
                     var mi = Vector512.FusedMultiplyAdd(c1, gi, Vector512.Load(m + i) * b1);
-                    var vi = Vector512.Load(v + i) * b2 + c2 * gi * gi;
+                    var vi = Vector512.FusedMultiplyAdd(c2 * gi, gi, Vector512.Load(v + i) * b2);
                     var root = Vector512.Sqrt(vi);
-                    var denom = (Corrected ? root / s : root) + eps;
-                    mi.Store(m + i); vi.Store(v + i); (mi / denom).Store(d + i);
+                    var denom = (corrected ? root / s : root) + eps;
+                    mi.Store(m + i); vi.Store(v + i);
+                    if (!update) (mi / denom).Store(t + i);
+                    else
+                    {
+                        var w = Vector512.Load(t + i);
+                        if (decays) w *= decay;
+                        (w + step * mi / denom).Store(t + i);
+                    }
                 }
             }
             else if (Vector256.IsHardwareAccelerated)
@@ -153,66 +182,100 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
                 var b1 = Vector256.Create(Beta1); var c1 = Vector256.Create(OneMinusBeta1);
                 var b2 = Vector256.Create(Beta2); var c2 = Vector256.Create(OneMinusBeta2);
                 var eps = Vector256.Create(Eps); var s = Vector256.Create(Sbc2);
+                var decay = Vector256.Create(Decay); var step = Vector256.Create(NegativeStep);
                 for (; i + Vector256<float>.Count <= end; i += Vector256<float>.Count)
                 {
                     var gi = Vector256.Load(g + i);
                     var mi = Vector256.FusedMultiplyAdd(c1, gi, Vector256.Load(m + i) * b1);
-                    var vi = Vector256.Load(v + i) * b2 + c2 * gi * gi;
+                    var vi = Vector256.FusedMultiplyAdd(c2 * gi, gi, Vector256.Load(v + i) * b2);
                     var root = Vector256.Sqrt(vi);
-                    var denom = (Corrected ? root / s : root) + eps;
-                    mi.Store(m + i); vi.Store(v + i); (mi / denom).Store(d + i);
+                    var denom = (corrected ? root / s : root) + eps;
+                    mi.Store(m + i); vi.Store(v + i);
+                    if (!update) (mi / denom).Store(t + i);
+                    else
+                    {
+                        var w = Vector256.Load(t + i);
+                        if (decays) w *= decay;
+                        (w + step * mi / denom).Store(t + i);
+                    }
                 }
             }
             for (; i < end; i++)
             {
                 var gi = g[i];
                 var mi = MathF.FusedMultiplyAdd(OneMinusBeta1, gi, m[i] * Beta1);
-                var vi = v[i] * Beta2 + OneMinusBeta2 * gi * gi;
+                var vi = MathF.FusedMultiplyAdd(OneMinusBeta2 * gi, gi, v[i] * Beta2);
                 var root = MathF.Sqrt(vi);
-                var denom = (Corrected ? root / Sbc2 : root) + Eps;
-                m[i] = mi; v[i] = vi; d[i] = mi / denom;
+                var denom = (corrected ? root / Sbc2 : root) + Eps;
+                m[i] = mi; v[i] = vi;
+                if (!update) t[i] = mi / denom;
+                else t[i] = (decays ? t[i] * Decay : t[i]) + NegativeStep * mi / denom;
             }
         }
 
         private void RunBf16(long i, long end)
         {
-            ushort* g = (ushort*)G, m = (ushort*)M, v = (ushort*)V, d = (ushort*)D;
+            ushort* g = (ushort*)G, m = (ushort*)M, v = (ushort*)V, t = (ushort*)Target;
+            bool corrected = Corrected, update = UpdateWeights, decays = Decays;
             if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
             {
                 // 16 elements per step: vpmovzxwd / vpmovdw convert between bf16 and float32 lanes in one instruction.
                 var b1x = Vector512.Create(Beta1); var c1x = Vector512.Create(OneMinusBeta1);
                 var b2x = Vector512.Create(Beta2); var c2x = Vector512.Create(OneMinusBeta2);
                 var epsx = Vector512.Create(Eps); var sx = Vector512.Create(Sbc2);
+                var decayx = Vector512.Create(Decay); var stepx = Vector512.Create(NegativeStep);
                 for (; i + 16 <= end; i += 16)
                 {
                     var gi = Bf16.Load(g + i, Vector512<float>.Zero);
-                    var mi = Bf16.Round(Vector512.FusedMultiplyAdd(c1x, gi, Bf16.Round(Bf16.Load(m + i, Vector512<float>.Zero) * b1x)));
-                    var vi = Bf16.Round(Bf16.Round(Bf16.Load(v + i, Vector512<float>.Zero) * b2x) + c2x * gi * gi);
-                    var root = Bf16.Round(Vector512.Sqrt(vi));
-                    var denom = Bf16.Round((Corrected ? Bf16.Round(root / sx) : root) + epsx);
-                    Bf16.Store(mi, m + i); Bf16.Store(vi, v + i); Bf16.Store(mi / denom, d + i);
+                    var mi = Bf16.RoundIntermediate(Vector512.FusedMultiplyAdd(c1x, gi, Bf16.RoundIntermediate(Bf16.Load(m + i, Vector512<float>.Zero) * b1x)));
+                    var vi = Bf16.RoundIntermediate(Vector512.FusedMultiplyAdd(c2x * gi, gi, Bf16.RoundIntermediate(Bf16.Load(v + i, Vector512<float>.Zero) * b2x)));
+                    var root = Bf16.RoundIntermediate(Vector512.Sqrt(vi));
+                    var denom = Bf16.RoundIntermediate((corrected ? Bf16.RoundIntermediate(root / sx) : root) + epsx);
+                    Bf16.Store(mi, m + i); Bf16.Store(vi, v + i);
+                    if (!update) Bf16.Store(mi / denom, t + i);
+                    else
+                    {
+                        var w = Bf16.Load(t + i, Vector512<float>.Zero);
+                        if (decays) w = Bf16.RoundIntermediate(w * decayx);
+                        Bf16.Store(w + stepx * mi / denom, t + i);
+                    }
                 }
             }
             var b1 = Vector256.Create(Beta1); var c1 = Vector256.Create(OneMinusBeta1);
             var b2 = Vector256.Create(Beta2); var c2 = Vector256.Create(OneMinusBeta2);
             var eps = Vector256.Create(Eps); var s = Vector256.Create(Sbc2);
+            var decay = Vector256.Create(Decay); var step = Vector256.Create(NegativeStep);
             for (; i + 8 <= end; i += 8)
             {
                 var gi = Bf16.Load(g + i);
                 var mi = Bf16.Round(Vector256.FusedMultiplyAdd(c1, gi, Bf16.Round(Bf16.Load(m + i) * b1)));
-                var vi = Bf16.Round(Bf16.Round(Bf16.Load(v + i) * b2) + c2 * gi * gi);
+                var vi = Bf16.Round(Vector256.FusedMultiplyAdd(c2 * gi, gi, Bf16.Round(Bf16.Load(v + i) * b2)));
                 var root = Bf16.Round(Vector256.Sqrt(vi));
-                var denom = Bf16.Round((Corrected ? Bf16.Round(root / s) : root) + eps);
-                Bf16.Store(mi, m + i); Bf16.Store(vi, v + i); Bf16.Store(mi / denom, d + i);
+                var denom = Bf16.Round((corrected ? Bf16.Round(root / s) : root) + eps);
+                Bf16.Store(mi, m + i); Bf16.Store(vi, v + i);
+                if (!update) Bf16.Store(mi / denom, t + i);
+                else
+                {
+                    var w = Bf16.Load(t + i);
+                    if (decays) w = Bf16.Round(w * decay);
+                    Bf16.Store(w + step * mi / denom, t + i);
+                }
             }
             for (; i < end; i++)
             {
                 var gi = Bf16.ToSingle(g[i]);
                 var mi = Bf16.Round(MathF.FusedMultiplyAdd(OneMinusBeta1, gi, Bf16.Round(Bf16.ToSingle(m[i]) * Beta1)));
-                var vi = Bf16.Round(Bf16.Round(Bf16.ToSingle(v[i]) * Beta2) + OneMinusBeta2 * gi * gi);
+                var vi = Bf16.Round(MathF.FusedMultiplyAdd(OneMinusBeta2 * gi, gi, Bf16.Round(Bf16.ToSingle(v[i]) * Beta2)));
                 var root = Bf16.Round(MathF.Sqrt(vi));
-                var denom = Bf16.Round((Corrected ? Bf16.Round(root / Sbc2) : root) + Eps);
-                m[i] = Bf16.FromSingle(mi); v[i] = Bf16.FromSingle(vi); d[i] = Bf16.FromSingle(mi / denom);
+                var denom = Bf16.Round((corrected ? Bf16.Round(root / Sbc2) : root) + Eps);
+                m[i] = Bf16.FromSingle(mi); v[i] = Bf16.FromSingle(vi);
+                if (!update) t[i] = Bf16.FromSingle(mi / denom);
+                else
+                {
+                    var w = Bf16.ToSingle(t[i]);
+                    if (decays) w = Bf16.Round(w * Decay);
+                    t[i] = Bf16.FromSingle(w + NegativeStep * mi / denom);
+                }
             }
         }
     }
@@ -464,6 +527,18 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Round(Vector512<float> x) => RoundedBits(x).AsSingle();
+
+        /// <summary>
+        /// Rounds to bf16 (nearest even) without making NaNs canonical: for intermediates only. A NaN stays a
+        /// NaN (arithmetic NaNs and NaNs read from bf16 have zero low 16 bits, so the carry cannot reach the
+        /// exponent); its sign and payload are made canonical when the result is stored.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> RoundIntermediate(Vector512<float> x)
+        {
+            var bits = x.AsUInt32();
+            return ((bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) & Vector512.Create(0xFFFF0000u)).AsSingle();
+        }
 
         /// <summary>Rounds 16 float32 lanes to bf16 (nearest even) and stores them (AVX-512F only).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -143,6 +143,7 @@ public static unsafe class SmmfCpuKernel
         public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, StepSize, DecayFactor;
 
         private static readonly Vector256<int> BitWeights = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
+        private static readonly Vector512<int> BitWeights16 = Vector512.Create(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
 
         public void RunBand(int band)
         {
@@ -187,18 +188,70 @@ public static unsafe class SmmfCpuKernel
                     var stepSize = Vector256.Create(StepSize);
                     var decay = Vector256.Create(DecayFactor);
                     var signBit = Vector256.Create(-0.0f);
+                    if (Vector512.IsHardwareAccelerated)
+                    {
+                        var accM = Vector512<double>.Zero;
+                        var accV = Vector512<double>.Zero;
+                        var rowM16 = Vector512.Create(rowM);
+                        var rowV16 = Vector512.Create(rowV);
+                        var beta1x = Vector512.Create(Beta1);
+                        var oneMinusBeta1x = Vector512.Create(OneMinusBeta1);
+                        var beta2x = Vector512.Create(Beta2);
+                        var oneMinusBeta2x = Vector512.Create(OneMinusBeta2);
+                        var epsx = Vector512.Create(Eps);
+                        var stepSizex = Vector512.Create(StepSize);
+                        var decayx = Vector512.Create(DecayFactor);
+                        var signBitx = Vector512.Create(-0.0f);
+                        for (; j <= cols - Vector512<float>.Count; j += Vector512<float>.Count)
+                        {
+                            var e = rowStart + j;
+                            var g = Vector512.Load(g0 + e);
+                            var v = Vector512.FusedMultiplyAdd(oneMinusBeta2x * g, g, rowV16 * Vector512.Load(colV + j) * beta2x);
+                            var numerator = g;
+                            if (hasMomentum)
+                            {
+                                var old = ReadSixteenBits(signs, e);
+                                var negative = Vector512.Equals(Vector512.Create((int)old) & BitWeights16, Vector512<int>.Zero).AsSingle() & signBitx;
+                                var m = Vector512.FusedMultiplyAdd(g, oneMinusBeta1x, ((rowM16 * Vector512.Load(colM + j)) ^ negative) * beta1x);
+                                numerator = m;
+                                bits |= Vector512.GreaterThan(m, Vector512<float>.Zero).ExtractMostSignificantBits() << bitCount;
+                                bitCount += 16;
+                                while (bitCount >= 8)
+                                {
+                                    *output++ = (byte)bits;
+                                    bits >>= 8;
+                                    bitCount -= 8;
+                                }
+                                var (absLow, absHigh) = Vector512.Widen(Vector512.Abs(m));
+                                accM += absLow + absHigh;
+                                Vector512.Store(Vector512.Load(partialM + j) + absLow, partialM + j);
+                                Vector512.Store(Vector512.Load(partialM + j + 8) + absHigh, partialM + j + 8);
+                            }
+                            var u = numerator / (Vector512.Sqrt(v) + epsx);
+                            if (updateWeights) Vector512.Store(Vector512.Load(target + e) * decayx - stepSizex * u, target + e);
+                            else Vector512.Store(u, target + e);
+                            var (vLow, vHigh) = Vector512.Widen(v);
+                            accV += vLow + vHigh;
+                            Vector512.Store(Vector512.Load(partialV + j) + vLow, partialV + j);
+                            Vector512.Store(Vector512.Load(partialV + j + 8) + vHigh, partialV + j + 8);
+                        }
+                        accM0 += accM.GetLower();
+                        accM1 += accM.GetUpper();
+                        accV0 += accV.GetLower();
+                        accV1 += accV.GetUpper();
+                    }
                     for (; j <= cols - Vector256<float>.Count; j += Vector256<float>.Count)
                     {
                         var e = rowStart + j;
                         var g = Vector256.Load(g0 + e);
-                        var v = vRowV * Vector256.Load(colV + j) * beta2 + oneMinusBeta2 * g * g;
+                        var v = Vector256.FusedMultiplyAdd(oneMinusBeta2 * g, g, vRowV * Vector256.Load(colV + j) * beta2);
                         var numerator = g;
                         if (hasMomentum)
                         {
                             var old = ReadEightBits(signs, e);
                             // Where the stored bit is 0 (M ≤ 0), flip the sign of ρ·γ.
                             var negative = Vector256.Equals(Vector256.Create((int)old) & BitWeights, Vector256<int>.Zero).AsSingle() & signBit;
-                            var m = ((vRowM * Vector256.Load(colM + j)) ^ negative) * beta1 + g * oneMinusBeta1;
+                            var m = Vector256.FusedMultiplyAdd(g, oneMinusBeta1, ((vRowM * Vector256.Load(colM + j)) ^ negative) * beta1);
                             numerator = m;
                             bits |= (ulong)Vector256.GreaterThan(m, Vector256<float>.Zero).ExtractMostSignificantBits() << bitCount;
                             bitCount += 8;
@@ -230,13 +283,13 @@ public static unsafe class SmmfCpuKernel
                 {
                     var e = rowStart + j;
                     var g = g0[e];
-                    var v = rowV * colV[j] * Beta2 + OneMinusBeta2 * g * g;
+                    var v = MathF.FusedMultiplyAdd(OneMinusBeta2 * g, g, rowV * colV[j] * Beta2);
                     var numerator = g;
                     if (hasMomentum)
                     {
                         var mHat = rowM * colM[j];
                         if (((signs[e >> 3] >> (int)(e & 7)) & 1) == 0) mHat = -mHat;
-                        var m = mHat * Beta1 + g * OneMinusBeta1;
+                        var m = MathF.FusedMultiplyAdd(g, OneMinusBeta1, mHat * Beta1);
                         numerator = m;
                         bits |= (m > 0 ? 1UL : 0UL) << bitCount;
                         if (++bitCount == 8)
@@ -260,6 +313,15 @@ public static unsafe class SmmfCpuKernel
             }
             // Only the last band can end inside a byte; its padding bits are 0.
             if (hasMomentum && bitCount > 0) *output = (byte)bits;
+        }
+
+        /// <summary>The stored sign bits of elements e … e+15 (all in this band), as the low 16 bits.</summary>
+        private static uint ReadSixteenBits(byte* signs, long e)
+        {
+            var at = signs + (e >> 3);
+            var shift = (int)(e & 7);
+            if (shift == 0) return (uint)(at[0] | (at[1] << 8));
+            return (uint)((at[0] | (at[1] << 8) | (at[2] << 16)) >> shift) & 0xFFFF;
         }
 
         /// <summary>The stored sign bits of elements e … e+7 (all in this band), as the low 8 bits.</summary>

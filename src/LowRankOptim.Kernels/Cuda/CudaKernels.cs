@@ -9,7 +9,7 @@ namespace LowRankOptim.Kernels.Cuda;
 /// CUDA kernels for TorchSharp CUDA tensors: CUDA C sources embedded in this assembly, compiled at first use
 /// with NVRTC into PTX for the device's architecture, loaded with the driver API into the device's primary
 /// context and launched on the tensors' device pointers on the default stream (see docs/kernels.md).
-/// Adam (float32, bfloat16), Adafactor statistics and ℓ1 norms (float32, bfloat16); SMMF has no CUDA kernel
+/// Adam direction and full-space update (float32, bfloat16), Adafactor statistics and ℓ1 norms (float32, bfloat16); SMMF has no CUDA kernel
 /// (<see cref="Supports"/> says so; Auto runs the reference on CUDA). Outputs are allocated as torch tensors
 /// (libtorch's caching allocator), never with cuMemAlloc.
 /// </summary>
@@ -88,12 +88,16 @@ public sealed class CudaKernels : IOptimizerKernels
 
     private static int Ordinal(Tensor t) => t.device.index < 0 ? 0 : t.device.index;
 
+    private static ScalarType AdamDType(Tensor gradient) => gradient.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        ? gradient.dtype
+        : throw new ArgumentException($"gradient has dtype {gradient.dtype}; the CUDA Adam kernels need float32 or bfloat16.", nameof(gradient));
+
     /// <inheritdoc />
     public Tensor AdamDirection(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars)
     {
         ArgumentNullException.ThrowIfNull(gradient);
         Require();
-        var dtype = gradient.dtype;
+        var dtype = AdamDType(gradient);
         var n = gradient.numel();
         var direction = empty(gradient.shape, gradient.dtype, gradient.device);
         try
@@ -109,6 +113,19 @@ public sealed class CudaKernels : IOptimizerKernels
             direction.Dispose();
             throw;
         }
+    }
+
+    /// <inheritdoc />
+    public void AdamUpdate(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars, Tensor weights)
+    {
+        ArgumentNullException.ThrowIfNull(gradient);
+        Require();
+        var dtype = AdamDType(gradient);
+        var n = gradient.numel();
+        KernelLaunches.AdamUpdate(Ordinal(gradient), dtype == ScalarType.BFloat16,
+            RawTensor.DevicePointer(gradient, dtype, n, nameof(gradient)), RawTensor.DevicePointer(expAvg, dtype, n, nameof(expAvg)),
+            RawTensor.DevicePointer(expAvgSq, dtype, n, nameof(expAvgSq)), RawTensor.DevicePointer(weights, dtype, n, nameof(weights)), n, scalars);
+        GC.KeepAlive(gradient); GC.KeepAlive(expAvg); GC.KeepAlive(expAvgSq); GC.KeepAlive(weights);
     }
 
     /// <inheritdoc />

@@ -32,9 +32,25 @@ public sealed class TorchKernels : IOptimizerKernels
     {
         expAvg.mul_(scalars.Beta1).add_(gradient, alpha: 1 - scalars.Beta1);
         expAvgSq.mul_(scalars.Beta2).addcmul_(gradient, gradient, value: 1 - scalars.Beta2);
-        using var root = expAvgSq.sqrt();
-        using var denom = scalars.SqrtBiasCorrection2 == 1.0 ? root.add(scalars.Eps) : root.div(scalars.SqrtBiasCorrection2).add_(scalars.Eps);
+        using var denom = Denominator(expAvgSq, scalars);
         return expAvg.div(denom);
+    }
+
+    /// <inheritdoc />
+    public void AdamUpdate(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars, Tensor weights)
+    {
+        expAvg.mul_(scalars.Beta1).add_(gradient, alpha: 1 - scalars.Beta1);
+        expAvgSq.mul_(scalars.Beta2).addcmul_(gradient, gradient, value: 1 - scalars.Beta2);
+        using var denom = Denominator(expAvgSq, scalars);
+        if (scalars.DecayFactor != 1) weights.mul_(scalars.DecayFactor);
+        weights.addcdiv_(expAvg, denom, value: -scalars.StepSize);
+    }
+
+    /// <summary>√v / √bc2 + ε (torch.optim.AdamW's denominator), or √v + ε when √bc2 = 1.</summary>
+    private static Tensor Denominator(Tensor expAvgSq, in AdamScalars scalars)
+    {
+        using var root = expAvgSq.sqrt();
+        return scalars.SqrtBiasCorrection2 == 1.0 ? root.add(scalars.Eps) : root.div(scalars.SqrtBiasCorrection2).add_(scalars.Eps);
     }
 
     /// <inheritdoc />

@@ -2,6 +2,7 @@ using LowRankOptim.Kernels;
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace LowRankOptim.Rules;
@@ -77,12 +78,13 @@ public sealed record AdamConfig(
 }
 
 /// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
-public sealed class AdamRule : IUpdateRule
+public sealed class AdamRule : IUpdateRule, IFusedParameterUpdate
 {
     private readonly ScalarType _dtype;
     private Tensor? _expAvg;
     private Tensor? _expAvgSq;
     private readonly KernelChoice _kernels = new(KernelOperation.AdamDirection);
+    private readonly KernelChoice _updateKernels = new(KernelOperation.AdamUpdate);
 
     internal AdamRule(long[] shape, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
@@ -112,6 +114,27 @@ public sealed class AdamRule : IUpdateRule
     }
 
     /// <summary>
+    /// The full-space step in one pass (moments and weights, no direction tensor), in torch.optim.AdamW's
+    /// order, so that with torch conventions it equals TorchSharp's AdamW. Declines only for a parameter
+    /// whose dtype differs from the moments' or, under an explicit kernel choice, a parameter whose layout the
+    /// kernels cannot take (the optimizer then goes through <see cref="Compute"/>).
+    /// </summary>
+    public bool TryUpdateInPlace(Parameter parameter, Tensor gradient, in RuleContext context, double weightDecayBeforeUpdate, out double decayLearningRate)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        ArgumentNullException.ThrowIfNull(gradient);
+        var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
+        var lr = decayLearningRate = context.LearningRate;
+        if (parameter.dtype != _dtype || gradient.dtype != _dtype) return false;
+        var kernels = _updateKernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq, parameter);
+        if (!kernels.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
+        using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
+        var (direction, coefficient) = Scalars(c, context.Step, lr);
+        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, direction with { StepSize = coefficient, DecayFactor = 1 - lr * weightDecayBeforeUpdate }, parameter);
+        return true;
+    }
+
+    /// <summary>
     /// One Adam step on moments <paramref name="expAvg"/>, <paramref name="expAvgSq"/> (updated in place) at
     /// 1-based step <paramref name="k"/> with <paramref name="kernels"/> (the reference when null); shared with
     /// other moment sets that follow the group's Adam config (GaLore+'s sparse residual).
@@ -119,20 +142,20 @@ public sealed class AdamRule : IUpdateRule
     internal static RuleUpdate Update(AdamConfig c, Tensor gradient, Tensor expAvg, Tensor expAvgSq, long k, double lr, IOptimizerKernels? kernels = null)
     {
         kernels ??= TorchKernels.Instance;
+        var (scalars, coefficient) = Scalars(c, k, lr);
+        return new RuleUpdate(kernels.AdamDirection(gradient, expAvg, expAvgSq, scalars), coefficient, lr);
+    }
+
+    /// <summary>The kernel scalars of step <paramref name="k"/> and the coefficient c of W ← W − c·direction.</summary>
+    private static (AdamScalars Scalars, double Coefficient) Scalars(AdamConfig c, long k, double lr)
+    {
         double bc1 = c.CorrectBias ? 1 - Math.Pow(c.Beta1, k) : 1;
         double bc2 = c.CorrectBias ? 1 - Math.Pow(c.Beta2, k) : 1;
-        if (c.EpsMode == AdamEpsilonMode.AfterBiasCorrection)
-        {
+        return c.EpsMode == AdamEpsilonMode.AfterBiasCorrection
             // torch.optim.AdamW: p −= (η / bc1) · m / (√v / √bc2 + ε)
-            var direction = kernels.AdamDirection(gradient, expAvg, expAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)));
-            return new RuleUpdate(direction, lr / bc1, lr);
-        }
-        else
-        {
+            ? (new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)), lr / bc1)
             // galore_torch: p −= η·√bc2/bc1 · m / (√v + ε)
-            var direction = kernels.AdamDirection(gradient, expAvg, expAvgSq, new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0));
-            return new RuleUpdate(direction, lr * Math.Sqrt(bc2) / bc1, lr);
-        }
+            : (new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0), lr * Math.Sqrt(bc2) / bc1);
     }
 
     /// <summary>The kernels this rule's state currently runs on (for tests and logs).</summary>

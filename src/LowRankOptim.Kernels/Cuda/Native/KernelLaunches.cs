@@ -14,7 +14,7 @@ internal static unsafe class KernelLaunches
     /// <summary>Every kernel: (source, function) pairs, for the compile test and the harness.</summary>
     public static IReadOnlyList<(string Source, string Function)> All { get; } =
     [
-        ("adam.cu", "adam_direction_f32"), ("adam.cu", "adam_direction_bf16"),
+        ("adam.cu", "adam_direction_f32"), ("adam.cu", "adam_direction_bf16"), ("adam.cu", "adam_update_f32"), ("adam.cu", "adam_update_bf16"),
         ("reductions.cu", "row_reduce"), ("reductions.cu", "col_reduce"),
     ];
 
@@ -27,6 +27,19 @@ internal static unsafe class KernelLaunches
         var corrected = s.SqrtBiasCorrection2 != 1.0 ? 1 : 0;
         CudaDriver.Launch(f, Grid(n), Block,
             [(IntPtr)(&g), (IntPtr)(&m), (IntPtr)(&v), (IntPtr)(&d), (IntPtr)(&n), (IntPtr)(&b1), (IntPtr)(&c1), (IntPtr)(&b2), (IntPtr)(&c2), (IntPtr)(&eps), (IntPtr)(&sbc2), (IntPtr)(&corrected)]);
+    }
+
+    /// <summary>adam_update_f32 / _bf16 over <paramref name="n"/> elements: moments and weights <paramref name="w"/> in place.</summary>
+    public static void AdamUpdate(int device, bool bf16, IntPtr g, IntPtr m, IntPtr v, IntPtr w, long n, in AdamScalars s)
+    {
+        if (n == 0) return;
+        var f = CudaDriver.Function(device, "adam.cu", bf16 ? "adam_update_bf16" : "adam_update_f32");
+        float b1 = (float)s.Beta1, c1 = (float)(1 - s.Beta1), b2 = (float)s.Beta2, c2 = (float)(1 - s.Beta2), eps = (float)s.Eps, sbc2 = (float)s.SqrtBiasCorrection2;
+        float decay = (float)s.DecayFactor, negativeStep = (float)-s.StepSize;
+        int corrected = s.SqrtBiasCorrection2 != 1.0 ? 1 : 0, decays = s.DecayFactor != 1 ? 1 : 0;
+        CudaDriver.Launch(f, Grid(n), Block,
+            [(IntPtr)(&g), (IntPtr)(&m), (IntPtr)(&v), (IntPtr)(&w), (IntPtr)(&n), (IntPtr)(&b1), (IntPtr)(&c1), (IntPtr)(&b2), (IntPtr)(&c2), (IntPtr)(&eps), (IntPtr)(&sbc2), (IntPtr)(&corrected),
+             (IntPtr)(&decay), (IntPtr)(&decays), (IntPtr)(&negativeStep)]);
     }
 
     /// <summary>

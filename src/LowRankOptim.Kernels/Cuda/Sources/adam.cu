@@ -51,3 +51,46 @@ extern "C" __global__ void adam_direction_bf16(
         d[i] = float_to_bf16(__fdiv_rn(mi, denom));
     }
 }
+
+// Full-space Adam step (see IOptimizerKernels.AdamUpdate): the moments as above, then the weights in
+// torch.optim.AdamW's order, w <- w*decay (mul_), w <- w + (neg_step*m)/denom (addcdiv_, computed in float).
+extern "C" __global__ void adam_update_f32(
+    const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v, float* __restrict__ w,
+    long long n, float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
+    float sqrt_bc2, int corrected, float decay, int decays, float neg_step)
+{
+    long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    {
+        float gi = g[i];
+        float mi = __fmaf_rn(one_minus_beta1, gi, __fmul_rn(m[i], beta1));
+        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
+        float root = __fsqrt_rn(vi);
+        float denom = __fadd_rn(corrected ? __fdiv_rn(root, sqrt_bc2) : root, eps);
+        m[i] = mi;
+        v[i] = vi;
+        float wi = decays ? __fmul_rn(w[i], decay) : w[i];
+        w[i] = __fadd_rn(wi, __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+    }
+}
+
+extern "C" __global__ void adam_update_bf16(
+    const unsigned short* __restrict__ g, unsigned short* __restrict__ m, unsigned short* __restrict__ v,
+    unsigned short* __restrict__ w, long long n, float beta1, float one_minus_beta1, float beta2,
+    float one_minus_beta2, float eps, float sqrt_bc2, int corrected, float decay, int decays, float neg_step)
+{
+    long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    {
+        float gi = bf16_to_float(g[i]);
+        float mi = round_bf16(__fmaf_rn(one_minus_beta1, gi, round_bf16(__fmul_rn(bf16_to_float(m[i]), beta1))));
+        float vi = round_bf16(__fadd_rn(round_bf16(__fmul_rn(bf16_to_float(v[i]), beta2)), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi)));
+        float root = round_bf16(__fsqrt_rn(vi));
+        float denom = round_bf16(__fadd_rn(corrected ? round_bf16(__fdiv_rn(root, sqrt_bc2)) : root, eps));
+        m[i] = float_to_bf16(mi);
+        v[i] = float_to_bf16(vi);
+        float wi = bf16_to_float(w[i]);
+        if (decays) wi = round_bf16(__fmul_rn(wi, decay));
+        w[i] = float_to_bf16(__fadd_rn(wi, __fdiv_rn(__fmul_rn(neg_step, mi), denom)));
+    }
+}

@@ -46,7 +46,8 @@ internal sealed class DeviceBuffer : IDisposable
 /// operations (IEEE single precision, no contraction; FMA only where the kernel has __fmaf_rn), with the
 /// bfloat16 rounding (nearest even) where the kernel rounds. The sources are compiled with --fmad=false, so
 /// element-wise results are expected to be identical (0 ulp; 1 ulp allowed); reductions sum in double in a
-/// different order (a tree on the GPU), so their float or bfloat16 results may differ in the last place (1 ulp).
+/// different order (a tree on the GPU), so their float or bfloat16 results may differ in the last place (1 ulp;
+/// 2 for SMMF's column factors, a quotient of two such sums).
 /// </summary>
 internal static class Checks
 {
@@ -237,6 +238,164 @@ internal static class Checks
         var x = bf16 ? Bf16.Round(x32[index]) : x32[index];
         if (mode == 0) return MathF.Abs(x);
         return bf16 ? Bf16.Round(Bf16.Round(x * x) + eps) : x * x + eps;
+    }
+
+    /// <summary>
+    /// Views (rows×cols): one element, odd column counts that are not multiples of 8 (sign bytes straddle
+    /// rows), fewer columns than one block of 256 and several column blocks with few rows, a partial last
+    /// column block, several bands (up to the 64-band cap) and a partial last band.
+    /// </summary>
+    private static readonly (long R, long C)[] SmmfShapes = [(1, 1), (7, 13), (33, 31), (3, 1000), (1000, 3), (64, 64), (1024, 1000), (4096, 4097)];
+
+    public static IEnumerable<Check> Smmf(int device)
+    {
+        foreach (var (r, c) in SmmfShapes)
+            foreach (var momentum in new[] { true, false })
+                foreach (var weights in new[] { false, true })
+                {
+                    var what = $"{r}×{c}, {(momentum ? "with M" : "no M")}, {(weights ? "weights" : "direction")}, steps 1–3 from zero state";
+                    var (elementwise, factors) = SmmfCase(device, r, c, momentum, weights, firstStep: 1, steps: 3, zeroGradient: false);
+                    yield return new Check("smmf_*", $"{what}: target, sign bytes", r * c, elementwise.Abs, elementwise.Ulp, 0);
+                    yield return new Check("smmf_*", $"{what}: ρ, γ", r + c, factors.Abs, factors.Ulp, 2);
+                }
+        // A zero gradient from the zero state: every sum is 0, so γ keeps the raw (zero) sums.
+        var (e0, f0) = SmmfCase(device, 5, 9, momentum: true, weights: false, firstStep: 1, steps: 1, zeroGradient: true);
+        yield return new Check("smmf_*", "5×9, with M, zero gradient (total 0): target, sign bytes", 45, e0.Abs, e0.Ulp, 0);
+        yield return new Check("smmf_*", "5×9, with M, zero gradient (total 0): ρ, γ", 14, f0.Abs, f0.Ulp, 2);
+        // More sign bytes than 65535 blocks × 256 threads: smmf_apply's grid-stride loop runs twice.
+        var (eb, fb) = SmmfCase(device, 11600, 11601, momentum: true, weights: true, firstStep: 2, steps: 1, zeroGradient: false);
+        yield return new Check("smmf_*", "11600×11601, with M, weights, step 2: target, sign bytes", 11600L * 11601, eb.Abs, eb.Ulp, 0);
+        yield return new Check("smmf_*", "11600×11601, with M, weights, step 2: ρ, γ", 11600 + 11601, fb.Abs, fb.Ulp, 2);
+    }
+
+    /// <summary>
+    /// Steps <paramref name="firstStep"/>, … of SMMF (β = 0.9, growth 0.999, decay rate −0.8, ε = 1e-8,
+    /// η = 1e-3, λ = 0.01) on one rows×cols view, from the zero state (the optimizer's first step) or, from
+    /// step 2 on, a random one. Before every step the state is read back from the GPU and the CPU reference
+    /// takes the step from that state, so each step is compared on equal inputs: the target and the sign bytes
+    /// exactly (differing sign bytes and zeros of the other sign are counted in the ulp column), the factors to
+    /// float rounding (the GPU sums in double in another order). Gradients include +0 and −0.
+    /// </summary>
+    private static ((long Ulp, double Abs) Elementwise, (long Ulp, double Abs) Factors) SmmfCase(
+        int device, long rows, long cols, bool momentum, bool weights, int firstStep, int steps, bool zeroGradient)
+    {
+        var n = rows * cols;
+        var random = new Random((int)(rows * 131 + cols * 7 + (momentum ? 1 : 0) + (weights ? 2 : 0)));
+        var plan = new SmmfPlan(rows, cols, momentum);
+        var signBytes = (n + 7) / 8;
+        var fresh = firstStep == 1;
+        // Positive factors with a spread of magnitudes; random signs with zero padding bits.
+        float[] Factor(long count, float scale) => fresh ? new float[count] : Normal(random, count, scale).Select(x => MathF.Abs(x) + 1e-3f).ToArray();
+        var signs = new byte[signBytes];
+        if (!fresh)
+        {
+            random.NextBytes(signs);
+            if (n % 8 != 0) signs[^1] &= (byte)((1 << (int)(n % 8)) - 1);
+        }
+        using var dg = DeviceBuffer.Zeroed<float>(n);
+        using var dt = DeviceBuffer.Of(Normal(random, n, 1.0f));
+        using var drm = momentum ? DeviceBuffer.Of(Factor(rows, 1.0f)) : null;
+        using var dcm = momentum ? DeviceBuffer.Of(Factor(cols, 1.0f / cols)) : null;
+        using var ds = momentum ? DeviceBuffer.Of(signs) : null;
+        using var drv = DeviceBuffer.Of(Factor(rows, 1.0f));
+        using var dcv = DeviceBuffer.Of(Factor(cols, 1.0f / cols));
+        // NaN-filled: the launches must write every scratch slot they read.
+        using var scratch = DeviceBuffer.Of(Enumerable.Repeat(double.NaN, (int)plan.ScratchDoubles).ToArray());
+        (long Ulp, double Abs) elementwise = (0, 0), factors = (0, 0);
+        for (var k = firstStep; k < firstStep + steps; k++)
+        {
+            var g = zeroGradient ? new float[n] : Normal(random, n, 1.0f);
+            if (!zeroGradient)
+                for (long e = 0; e < n; e += 97) g[e] = (e / 97) % 2 == 0 ? 0.0f : -0.0f;
+            CudaDriver.CopyToDevice<float>(dg.Pointer, g);
+            var scalars = new SmmfScalars(momentum ? 0.9 * Math.Pow(0.999, k - 1) : 0, 1 - Math.Pow(k, -0.8), 1e-8, 1e-3, 1 - 1e-3 * 0.01);
+            // The GPU's state before the step, and the CPU reference's step from it.
+            var target = dt.Read<float>(n);
+            var rowM = drm?.Read<float>(rows) ?? [];
+            var colM = dcm?.Read<float>(cols) ?? [];
+            var oldSigns = ds?.Read<byte>(signBytes) ?? [];
+            var rowV = drv.Read<float>(rows);
+            var colV = dcv.Read<float>(cols);
+            var newSigns = SmmfReference(g, target, rowM, colM, oldSigns, rowV, colV, rows, cols, momentum, weights, scalars);
+
+            KernelLaunches.SmmfStep(device, plan, dg.Address, dt.Address, drm?.Address ?? IntPtr.Zero, dcm?.Address ?? IntPtr.Zero,
+                ds?.Address ?? IntPtr.Zero, drv.Address, dcv.Address, scratch.Address, weights, scalars);
+            CudaDriver.Synchronize();
+
+            var actualTarget = dt.Read<float>(n);
+            elementwise = Worst(elementwise, Compare.F32(actualTarget, target));
+            // Compare.F32 holds +0 and −0 equal; the target must match bit for bit, the sign of zeros included.
+            long zeroSigns = 0;
+            for (long e = 0; e < n; e++)
+                if (actualTarget[e] == target[e] && BitConverter.SingleToInt32Bits(actualTarget[e]) != BitConverter.SingleToInt32Bits(target[e])) zeroSigns++;
+            elementwise = Worst(elementwise, (zeroSigns, 0));
+            if (momentum)
+            {
+                var actualSigns = ds!.Read<byte>(signBytes);
+                long differing = 0;
+                for (long b = 0; b < signBytes; b++) if (actualSigns[b] != newSigns[b]) differing++;
+                elementwise = Worst(elementwise, (differing, 0));
+                factors = Worst(factors, Compare.F32(drm!.Read<float>(rows), rowM));
+                factors = Worst(factors, Compare.F32(dcm!.Read<float>(cols), colM));
+            }
+            factors = Worst(factors, Compare.F32(drv.Read<float>(rows), rowV));
+            factors = Worst(factors, Compare.F32(dcv.Read<float>(cols), colV));
+        }
+        return (elementwise, factors);
+    }
+
+    private static (long Ulp, double Abs) Worst((long Ulp, double Abs) a, (long Ulp, double Abs) b) => (Math.Max(a.Ulp, b.Ulp), Math.Max(a.Abs, b.Abs));
+
+    /// <summary>
+    /// SMMF's step as smmf.cu computes it, in two passes: every element reads the old factors and its old
+    /// sign bit (M̂ = ±ρ_M,i·γ_M,j, bit 0 meaning negative; V̂ = ρ_V,i·γ_V,j) and computes, in float32 and this
+    /// order, V = ((ρ_V,i·γ_V,j)·β2) + (((1−β2)·g)·g), M = (M̂·β1) + (g·(1−β1)), U = (M or g)/(√V + ε), and the
+    /// target U or W·decay − η·U; then the new state is written: the row sums of |M| and V, the column sums over
+    /// their total (raw sums when the total is 0), all summed in double and rounded to float once, in place.
+    /// Returns the new sign bytes (bit set where M &gt; 0, padding 0).
+    /// </summary>
+    private static byte[] SmmfReference(float[] g, float[] target, float[] rowM, float[] colM, byte[] signs, float[] rowV, float[] colV,
+        long rows, long cols, bool momentum, bool weights, SmmfScalars s)
+    {
+        float b1 = (float)s.Beta1, c1 = (float)(1 - s.Beta1), b2 = (float)s.Beta2, c2 = (float)(1 - s.Beta2), eps = (float)s.Eps;
+        float step = (float)s.StepSize, decay = (float)s.DecayFactor;
+        var newSigns = new byte[signs.Length];
+        var (rowSumM, colSumM) = (new double[momentum ? rows : 0], new double[momentum ? cols : 0]);
+        var (rowSumV, colSumV) = (new double[rows], new double[cols]);
+        for (long i = 0; i < rows; i++)
+            for (long j = 0; j < cols; j++)
+            {
+                var e = i * cols + j;
+                var gi = g[e];
+                float v = rowV[i] * colV[j] * b2 + c2 * gi * gi;
+                var numerator = gi;
+                if (momentum)
+                {
+                    var mHat = rowM[i] * colM[j];
+                    if (((signs[e >> 3] >> (int)(e & 7)) & 1) == 0) mHat = -mHat;
+                    float m = mHat * b1 + gi * c1;
+                    numerator = m;
+                    if (m > 0) newSigns[e >> 3] |= (byte)(1 << (int)(e & 7));
+                    rowSumM[i] += MathF.Abs(m);
+                    colSumM[j] += MathF.Abs(m);
+                }
+                float u = numerator / (MathF.Sqrt(v) + eps);
+                target[e] = weights ? target[e] * decay - step * u : u;
+                rowSumV[i] += v;
+                colSumV[j] += v;
+            }
+        if (momentum) Factorize(rowSumM, colSumM, rowM, colM);
+        Factorize(rowSumV, colSumV, rowV, colV);
+        return newSigns;
+    }
+
+    private static void Factorize(double[] rowSums, double[] colSums, float[] rows, float[] cols)
+    {
+        for (long i = 0; i < rows.LongLength; i++) rows[i] = (float)rowSums[i];
+        double total = 0;
+        foreach (var sum in colSums) total += sum;
+        var divisor = total == 0 ? 1.0 : total;
+        for (long j = 0; j < cols.LongLength; j++) cols[j] = (float)(colSums[j] / divisor);
     }
 
     /// <summary><paramref name="count"/> normal deviates (Box–Muller) times <paramref name="scale"/>.</summary>

@@ -83,6 +83,7 @@ try
 {
     checks.AddRange(Checks.Adam(deviceOrdinal));
     checks.AddRange(Checks.Reductions(deviceOrdinal));
+    checks.AddRange(Checks.Smmf(deviceOrdinal));
 }
 catch (Exception e) when (e is CudaUnavailableException or CudaCompileException)
 {

@@ -185,7 +185,7 @@ public static unsafe class SmmfCpuKernel
                     var beta2 = Vector256.Create(Beta2);
                     var oneMinusBeta2 = Vector256.Create(OneMinusBeta2);
                     var eps = Vector256.Create(Eps);
-                    var stepSize = Vector256.Create(StepSize);
+                    var negativeStep = Vector256.Create(-StepSize);
                     var decay = Vector256.Create(DecayFactor);
                     var signBit = Vector256.Create(-0.0f);
                     if (Vector512.IsHardwareAccelerated)
@@ -199,7 +199,7 @@ public static unsafe class SmmfCpuKernel
                         var beta2x = Vector512.Create(Beta2);
                         var oneMinusBeta2x = Vector512.Create(OneMinusBeta2);
                         var epsx = Vector512.Create(Eps);
-                        var stepSizex = Vector512.Create(StepSize);
+                        var negativeStepx = Vector512.Create(-StepSize);
                         var decayx = Vector512.Create(DecayFactor);
                         var signBitx = Vector512.Create(-0.0f);
                         for (; j <= cols - Vector512<float>.Count; j += Vector512<float>.Count)
@@ -228,7 +228,7 @@ public static unsafe class SmmfCpuKernel
                                 Vector512.Store(Vector512.Load(partialM + j + 8) + absHigh, partialM + j + 8);
                             }
                             var u = numerator / (Vector512.Sqrt(v) + epsx);
-                            if (updateWeights) Vector512.Store(Vector512.Load(target + e) * decayx - stepSizex * u, target + e);
+                            if (updateWeights) Vector512.Store(Vector512.FusedMultiplyAdd(u, negativeStepx, Vector512.Load(target + e) * decayx), target + e);
                             else Vector512.Store(u, target + e);
                             var (vLow, vHigh) = Vector512.Widen(v);
                             accV += vLow + vHigh;
@@ -268,7 +268,7 @@ public static unsafe class SmmfCpuKernel
                             Vector256.Store(Vector256.Load(partialM + j + 4) + absHigh, partialM + j + 4);
                         }
                         var u = numerator / (Vector256.Sqrt(v) + eps);
-                        if (updateWeights) Vector256.Store(Vector256.Load(target + e) * decay - stepSize * u, target + e);
+                        if (updateWeights) Vector256.Store(Vector256.FusedMultiplyAdd(u, negativeStep, Vector256.Load(target + e) * decay), target + e);
                         else Vector256.Store(u, target + e);
                         var (vLow, vHigh) = Vector256.Widen(v);
                         accV0 += vLow;
@@ -303,7 +303,7 @@ public static unsafe class SmmfCpuKernel
                         partialM[j] += abs;
                     }
                     var u = numerator / (MathF.Sqrt(v) + Eps);
-                    if (updateWeights) target[e] = target[e] * DecayFactor - StepSize * u;
+                    if (updateWeights) target[e] = MathF.FusedMultiplyAdd(u, -StepSize, target[e] * DecayFactor);
                     else target[e] = u;
                     sumV += v;
                     partialV[j] += v;

@@ -9,9 +9,10 @@ namespace LowRankOptim.Kernels.Cuda;
 /// CUDA kernels for TorchSharp CUDA tensors: CUDA C sources embedded in this assembly, compiled at first use
 /// with NVRTC into PTX for the device's architecture, loaded with the driver API into the device's primary
 /// context and launched on the tensors' device pointers on the default stream (see docs/kernels.md).
-/// Adam direction and full-space update (float32, bfloat16), Adafactor statistics and ℓ1 norms (float32, bfloat16); SMMF has no CUDA kernel
-/// (<see cref="Supports"/> says so; Auto runs the reference on CUDA). Outputs are allocated as torch tensors
-/// (libtorch's caching allocator), never with cuMemAlloc.
+/// Adam's direction and full-space update (float32, bfloat16), Adafactor statistics and ℓ1 norms (float32,
+/// bfloat16), and SMMF's step (float32: SMMF keeps float32 state and computes in float32; smmf.cu, five
+/// deterministic launches without atomics, see <see cref="SmmfStep"/>). Outputs and scratch are allocated as
+/// torch tensors (libtorch's caching allocator), never with cuMemAlloc.
 /// </summary>
 /// <remarks>Not executed on a GPU in this repository's CI (it has none); the kernels are compiled there with NVRTC.</remarks>
 public sealed class CudaKernels : IOptimizerKernels
@@ -59,9 +60,9 @@ public sealed class CudaKernels : IOptimizerKernels
             reason = $"the CUDA kernels need CUDA tensors, but the state is on {device}.";
             return false;
         }
-        if (operation == KernelOperation.SmmfStep)
+        if (operation == KernelOperation.SmmfStep && dtype != ScalarType.Float32)
         {
-            reason = "there is no CUDA SMMF kernel yet (the reference runs SMMF on CUDA).";
+            reason = $"the CUDA SMMF kernel needs float32 tensors, not {dtype}.";
             return false;
         }
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
@@ -148,8 +149,69 @@ public sealed class CudaKernels : IOptimizerKernels
     }
 
     /// <inheritdoc />
-    public void SmmfStep(Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, Tensor target, bool updateWeights) =>
-        throw new NotSupportedException("there is no CUDA SMMF kernel yet; select the reference (or Auto) for SMMF on CUDA.");
+    /// <remarks>
+    /// float32 only; every tensor contiguous and on the gradient's CUDA device. The element-wise results (the
+    /// target, the sign bits) equal <see cref="SmmfCpuKernel"/>'s bit for bit; the factors are float64 sums
+    /// rounded to float32 once, in another (fixed) order, so they may differ from the CPU kernel's in the last
+    /// place. A float64 scratch of <see cref="SmmfPlan.ScratchDoubles"/> elements (the per-band column sums and
+    /// per-column-block row sums) is taken from libtorch's caching allocator for the duration of the call.
+    /// </remarks>
+    /// <exception cref="ArgumentException">A tensor has the wrong device, dtype, size or layout, or the view is empty of columns.</exception>
+    /// <exception cref="CudaUnavailableException">The CUDA kernels cannot run in this process.</exception>
+    public void SmmfStep(Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, Tensor target, bool updateWeights)
+    {
+        ArgumentNullException.ThrowIfNull(gradient);
+        ArgumentNullException.ThrowIfNull(target);
+        var (rows, cols) = (state.Rows, state.Cols);
+        if (rows < 0 || cols < 1)
+            throw new ArgumentException($"the matrix view must have rows >= 0 and cols >= 1 (got {rows}×{cols}).", nameof(state));
+        if (state.HasMomentum && (state.MomentCols is null || state.MomentSigns is null))
+            throw new ArgumentException("the first-moment rows, cols and signs must be all present or all null.", nameof(state));
+        var n = checked(rows * cols);
+        var targetName = updateWeights ? "parameter" : "direction";
+        const ScalarType f32 = ScalarType.Float32;
+        var g = RawTensor.DevicePointer(gradient, f32, n, nameof(gradient));
+        var t = RawTensor.DevicePointer(target, f32, n, targetName);
+        var rowV = RawTensor.DevicePointer(state.VarianceRows, f32, rows, "variance rows");
+        var colV = RawTensor.DevicePointer(state.VarianceCols, f32, cols, "variance cols");
+        IntPtr rowM = IntPtr.Zero, colM = IntPtr.Zero, signs = IntPtr.Zero;
+        if (state.HasMomentum)
+        {
+            rowM = RawTensor.DevicePointer(state.MomentRows!, f32, rows, "moment rows");
+            colM = RawTensor.DevicePointer(state.MomentCols!, f32, cols, "moment cols");
+            signs = RawTensor.DevicePointer(state.MomentSigns!, ScalarType.Byte, (n + 7) / 8, "moment signs");
+        }
+        var device = Ordinal(gradient);
+        SameDevice(device, target, targetName);
+        SameDevice(device, state.VarianceRows, "variance rows");
+        SameDevice(device, state.VarianceCols, "variance cols");
+        SameDevice(device, state.MomentRows, "moment rows");
+        SameDevice(device, state.MomentCols, "moment cols");
+        SameDevice(device, state.MomentSigns, "moment signs");
+        Require();
+        if (n == 0) return;
+
+        var plan = new SmmfPlan(rows, cols, state.HasMomentum);
+        // Scratch from libtorch's caching allocator on the tensors' device. Disposing it right after the
+        // launches are enqueued (before they run) is safe: the allocator does not return the block to the
+        // driver, it keeps it cached for the stream it was allocated on (the current stream, which in
+        // TorchSharp 0.107 is the default stream, the one the launches use), and hands it out again only to
+        // later allocations whose work is enqueued on that stream after these launches, so stream order makes
+        // that work wait for them; emptying the cache frees with cudaFree, which waits for the device. This is
+        // the same contract libtorch's own ops rely on for their temporaries.
+        using var scratch = empty(plan.ScratchDoubles, ScalarType.Float64, gradient.device);
+        var work = RawTensor.DevicePointer(scratch, ScalarType.Float64, plan.ScratchDoubles, "scratch");
+        KernelLaunches.SmmfStep(device, plan, g, t, rowM, colM, signs, rowV, colV, work, updateWeights, scalars);
+        GC.KeepAlive(gradient); GC.KeepAlive(target); GC.KeepAlive(state.VarianceRows); GC.KeepAlive(state.VarianceCols);
+        GC.KeepAlive(state.MomentRows); GC.KeepAlive(state.MomentCols); GC.KeepAlive(state.MomentSigns);
+    }
+
+    /// <summary>Throws when <paramref name="tensor"/> is on another CUDA device than ordinal <paramref name="device"/> (the gradient's).</summary>
+    private static void SameDevice(int device, Tensor? tensor, string name)
+    {
+        if (tensor is not null && Ordinal(tensor) != device)
+            throw new ArgumentException($"{name} is on {tensor.device} but gradient is on cuda:{device}; the CUDA kernel needs every tensor on one device.", name);
+    }
 
     /// <inheritdoc />
     public Tensor L1Norms(Tensor matrix, L1Axis axis)

@@ -1,5 +1,6 @@
 using LowRankOptim.Kernels;
 using LowRankOptim.Kernels.Cpu;
+using LowRankOptim.Kernels.Cuda;
 using LowRankOptim.Linalg;
 using LowRankOptim.Serialization;
 using TorchSharp;
@@ -25,7 +26,11 @@ namespace LowRankOptim.Rules;
 /// When false, a tensor with exactly one dimension of size &gt; 1 keeps full (unfactorized) M and V of its
 /// own shape instead of being square-matricized; scalars and everything else are always factorized.
 /// </param>
-/// <param name="Kernel">Fused CPU kernel or the TorchSharp-ops reference (see <see cref="KernelPreference"/>).</param>
+/// <param name="Kernel">
+/// The fused CPU kernel, the fused CUDA kernel or the TorchSharp-ops reference (see <see cref="KernelPreference"/>):
+/// Auto runs the CPU kernel for float32 CPU state, the CUDA kernel for float32 CUDA state when CUDA kernels can
+/// run in this process, else the reference.
+/// </param>
 public sealed record SmmfConfig(
     double? Beta = 0.9,
     double Eps = 1e-8,
@@ -106,7 +111,7 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         IsFactorized = config.Factorizes(shape);
         (Rows, Cols) = IsFactorized ? SquareMatricization.Of(_count) : (_count, 1);
         if (KernelSelection.Effective(config.Kernel) == KernelPreference.Cuda && IsFactorized)
-            KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, device, ScalarType.Float32); // throws: no CUDA SMMF kernel
+            KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, device, config.WorkingType(dtype)); // throws with the reason when it cannot run here
         if (KernelSelection.Effective(config.Kernel) == KernelPreference.Cpu && IsFactorized &&
             (device.type != DeviceType.CPU || dtype != ScalarType.Float32 || _count > SmmfCpuKernel.MaxElements))
             throw new ArgumentException(
@@ -167,11 +172,13 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         var (beta1, beta2) = config.Decays(context.Step);
         var lr = context.LearningRate;
         if (!IsFactorized) return new RuleUpdate(FullStep(gradient, config, beta1, beta2), lr, lr);
-        if (UsesKernel(config, gradient))
+        var kernels = KernelsFor(config, gradient);
+        if (kernels is not TorchKernels)
         {
-            var g = gradient.is_contiguous() ? gradient : gradient.contiguous();
+            using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
+            var g = contiguous ?? gradient;
             var direction = empty_like(g);
-            CpuKernels.Instance.SmmfStep(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction, updateWeights: false);
+            kernels.SmmfStep(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction, updateWeights: false);
             return new RuleUpdate(direction, lr, lr);
         }
         var reference = empty_like(gradient);
@@ -180,18 +187,28 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
     }
 
     /// <summary>
-    /// Fuses the weight update into the CPU kernel when the kernel runs and the parameter is a contiguous
-    /// float32 CPU tensor; declines otherwise (bf16 parameters, the reference path, unfactorized tensors).
+    /// Fuses the weight update into the fused kernel when one runs and the parameter is a contiguous float32
+    /// tensor it can write (on the CPU for the CPU kernel, on the state's CUDA device for the CUDA kernel);
+    /// declines otherwise (bf16 parameters, the reference path, unfactorized tensors).
     /// </summary>
     public bool TryUpdateInPlace(Parameter parameter, Tensor gradient, in RuleContext context, double weightDecayBeforeUpdate, out double decayLearningRate)
     {
         ArgumentNullException.ThrowIfNull(parameter);
         var config = Checked(context.Config);
         var lr = decayLearningRate = context.LearningRate;
-        if (!IsFactorized || !UsesKernel(config, gradient) || !SmmfCpuKernel.Supports(parameter)) return false;
+        if (!IsFactorized) return false;
+        var kernels = KernelsFor(config, gradient);
+        var writable = kernels switch
+        {
+            CpuKernels => SmmfCpuKernel.Supports(parameter),
+            CudaKernels => parameter.device_type == DeviceType.CUDA && parameter.dtype == ScalarType.Float32 && parameter.is_contiguous() &&
+                           parameter.device_index == _varianceRows!.device_index,
+            _ => false,
+        };
+        if (!writable) return false;
         var (beta1, beta2) = config.Decays(context.Step);
         using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
-        CpuKernels.Instance.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, 1 - lr * weightDecayBeforeUpdate), parameter, updateWeights: true);
+        kernels.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, 1 - lr * weightDecayBeforeUpdate), parameter, updateWeights: true);
         return true;
     }
 
@@ -205,12 +222,23 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         return config;
     }
 
-    private bool UsesKernel(SmmfConfig config, Tensor gradient) => KernelSelection.Effective(config.Kernel) switch
+    /// <summary>
+    /// The kernels of this step (factorized layout): the reference, the CPU kernel or the CUDA kernel. An
+    /// explicit Cpu or Cuda was checked when the rule was created, and the kernel reports a gradient it cannot
+    /// take; Auto takes a fused kernel only for a float32 gradient on the state's device that it can run.
+    /// </summary>
+    private IOptimizerKernels KernelsFor(SmmfConfig config, Tensor gradient) => KernelSelection.Effective(config.Kernel) switch
     {
-        KernelPreference.Reference => false,
-        KernelPreference.Cpu => true, // checked at creation; the kernel reports a gradient it cannot take
-        _ => gradient.device_type == DeviceType.CPU && gradient.dtype == ScalarType.Float32 &&
-             _varianceRows!.device_type == DeviceType.CPU && _count <= SmmfCpuKernel.MaxElements,
+        KernelPreference.Reference => TorchKernels.Instance,
+        KernelPreference.Cpu => CpuKernels.Instance,
+        KernelPreference.Cuda => CudaKernels.Instance,
+        _ when gradient.dtype != ScalarType.Float32 => TorchKernels.Instance,
+        _ when gradient.device_type == DeviceType.CPU && _varianceRows!.device_type == DeviceType.CPU && _count <= SmmfCpuKernel.MaxElements =>
+            CpuKernels.Instance,
+        _ when gradient.device_type == DeviceType.CUDA && _varianceRows!.device_type == DeviceType.CUDA &&
+               gradient.device_index == _varianceRows.device_index &&
+               CudaKernels.Instance.Supports(KernelOperation.SmmfStep, _varianceRows.device, ScalarType.Float32, out _) => CudaKernels.Instance,
+        _ => TorchKernels.Instance,
     };
 
     /// <summary>The unfactorized step: full M and V of the tensor's shape, same schedules, no compression.</summary>

@@ -1,7 +1,11 @@
 using FluentAssertions;
 using LowRankOptim.Kernels;
 using LowRankOptim.Kernels.Cuda;
+using LowRankOptim.Kernels.Cpu;
 using LowRankOptim.Kernels.Cuda.Native;
+using LowRankOptim.Linalg;
+using LowRankOptim.Projection;
+using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using Xunit;
 using TorchSharp;
@@ -69,6 +73,14 @@ public sealed class CudaKernelTests
                 var actual = CudaKernels.Instance.AdamDirection(g, mc, vc, s);
                 var tol = dtype == ScalarType.Float32 ? 1e-5 : 1.0 / 32;
                 TensorAssert.Close(mc, mr, 1e-6, tol, "m"); TensorAssert.Close(vc, vr, 1e-6, tol, "v"); TensorAssert.Close(actual, expected, 1e-3, tol, "direction");
+                // The full-space update: moments and weights in place, against the reference's mul_ + addcdiv_.
+                var update = s with { StepSize = 1e-3, DecayFactor = 1 - 1e-5 };
+                var w = randn([size], device: cuda).to(dtype);
+                var (wr, wc) = (w.clone(), w.clone());
+                TorchKernels.Instance.AdamUpdate(g, mr, vr, update, wr);
+                CudaKernels.Instance.AdamUpdate(g, mc, vc, update, wc);
+                TensorAssert.Close(mc, mr, 1e-6, tol, "m after the update"); TensorAssert.Close(vc, vr, 1e-6, tol, "v after the update");
+                TensorAssert.Close(wc, wr, 1e-6, tol, "weights after the update");
                 var x = randn([size / 7 + 1, 7], device: cuda).to(dtype);
                 foreach (var axis in new[] { L1Axis.Columns, L1Axis.Rows })
                     TensorAssert.Close(CudaKernels.Instance.L1Norms(x, axis), TorchKernels.Instance.L1Norms(x, axis), 1e-5, 1e-5, $"{axis} ℓ1");
@@ -78,5 +90,125 @@ public sealed class CudaKernelTests
                 CudaKernels.Instance.AdafactorStatistics(x, rc, cc, new AdafactorScalars(0.5, 1e-30));
                 TensorAssert.Close(rc, rr, 1e-6, tol, "Adafactor rows"); TensorAssert.Close(cc, cr, 1e-6, tol, "Adafactor cols");
             }
+    }
+
+    /// <summary>
+    /// SMMF views (rows×cols): one element, column counts that are not multiples of 8 (sign bytes straddle
+    /// rows), fewer columns than one 256-column block and several blocks with few rows, several bands.
+    /// </summary>
+    private static readonly (long Rows, long Cols)[] SmmfViews = [(1, 1), (7, 13), (33, 31), (3, 1000), (1000, 3), (64, 64), (1024, 1000)];
+
+    private static SmmfFactors SmmfState(long rows, long cols, bool momentum, Device device) => new(rows, cols,
+        momentum ? zeros([rows], device: device) : null, momentum ? zeros([cols], device: device) : null,
+        momentum ? SignBits.Zeros(rows * cols, device) : null, zeros([rows], device: device), zeros([cols], device: device));
+
+    private static SmmfFactors Copy(SmmfFactors s, Device device) => new(s.Rows, s.Cols,
+        s.MomentRows?.to(device, copy: true), s.MomentCols?.to(device, copy: true), s.MomentSigns?.to(device, copy: true),
+        s.VarianceRows.to(device, copy: true), s.VarianceCols.to(device, copy: true));
+
+    /// <summary>
+    /// The CUDA SMMF kernel on CUDA tensors: three steps in direction mode and one weight update against the
+    /// reference (TorchSharp ops on the same CUDA tensors), and every step against the CPU kernel taking the
+    /// same step from a CPU copy of the same state: the target and the sign bits bit for bit, the factors to
+    /// float rounding (both sum in float64, in different orders).
+    /// </summary>
+    [CudaFact]
+    public void CudaSmmfEqualsTheReferenceAndTheCpuKernelOnCudaTensors()
+    {
+        using var scope = NewDisposeScope();
+        var cuda = new Device(DeviceType.CUDA, 0);
+        foreach (var (rows, cols) in SmmfViews)
+            foreach (var momentum in new[] { true, false })
+            {
+                var what = $"{rows}×{cols}, {(momentum ? "with M" : "no M")}";
+                var (expected, actual) = (SmmfState(rows, cols, momentum, cuda), SmmfState(rows, cols, momentum, cuda));
+                var gen = new Generator((ulong)(rows * 131 + cols));
+                var we = randn([rows * cols], generator: gen).to(cuda);
+                var wa = we.clone();
+                for (var step = 1; step <= 4; step++)
+                {
+                    var weights = step == 4;
+                    var g = randn([rows * cols], generator: gen).to(cuda);
+                    var s = new SmmfScalars(momentum ? 0.9 * Math.Pow(0.999, step - 1) : 0, 1 - Math.Pow(step, -0.8), 1e-8, 1e-3, 1 - 1e-5);
+                    var onCpu = Copy(actual, CPU);
+                    var cpuTarget = weights ? wa.cpu() : empty([rows * cols]);
+                    CpuKernels.Instance.SmmfStep(g.cpu(), onCpu, s, cpuTarget, weights);
+                    var (de, da) = weights ? (we, wa) : (empty_like(g), empty_like(g));
+                    TorchKernels.Instance.SmmfStep(g, expected, s, de, weights);
+                    CudaKernels.Instance.SmmfStep(g, actual, s, da, weights);
+
+                    TensorAssert.Identical(da.cpu(), cpuTarget, $"{what}, step {step}: target vs the CPU kernel");
+                    TensorAssert.Close(da, de, 1e-6, 1e-4, $"{what}, step {step}: target vs the reference");
+                    foreach (var (name, a, c, r) in new[]
+                             {
+                                 ("ρ_V", actual.VarianceRows, onCpu.VarianceRows, expected.VarianceRows),
+                                 ("γ_V", actual.VarianceCols, onCpu.VarianceCols, expected.VarianceCols),
+                                 ("ρ_M", actual.MomentRows, onCpu.MomentRows, expected.MomentRows),
+                                 ("γ_M", actual.MomentCols, onCpu.MomentCols, expected.MomentCols),
+                             })
+                    {
+                        if (a is null) continue;
+                        TensorAssert.Close(a, c!, 1e-30, 3e-7, $"{what}, step {step}: {name} vs the CPU kernel");
+                        TensorAssert.Close(a, r!, 1e-7, 1e-5, $"{what}, step {step}: {name} vs the reference");
+                    }
+                    if (momentum)
+                    {
+                        TensorAssert.Identical(actual.MomentSigns!.cpu(), onCpu.MomentSigns!, $"{what}, step {step}: sign bits vs the CPU kernel");
+                        TensorAssert.Identical(actual.MomentSigns!, expected.MomentSigns!, $"{what}, step {step}: sign bits vs the reference");
+                    }
+                }
+            }
+    }
+
+    /// <summary>SmmfConfig with kernel = Cuda runs the CUDA kernel (fused weight update included) and matches the reference path.</summary>
+    [CudaFact]
+    public void SmmfRuleRunsTheCudaKernelAndEqualsTheReferencePath()
+    {
+        using var scope = NewDisposeScope();
+        var cuda = new Device(DeviceType.CUDA, 0);
+        // Explicit preferences only: KernelLayoutAndSelectionTests may set LOWRANKOPTIM_KERNELS, which Auto reads, in parallel.
+        KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, cuda, ScalarType.Float32).Should().BeSameAs(CudaKernels.Instance);
+        var gen = new Generator(5);
+        var initial = randn([33, 21], generator: gen);
+        (TorchSharp.Modules.Parameter P, LowRankOptimizer Opt) Build(KernelPreference kernel)
+        {
+            var p = new TorchSharp.Modules.Parameter(initial.to(cuda, copy: true));
+            return (p, new LowRankOptimizer([new LowRankParamGroup([p])], new LowRankOptions
+            {
+                LearningRate = 0.02, WeightDecay = 0.1, DecayOrder = WeightDecayOrder.BeforeUpdate, Projection = FullSpace.Instance,
+                Rule = new SmmfConfig(0.9, Kernel: kernel),
+            }));
+        }
+        var (cudaP, cudaOpt) = Build(KernelPreference.Cuda);
+        var (refP, refOpt) = Build(KernelPreference.Reference);
+        using (cudaOpt)
+        using (refOpt)
+            for (var k = 0; k < 5; k++)
+            {
+                var g = randn([33, 21], generator: gen).to(cuda);
+                cudaP.grad = g.clone();
+                refP.grad = g.clone();
+                cudaOpt.step();
+                refOpt.step();
+                TensorAssert.Close(cudaP, refP, 1e-6, 1e-5, $"parameter after step {k + 1}");
+            }
+    }
+
+    /// <summary>The CUDA SMMF kernel checks every tensor before it launches anything (runs without a GPU: CPU tensors are rejected).</summary>
+    [Fact]
+    public void CudaSmmfRejectsBadArgumentsWithTheTensorAndTheConstraint()
+    {
+        using var scope = NewDisposeScope();
+        var state = SmmfState(4, 2, true, CPU);
+        var s = new SmmfScalars(0.9, 0.5, 1e-8);
+        var onCpu = () => CudaKernels.Instance.SmmfStep(zeros([4, 2]), state, s, zeros([4, 2]), updateWeights: false);
+        onCpu.Should().Throw<ArgumentException>().WithMessage("gradient is on cpu; the CUDA kernel needs a CUDA tensor*").Which.ParamName.Should().Be("gradient");
+        var noColumns = () => CudaKernels.Instance.SmmfStep(zeros([0]), state with { Rows = 0, Cols = 0 }, s, zeros([0]), updateWeights: false);
+        noColumns.Should().Throw<ArgumentException>().WithMessage("the matrix view must have rows >= 0 and cols >= 1 (got 0×0)*");
+        var partial = () => CudaKernels.Instance.SmmfStep(zeros([4, 2]), state with { MomentSigns = null }, s, zeros([4, 2]), updateWeights: true);
+        partial.Should().Throw<ArgumentException>().WithMessage("the first-moment rows, cols and signs must be all present or all null*");
+        var support = CudaKernels.Instance.Supports(KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.BFloat16, out var reason);
+        support.Should().BeFalse();
+        reason.Should().Be("the CUDA SMMF kernel needs float32 tensors, not BFloat16.");
     }
 }

@@ -78,12 +78,19 @@ public sealed class KernelLayoutAndSelectionTests
         cudaOnCpu.Should().Throw<NotSupportedException>().WithMessage("*CUDA tensors*cpu*");
         var cpuOnCuda = () => KernelSelection.Select(KernelPreference.Cpu, KernelOperation.AdamDirection, new Device(DeviceType.CUDA, 0), ScalarType.Float32);
         cpuOnCuda.Should().Throw<NotSupportedException>().WithMessage("*CPU tensors*cuda*");
+        var smmfCudaOnCpu = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, CPU, ScalarType.Float32);
+        smmfCudaOnCpu.Should().Throw<NotSupportedException>().WithMessage("kernel = Cuda cannot run SmmfStep: the CUDA kernels need CUDA tensors, but the state is on cpu*");
+        var smmfCudaOnFloat64 = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.Float64);
+        smmfCudaOnFloat64.Should().Throw<NotSupportedException>().WithMessage("*the CUDA SMMF kernel needs float32 tensors, not Float64*");
         if (CudaKernels.UnavailableReason is string reason)
         {
             // No CUDA here: Auto on a CUDA device falls back silently; an explicit Cuda says why.
             KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, new Device(DeviceType.CUDA, 0), ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
             var cuda = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.AdamDirection, new Device(DeviceType.CUDA, 0), ScalarType.Float32);
             cuda.Should().Throw<NotSupportedException>().Which.Message.Should().Contain(reason);
+            KernelSelection.Select(KernelPreference.Auto, KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
+            var smmf = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.Float32);
+            smmf.Should().Throw<NotSupportedException>().Which.Message.Should().Contain(reason);
         }
     }
 
@@ -95,6 +102,10 @@ public sealed class KernelLayoutAndSelectionTests
         adam.Should().Throw<NotSupportedException>().WithMessage("*kernel = Cuda*CUDA tensors*");
         var adafactor = () => new AdafactorConfig(Kernel: KernelPreference.Cpu).Create([8, 4], ScalarType.Float64, CPU);
         adafactor.Should().Throw<NotSupportedException>().WithMessage("*kernel = Cpu*Float64*");
+        var smmf = () => new SmmfConfig(Kernel: KernelPreference.Cuda).Create([8, 4], ScalarType.Float32, CPU);
+        smmf.Should().Throw<NotSupportedException>().WithMessage("kernel = Cuda cannot run SmmfStep: the CUDA kernels need CUDA tensors*");
+        // An unfactorized 1-D SMMF tensor never runs a kernel, so an explicit Cuda does not stop it.
+        new SmmfConfig(VectorReshape: false, Kernel: KernelPreference.Cuda).Create([8], ScalarType.Float32, CPU).Dispose();
 
     }
 

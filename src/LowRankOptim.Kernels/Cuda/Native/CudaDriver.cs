@@ -108,12 +108,15 @@ internal static unsafe class CudaDriver
     }
 
     /// <summary>Launches <paramref name="function"/> on the default stream; <paramref name="arguments"/> point at each argument's value.</summary>
-    public static void Launch(IntPtr function, uint grid, uint block, ReadOnlySpan<IntPtr> arguments)
+    public static void Launch(IntPtr function, uint grid, uint block, ReadOnlySpan<IntPtr> arguments) => Launch(function, grid, 1, block, arguments);
+
+    /// <summary>Launches <paramref name="function"/> on a <paramref name="gridX"/>×<paramref name="gridY"/> grid on the default stream.</summary>
+    public static void Launch(IntPtr function, uint gridX, uint gridY, uint block, ReadOnlySpan<IntPtr> arguments)
     {
         var launch = (delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, IntPtr*, IntPtr*, int>)
             CudaLibraries.Export(CudaLibraries.Driver, "cuLaunchKernel");
         fixed (IntPtr* args = arguments)
-            Check(launch(function, grid, 1, 1, block, 1, 1, 0, IntPtr.Zero, args, null), "cuLaunchKernel");
+            Check(launch(function, gridX, gridY, 1, block, 1, 1, 0, IntPtr.Zero, args, null), "cuLaunchKernel");
     }
 
     /// <summary>Waits for the current context's work (the harness; the library never blocks).</summary>

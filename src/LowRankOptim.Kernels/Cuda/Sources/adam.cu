@@ -1,6 +1,7 @@
 // Adam moment update and normalized direction (see IOptimizerKernels.AdamDirection).
-// Each op rounds where the TorchSharp reference rounds: float32 ops in float32; for bfloat16 every
-// intermediate the reference stores is rounded to bfloat16 (nearest even), as libtorch does after each op.
+// Each op rounds where the TorchSharp reference rounds: float32 ops in float32, with a fused multiply-add
+// where libtorch's add_(alpha) and addcmul_ fuse; for bfloat16 every intermediate the reference stores is
+// rounded to bfloat16 (nearest even), as libtorch does after each op.
 // No headers: NVRTC compiles this file alone.
 
 __device__ __forceinline__ float bf16_to_float(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
@@ -24,7 +25,7 @@ extern "C" __global__ void adam_direction_f32(
     {
         float gi = g[i];
         float mi = __fmaf_rn(one_minus_beta1, gi, __fmul_rn(m[i], beta1));
-        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
+        float vi = __fmaf_rn(__fmul_rn(one_minus_beta2, gi), gi, __fmul_rn(v[i], beta2));
         float root = __fsqrt_rn(vi);
         float denom = __fadd_rn(corrected ? __fdiv_rn(root, sqrt_bc2) : root, eps);
         m[i] = mi;
@@ -43,7 +44,7 @@ extern "C" __global__ void adam_direction_bf16(
     {
         float gi = bf16_to_float(g[i]);
         float mi = round_bf16(__fmaf_rn(one_minus_beta1, gi, round_bf16(__fmul_rn(bf16_to_float(m[i]), beta1))));
-        float vi = round_bf16(__fadd_rn(round_bf16(__fmul_rn(bf16_to_float(v[i]), beta2)), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi)));
+        float vi = round_bf16(__fmaf_rn(__fmul_rn(one_minus_beta2, gi), gi, round_bf16(__fmul_rn(bf16_to_float(v[i]), beta2))));
         float root = round_bf16(__fsqrt_rn(vi));
         float denom = round_bf16(__fadd_rn(corrected ? round_bf16(__fdiv_rn(root, sqrt_bc2)) : root, eps));
         m[i] = float_to_bf16(mi);
@@ -64,7 +65,7 @@ extern "C" __global__ void adam_update_f32(
     {
         float gi = g[i];
         float mi = __fmaf_rn(one_minus_beta1, gi, __fmul_rn(m[i], beta1));
-        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
+        float vi = __fmaf_rn(__fmul_rn(one_minus_beta2, gi), gi, __fmul_rn(v[i], beta2));
         float root = __fsqrt_rn(vi);
         float denom = __fadd_rn(corrected ? __fdiv_rn(root, sqrt_bc2) : root, eps);
         m[i] = mi;
@@ -84,7 +85,7 @@ extern "C" __global__ void adam_update_bf16(
     {
         float gi = bf16_to_float(g[i]);
         float mi = round_bf16(__fmaf_rn(one_minus_beta1, gi, round_bf16(__fmul_rn(bf16_to_float(m[i]), beta1))));
-        float vi = round_bf16(__fadd_rn(round_bf16(__fmul_rn(bf16_to_float(v[i]), beta2)), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi)));
+        float vi = round_bf16(__fmaf_rn(__fmul_rn(one_minus_beta2, gi), gi, round_bf16(__fmul_rn(bf16_to_float(v[i]), beta2))));
         float root = round_bf16(__fsqrt_rn(vi));
         float denom = round_bf16(__fadd_rn(corrected ? round_bf16(__fdiv_rn(root, sqrt_bc2)) : root, eps));
         m[i] = float_to_bf16(mi);

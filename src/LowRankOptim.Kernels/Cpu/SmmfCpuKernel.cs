@@ -121,17 +121,34 @@ public static unsafe class SmmfCpuKernel
         GC.KeepAlive(target);
     }
 
-    /// <summary>γ_j = Σ_bands partial_j / Σ_j Σ_bands partial_j (raw sums when the total is 0), in band order.</summary>
+    /// <summary>Columns per parallel block of <see cref="MergeColumns"/>.</summary>
+    private const long MergeBlock = 1024;
+
+    /// <summary>
+    /// γ_j = Σ_bands partial_j / Σ_j Σ_bands partial_j (raw sums when the total is 0). Each column's sum is
+    /// taken in band order and the total in column order, whatever the split: the band sums run vectorized,
+    /// in parallel over blocks of columns (reading each band's row of partial sums contiguously).
+    /// </summary>
     private static void MergeColumns(double* partial, float* cols, int bands, long count)
     {
-        double total = 0;
-        for (long j = 0; j < count; j++)
+        var blocks = (count + MergeBlock - 1) / MergeBlock;
+        void SumBlock(long block)
         {
-            var sum = partial[j];
-            for (var b = 1; b < bands; b++) sum += partial[b * count + j];
-            partial[j] = sum;
-            total += sum;
+            var j0 = block * MergeBlock;
+            var j1 = Math.Min(count, j0 + MergeBlock);
+            for (var b = 1; b < bands; b++)
+            {
+                var row = partial + b * count;
+                var j = j0;
+                for (; j + Vector256<double>.Count <= j1; j += Vector256<double>.Count)
+                    (Vector256.Load(partial + j) + Vector256.Load(row + j)).Store(partial + j);
+                for (; j < j1; j++) partial[j] += row[j];
+            }
         }
+        if (blocks == 1 || bands * count < ElementsPerBand) for (long k = 0; k < blocks; k++) SumBlock(k);
+        else Parallel.For(0L, blocks, SumBlock);
+        double total = 0;
+        for (long j = 0; j < count; j++) total += partial[j];
         var divisor = total == 0 ? 1.0 : total;
         for (long j = 0; j < count; j++) cols[j] = (float)(partial[j] / divisor);
     }

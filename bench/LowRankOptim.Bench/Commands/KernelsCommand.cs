@@ -268,7 +268,8 @@ public static class KernelsCommand
             Console.WriteLine($"| {k.Step} | {k.Dtype} | {k.Shape} | {k.FusedMs:F3} | {k.ReferenceMs:F3} | {k.AdamwMs:F3} | {k.SpeedupOverReference:F2}× | {k.SpeedupOverAdamw:F2}× | " +
                               $"{k.FusedBytesPerElement:F2} | {k.FusedGigabytesPerSecond:F2} | {k.TriadGigabytesPerSecondSameRounds:F2} | {k.FractionOfTriad:P0} | {(k.MeetsSpeedupTarget ? "yes" : "no")} | {(k.MeetsBandwidthTarget ? "yes" : "no")} |");
         Console.WriteLine();
-        Console.WriteLine("Bytes/element: what the fused kernel must read and write (Adam: g, m, v read; m, v, direction written; " +
+        Console.WriteLine("Bytes/element: what the fused kernel must read and write (Adam direction: g, m, v read; m, v, direction written; " +
+                          "Adam update: g read; m, v, weights read and written; " +
                           "SMMF: g read, U written, packed signs and factor vectors read and written), without write-allocate traffic, as STREAM counts.");
     }
 

@@ -18,7 +18,7 @@ namespace LowRankOptim.Bench.Commands;
 /// `kernels`: in one process, the fused CPU kernels (Adam moment update + direction in the subspace, the
 /// full-space Adam update of moments and weights, SMMF step) against the TorchSharp-ops reference path of the same boundary operation and against TorchSharp's
 /// AdamW step over the same number of elements, and a STREAM-like copy and triad measured with the same
-/// threading (parallel chunks of <see cref="CpuKernels.ChunkElements"/> on the .NET thread pool). Each fused
+/// threading (parallel chunks of <see cref="CpuKernels.ChunkElements"/> on the kernels' worker threads, <see cref="KernelThreads"/>). Each fused
 /// kernel's achieved bandwidth (the bytes it must read and write per element × elements / time) is given as a
 /// fraction of the triad bandwidth measured in the same interleaved rounds. Every figure is measured.
 /// </summary>
@@ -54,7 +54,7 @@ public static class KernelsCommand
     /// <summary>One kernel case: fused vs reference vs AdamW, plus the triad measured in the same rounds.</summary>
     internal sealed record KernelResult(
         string Step, string Dtype, string Shape, long Elements, double FusedBytesPerElement, int CallsPerSample,
-        double FusedMs, double ReferenceMs, double AdamwMs, double TriadMsSameRounds,
+        double FusedMs, double ReferenceMs, double AdamwMs, double TriadMsSameRounds, double ComputeProbeMsSameRounds,
         double SpeedupOverReference, double SpeedupOverAdamw, double FusedGigabytesPerSecond, double TriadGigabytesPerSecondSameRounds,
         double FractionOfTriad, bool MeetsSpeedupTarget, bool MeetsBandwidthTarget);
 
@@ -142,7 +142,7 @@ public static class KernelsCommand
         Action reference = updateWeights
             ? () => { for (var i = 0; i < calls; i++) TorchKernels.Instance.AdamUpdate(g, mr, vr, scalars, wr); }
             : () => { for (var i = 0; i < calls; i++) TorchKernels.Instance.AdamDirection(g, mr, vr, scalars).Dispose(); };
-        var times = Measure([("fused", fused), ("reference", reference), ("adamw", () => { for (var i = 0; i < calls; i++) adamw.step(); }), ("triad", stream.Triad)],
+        var times = Measure([("fused", fused), ("reference", reference), ("adamw", () => { for (var i = 0; i < calls; i++) adamw.step(); }), ("triad", stream.Triad), ("compute", ComputeProbe.Run)],
             warmup, repeats);
         // Direction: read g, read and write m and v, write d. Update: read g, read and write m, v and w.
         var bytesPerElement = (updateWeights ? 7.0 : 6.0) * (dtype == ScalarType.Float32 ? 4 : 2);
@@ -170,6 +170,7 @@ public static class KernelsCommand
             ("reference", () => { for (var i = 0; i < calls; i++) TorchKernels.Instance.SmmfStep(g, referenceState, scalars, dr, updateWeights: false); }),
             ("adamw", () => { for (var i = 0; i < calls; i++) adamw.step(); }),
             ("triad", stream.Triad),
+            ("compute", ComputeProbe.Run),
         ], warmup, repeats);
         // Read g, write U, read and write the packed signs, read and write the four float32 factor vectors.
         var bytes = 8.0 * n + 2.0 * ((n + 7) / 8) + 2.0 * 4 * 2 * (rows + cols);
@@ -180,11 +181,12 @@ public static class KernelsCommand
         IReadOnlyList<MethodTime> times, long streamElements)
     {
         var (fused, reference, adamw, triad) = (times[0].MedianMs / calls, times[1].MedianMs / calls, times[2].MedianMs / calls, times[3].MedianMs);
+        var compute = times[4].MedianMs;
         var fusedGBps = bytesPerElement * n / fused / 1e6;
         var triadGBps = 12.0 * streamElements / triad / 1e6;
         var fraction = fusedGBps / triadGBps;
         return new KernelResult(step, dtype == ScalarType.Float32 ? "float32" : "bfloat16", $"{rows}×{cols}", n, bytesPerElement, calls,
-            fused, reference, adamw, triad, reference / fused, adamw / fused, fusedGBps, triadGBps, fraction,
+            fused, reference, adamw, triad, compute, reference / fused, adamw / fused, fusedGBps, triadGBps, fraction,
             reference / fused >= 2.0, fraction >= 0.6);
     }
 
@@ -251,7 +253,7 @@ public static class KernelsCommand
         Console.WriteLine($"Environment: {report.Environment}");
         Console.WriteLine($"Load average (1 min): {report.LoadAverageOneMinuteStart:F2} at start, {report.LoadAverageOneMinuteEnd:F2} at end; " +
                           $"other processes used {report.OthersCpuShare:P0} of all CPU time during the run. Vector512 accelerated: {report.Vector512Accelerated}.");
-        Console.WriteLine($"Medians of {report.Repeats} interleaved rounds after {report.Warmup} warm-up rounds; parallel chunks of {CpuKernels.ChunkElements} elements on the .NET thread pool ({Environment.ProcessorCount} cores).");
+        Console.WriteLine($"Medians of {report.Repeats} interleaved rounds after {report.Warmup} warm-up rounds; parallel chunks of {CpuKernels.ChunkElements} elements on the kernels' worker threads ({Environment.ProcessorCount} cores).");
         Console.WriteLine();
         Console.WriteLine("### STREAM-like bandwidth (float32, same process, same threading)");
         Console.WriteLine();
@@ -262,15 +264,41 @@ public static class KernelsCommand
         Console.WriteLine();
         Console.WriteLine("### Fused kernels vs reference path vs TorchSharp AdamW (per call)");
         Console.WriteLine();
-        Console.WriteLine("| step | dtype | shape | fused (ms) | reference (ms) | AdamW step (ms) | reference / fused | AdamW / fused | bytes/element | fused GB/s | triad GB/s (same rounds) | fused / triad | ≥ 2× reference | ≥ 60% triad |");
-        Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        Console.WriteLine("| step | dtype | shape | fused (ms) | reference (ms) | AdamW step (ms) | reference / fused | AdamW / fused | bytes/element | fused GB/s | triad GB/s (same rounds) | fused / triad | compute probe (ms, same rounds) | ≥ 2× reference | ≥ 60% triad |");
+        Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
         foreach (var k in report.Kernels)
             Console.WriteLine($"| {k.Step} | {k.Dtype} | {k.Shape} | {k.FusedMs:F3} | {k.ReferenceMs:F3} | {k.AdamwMs:F3} | {k.SpeedupOverReference:F2}× | {k.SpeedupOverAdamw:F2}× | " +
-                              $"{k.FusedBytesPerElement:F2} | {k.FusedGigabytesPerSecond:F2} | {k.TriadGigabytesPerSecondSameRounds:F2} | {k.FractionOfTriad:P0} | {(k.MeetsSpeedupTarget ? "yes" : "no")} | {(k.MeetsBandwidthTarget ? "yes" : "no")} |");
+                              $"{k.FusedBytesPerElement:F2} | {k.FusedGigabytesPerSecond:F2} | {k.TriadGigabytesPerSecondSameRounds:F2} | {k.FractionOfTriad:P0} | {k.ComputeProbeMsSameRounds:F2} | {(k.MeetsSpeedupTarget ? "yes" : "no")} | {(k.MeetsBandwidthTarget ? "yes" : "no")} |");
         Console.WriteLine();
         Console.WriteLine("Bytes/element: what the fused kernel must read and write (Adam direction: g, m, v read; m, v, direction written; " +
                           "Adam update: g read; m, v, weights read and written; " +
                           "SMMF: g read, U written, packed signs and factor vectors read and written), without write-allocate traffic, as STREAM counts.");
+    }
+
+    // ------------------------------------------------------------------ compute probe
+
+    /// <summary>
+    /// Arithmetic only, no memory traffic: 64 parts on the kernels' worker threads, each 64 passes of a
+    /// square root and a division over 4 Ki floats on its own stack (L1). Measured in every case's rounds, it
+    /// shows when the machine itself computes slower (on the 2-vCPU development VM its time doubles at times,
+    /// while the memory-bound triad does not change), which a compute-heavy kernel such as SMMF's feels.
+    /// </summary>
+    internal static unsafe class ComputeProbe
+    {
+        private const int Floats = 4096;
+
+        public static void Run() => KernelThreads.For(64, _ =>
+        {
+            var x = stackalloc float[Floats];
+            for (var k = 0; k < Floats; k++) x[k] = 1 + k % 7;
+            var eps = Vector256.Create(1e-8f);
+            for (var pass = 0; pass < 64; pass++)
+                for (var j = 0; j < Floats; j += 8)
+                {
+                    var v = Vector256.Load(x + j);
+                    (v / (Vector256.Sqrt(v * v + eps) + eps)).Store(x + j);
+                }
+        });
     }
 
     // ------------------------------------------------------------------ STREAM
@@ -324,12 +352,12 @@ public static class KernelsCommand
             for (; i < end; i++) _a[i] = _b[i] + scalar * _c[i];
         });
 
-        /// <summary>The CPU kernels' threading: chunks of <see cref="CpuKernels.ChunkElements"/>, Parallel.For when there are several.</summary>
+        /// <summary>The CPU kernels' threading: chunks of <see cref="CpuKernels.ChunkElements"/> on <see cref="KernelThreads"/> when there are several.</summary>
         private static void ForChunks(long n, Action<long, long> body)
         {
             var chunks = (n + CpuKernels.ChunkElements - 1) / CpuKernels.ChunkElements;
             if (chunks == 1) { body(0, n); return; }
-            Parallel.For(0L, chunks, k => body(k * CpuKernels.ChunkElements, Math.Min(n, (k + 1) * CpuKernels.ChunkElements)));
+            KernelThreads.For(chunks, k => body(k * CpuKernels.ChunkElements, Math.Min(n, (k + 1) * CpuKernels.ChunkElements)));
         }
 
         public void Dispose()

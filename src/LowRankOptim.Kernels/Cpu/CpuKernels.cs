@@ -389,7 +389,7 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         var rowOut = wantRows ? rowSums : null;
         var job = new ReduceJob { X = x, BFloat16 = bf, Cols = c, Rows = r, RowsPerBand = rowsPerBand, Partial = partial, RowSums = rowOut, Square = squarePlus.HasValue, Eps = squarePlus ?? 0 };
         if (bands == 1) job.RunBand(0);
-        else Parallel.For(0, bands, job.RunBand);
+        else KernelThreads.For(bands, band => job.RunBand((int)band));
         for (var band = 1; band < bands; band++)
         {
             var src = partial + band * c;
@@ -473,7 +473,7 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         if (n == 0) return;
         var chunks = (n + ChunkElements - 1) / ChunkElements;
         if (chunks == 1) { body(0, n); return; }
-        Parallel.For(0L, chunks, k => body(k * ChunkElements, Math.Min(n, (k + 1) * ChunkElements)));
+        KernelThreads.For(chunks, k => body(k * ChunkElements, Math.Min(n, (k + 1) * ChunkElements)));
     }
 
     /// <summary>bfloat16 as the upper 16 bits of a float32; rounding to nearest even as libtorch does (NaN → 0x7FC0).</summary>

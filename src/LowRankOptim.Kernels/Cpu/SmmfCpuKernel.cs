@@ -8,7 +8,7 @@ namespace LowRankOptim.Kernels.Cpu;
 
 /// <summary>
 /// SMMF's step for one float32 CPU tensor in a single pass over its elements, vectorized (Vector256) and
-/// parallel over bands of rows of the n̂×m̂ view. Per element: decompress M̂ = ±ρ_M,i·γ_M,j and
+/// parallel (<see cref="KernelThreads"/>) over bands of rows of the n̂×m̂ view. Per element: decompress M̂ = ±ρ_M,i·γ_M,j and
 /// V̂ = ρ_V,i·γ_V,j, update M = β1·M̂ + (1−β1)·G and V = β2·V̂ + (1−β2)·G², take U = M/(√V + ε) (G instead
 /// of M without a first moment), write U or update the weight, and accumulate the new row and column sums
 /// of |M| and V and the new sign bits. A short second pass over m̂ columns merges the bands' column sums
@@ -109,7 +109,7 @@ public static unsafe class SmmfCpuKernel
         {
             if (state.HasMomentum) job.PartialM = job.PartialV + bands * cols;
             if (bands == 1) job.RunBand(0);
-            else Parallel.For(0, bands, job.RunBand);
+            else KernelThreads.For(bands, band => job.RunBand((int)band));
             MergeColumns(job.PartialV, job.ColV, bands, cols);
             if (state.HasMomentum) MergeColumns(job.PartialM, job.ColM, bands, cols);
         }
@@ -146,7 +146,7 @@ public static unsafe class SmmfCpuKernel
             }
         }
         if (blocks == 1 || bands * count < ElementsPerBand) for (long k = 0; k < blocks; k++) SumBlock(k);
-        else Parallel.For(0L, blocks, SumBlock);
+        else KernelThreads.For(blocks, SumBlock);
         double total = 0;
         for (long j = 0; j < count; j++) total += partial[j];
         var divisor = total == 0 ? 1.0 : total;

@@ -129,8 +129,8 @@ public sealed class AdamRule : IUpdateRule, IFusedParameterUpdate
         var kernels = _updateKernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq, parameter);
         if (!kernels.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
         using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
-        var (direction, coefficient) = Scalars(c, context.Step, lr);
-        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, direction with { StepSize = coefficient, DecayFactor = 1 - lr * weightDecayBeforeUpdate }, parameter);
+        var (scalars, coefficient) = Scalars(c, context.Step, lr);
+        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = 1 - lr * weightDecayBeforeUpdate }, parameter);
         return true;
     }
 

@@ -17,7 +17,7 @@ public sealed class KernelsCommandTests
         kernels.Select(k => k.GetProperty("step").GetString()).Should().BeEquivalentTo(
             "Adam direction (subspace moments + direction)", "Adam update (full space: moments + weights in place)", "SMMF step (direction)");
         foreach (var k in kernels)
-            foreach (var field in new[] { "fused_ms", "reference_ms", "adamw_ms", "triad_ms_same_rounds" })
+            foreach (var field in new[] { "fused_ms", "reference_ms", "adamw_ms", "triad_ms_same_rounds", "compute_probe_ms_same_rounds" })
                 k.GetProperty(field).GetDouble().Should().BeGreaterThan(0, $"{k.GetProperty("step")} {field}");
         doc.RootElement.GetProperty("stream").EnumerateArray().Should().HaveCount(4);
     }

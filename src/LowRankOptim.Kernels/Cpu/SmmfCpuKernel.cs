@@ -184,6 +184,9 @@ public static unsafe class SmmfCpuKernel
             float* g0 = G, target = Target, colM = ColM, colV = ColV;
             var signs = Signs;
             bool hasMomentum = HasMomentum, updateWeights = UpdateWeights;
+            // Statics copied to locals: code compiled before the class is initialized would read them in the loops.
+            Vector256<int> bitWeights = BitWeights;
+            Vector512<int> bitWeights16 = BitWeights16;
             NativeMemory.Clear(partialV, (nuint)(cols * sizeof(double)));
             if (HasMomentum) NativeMemory.Clear(partialM, (nuint)(cols * sizeof(double)));
 
@@ -247,7 +250,7 @@ public static unsafe class SmmfCpuKernel
                             if (hasMomentum)
                             {
                                 var old = ReadSixteenBits(signs, e);
-                                var negative = Vector512.Equals(Vector512.Create((int)old) & BitWeights16, Vector512<int>.Zero).AsSingle() & signBitx;
+                                var negative = Vector512.Equals(Vector512.Create((int)old) & bitWeights16, Vector512<int>.Zero).AsSingle() & signBitx;
                                 var m = Vector512.FusedMultiplyAdd(g, oneMinusBeta1x, ((rowM16 * Vector512.Load(colM + j)) ^ negative) * beta1x);
                                 numerator = m;
                                 bits |= Vector512.GreaterThan(m, Vector512<float>.Zero).ExtractMostSignificantBits() << bitCount;
@@ -286,7 +289,7 @@ public static unsafe class SmmfCpuKernel
                         {
                             var old = ReadEightBits(signs, e);
                             // Where the stored bit is 0 (M ≤ 0), flip the sign of ρ·γ.
-                            var negative = Vector256.Equals(Vector256.Create((int)old) & BitWeights, Vector256<int>.Zero).AsSingle() & signBit;
+                            var negative = Vector256.Equals(Vector256.Create((int)old) & bitWeights, Vector256<int>.Zero).AsSingle() & signBit;
                             var m = Vector256.FusedMultiplyAdd(g, oneMinusBeta1, ((vRowM * Vector256.Load(colM + j)) ^ negative) * beta1);
                             numerator = m;
                             bits |= (ulong)Vector256.GreaterThan(m, Vector256<float>.Zero).ExtractMostSignificantBits() << bitCount;
@@ -359,30 +362,45 @@ public static unsafe class SmmfCpuKernel
         /// </summary>
         private void RowQuad(long i, double* partialM, double* partialV)
         {
+            // One compiled loop per mode, its flags constants: with the branches in the loop, code optimized
+            // without a profile (and so any run's first, or a profile from another mode) took twice as long.
+            var streaming = Streaming && ((nuint)Target & 63) == 0;
+            if (HasMomentum) RowQuad<Yes>(i, partialM, partialV, streaming);
+            else RowQuad<No>(i, partialM, partialV, streaming);
+        }
+
+        private void RowQuad<TMomentum>(long i, double* partialM, double* partialV, bool streaming) where TMomentum : struct, IFlag
+        {
+            if (UpdateWeights) RowQuad<TMomentum, Yes, No>(i, partialM, partialV);
+            else if (streaming) RowQuad<TMomentum, No, Yes>(i, partialM, partialV);
+            else RowQuad<TMomentum, No, No>(i, partialM, partialV);
+        }
+
+        private void RowQuad<TMomentum, TWeights, TStreaming>(long i, double* partialM, double* partialV)
+            where TMomentum : struct, IFlag where TWeights : struct, IFlag where TStreaming : struct, IFlag
+        {
             var cols = Cols;
-            bool hasMomentum = HasMomentum, updateWeights = UpdateWeights;
             float* colM = ColM, colV = ColV;
             float* g = G + i * cols, t = Target + i * cols;
-            var s = hasMomentum ? Signs + (i * cols >> 3) : null;
+            var s = TMomentum.Value ? Signs + (i * cols >> 3) : null;
             var rowBytes = cols >> 3;
-            var streaming = Streaming && !updateWeights && ((nuint)Target & 63) == 0;
-            var c = new Constants(Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, -StepSize, DecayFactor);
+            var c = new Constants(Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, -StepSize, DecayFactor, BitWeights16);
             Vector512<float> rm0 = default, rm1 = default, rm2 = default, rm3 = default;
-            if (hasMomentum) (rm0, rm1, rm2, rm3) = (Vector512.Create(RowM[i]), Vector512.Create(RowM[i + 1]), Vector512.Create(RowM[i + 2]), Vector512.Create(RowM[i + 3]));
+            if (TMomentum.Value) (rm0, rm1, rm2, rm3) = (Vector512.Create(RowM[i]), Vector512.Create(RowM[i + 1]), Vector512.Create(RowM[i + 2]), Vector512.Create(RowM[i + 3]));
             var (rv0, rv1, rv2, rv3) = (Vector512.Create(RowV[i]), Vector512.Create(RowV[i + 1]), Vector512.Create(RowV[i + 2]), Vector512.Create(RowV[i + 3]));
             Vector512<double> am0 = default, am1 = default, am2 = default, am3 = default;
             Vector512<double> av0 = default, av1 = default, av2 = default, av3 = default;
             for (long j = 0; j < cols; j += 16)
             {
-                var cm = hasMomentum ? Vector512.Load(colM + j) : default;
+                var cm = TMomentum.Value ? Vector512.Load(colM + j) : default;
                 var cv = Vector512.Load(colV + j);
                 Vector512<double> mLow = default, mHigh = default, vLow = default, vHigh = default;
                 var b = j >> 3;
-                Element16(g + j, t + j, s + b, rm0, rv0, cm, cv, c, hasMomentum, updateWeights, streaming, ref am0, ref av0, ref mLow, ref mHigh, ref vLow, ref vHigh);
-                Element16(g + cols + j, t + cols + j, s + rowBytes + b, rm1, rv1, cm, cv, c, hasMomentum, updateWeights, streaming, ref am1, ref av1, ref mLow, ref mHigh, ref vLow, ref vHigh);
-                Element16(g + 2 * cols + j, t + 2 * cols + j, s + 2 * rowBytes + b, rm2, rv2, cm, cv, c, hasMomentum, updateWeights, streaming, ref am2, ref av2, ref mLow, ref mHigh, ref vLow, ref vHigh);
-                Element16(g + 3 * cols + j, t + 3 * cols + j, s + 3 * rowBytes + b, rm3, rv3, cm, cv, c, hasMomentum, updateWeights, streaming, ref am3, ref av3, ref mLow, ref mHigh, ref vLow, ref vHigh);
-                if (hasMomentum)
+                Element16<TMomentum, TWeights, TStreaming>(g + j, t + j, s + b, rm0, rv0, cm, cv, c, ref am0, ref av0, ref mLow, ref mHigh, ref vLow, ref vHigh);
+                Element16<TMomentum, TWeights, TStreaming>(g + cols + j, t + cols + j, s + rowBytes + b, rm1, rv1, cm, cv, c, ref am1, ref av1, ref mLow, ref mHigh, ref vLow, ref vHigh);
+                Element16<TMomentum, TWeights, TStreaming>(g + 2 * cols + j, t + 2 * cols + j, s + 2 * rowBytes + b, rm2, rv2, cm, cv, c, ref am2, ref av2, ref mLow, ref mHigh, ref vLow, ref vHigh);
+                Element16<TMomentum, TWeights, TStreaming>(g + 3 * cols + j, t + 3 * cols + j, s + 3 * rowBytes + b, rm3, rv3, cm, cv, c, ref am3, ref av3, ref mLow, ref mHigh, ref vLow, ref vHigh);
+                if (TMomentum.Value)
                 {
                     Vector512.Store(Vector512.Load(partialM + j) + mLow, partialM + j);
                     Vector512.Store(Vector512.Load(partialM + j + 8) + mHigh, partialM + j + 8);
@@ -390,7 +408,7 @@ public static unsafe class SmmfCpuKernel
                 Vector512.Store(Vector512.Load(partialV + j) + vLow, partialV + j);
                 Vector512.Store(Vector512.Load(partialV + j + 8) + vHigh, partialV + j + 8);
             }
-            if (hasMomentum)
+            if (TMomentum.Value)
             {
                 RowM[i] = (float)Vector512.Sum(am0); RowM[i + 1] = (float)Vector512.Sum(am1);
                 RowM[i + 2] = (float)Vector512.Sum(am2); RowM[i + 3] = (float)Vector512.Sum(am3);
@@ -399,12 +417,31 @@ public static unsafe class SmmfCpuKernel
             RowV[i + 2] = (float)Vector512.Sum(av2); RowV[i + 3] = (float)Vector512.Sum(av3);
         }
 
+        /// <summary>A compile-time flag: the JIT compiles one instantiation per flag struct, with the flag folded.</summary>
+        private interface IFlag
+        {
+            static abstract bool Value { get; }
+        }
+
+        private struct Yes : IFlag
+        {
+            public static bool Value => true;
+        }
+
+        private struct No : IFlag
+        {
+            public static bool Value => false;
+        }
+
         /// <summary>The step's scalars as Vector512 lanes.</summary>
-        private readonly struct Constants(float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float negativeStep, float decay)
+        private readonly struct Constants(float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float negativeStep, float decay, Vector512<int> bitWeights)
         {
             public readonly Vector512<float> Beta1 = Vector512.Create(beta1), OneMinusBeta1 = Vector512.Create(oneMinusBeta1),
                 Beta2 = Vector512.Create(beta2), OneMinusBeta2 = Vector512.Create(oneMinusBeta2), Eps = Vector512.Create(eps),
                 NegativeStep = Vector512.Create(negativeStep), Decay = Vector512.Create(decay);
+
+            /// <summary>Bit k in lane k, to test the 16 stored sign bits (a local copy: no static access in the loop).</summary>
+            public readonly Vector512<int> BitWeights = bitWeights;
         }
 
         /// <summary>
@@ -413,18 +450,19 @@ public static unsafe class SmmfCpuKernel
         /// column accumulators.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Element16(float* g, float* t, byte* s, Vector512<float> rowM, Vector512<float> rowV, Vector512<float> colM, Vector512<float> colV,
-            in Constants c, bool hasMomentum, bool updateWeights, bool streaming, ref Vector512<double> rowSumM, ref Vector512<double> rowSumV,
+        private static void Element16<TMomentum, TWeights, TStreaming>(float* g, float* t, byte* s, Vector512<float> rowM, Vector512<float> rowV, Vector512<float> colM, Vector512<float> colV,
+            in Constants c, ref Vector512<double> rowSumM, ref Vector512<double> rowSumV,
             ref Vector512<double> mLow, ref Vector512<double> mHigh, ref Vector512<double> vLow, ref Vector512<double> vHigh)
+            where TMomentum : struct, IFlag where TWeights : struct, IFlag where TStreaming : struct, IFlag
         {
             var gi = Vector512.Load(g);
             var v = Vector512.FusedMultiplyAdd(c.OneMinusBeta2 * gi, gi, rowV * colV * c.Beta2);
             var numerator = gi;
-            if (hasMomentum)
+            if (TMomentum.Value)
             {
                 var old = *(ushort*)s;
                 // Where the stored bit is 0 (M ≤ 0), flip the sign of ρ·γ.
-                var negative = Vector512.Equals(Vector512.Create((int)old) & BitWeights16, Vector512<int>.Zero).AsSingle() & Vector512.Create(-0.0f);
+                var negative = Vector512.Equals(Vector512.Create((int)old) & c.BitWeights, Vector512<int>.Zero).AsSingle() & Vector512.Create(-0.0f);
                 var m = Vector512.FusedMultiplyAdd(gi, c.OneMinusBeta1, ((rowM * colM) ^ negative) * c.Beta1);
                 numerator = m;
                 *(ushort*)s = (ushort)Vector512.GreaterThan(m, Vector512<float>.Zero).ExtractMostSignificantBits();
@@ -434,8 +472,8 @@ public static unsafe class SmmfCpuKernel
                 mHigh += high;
             }
             var u = numerator / (Vector512.Sqrt(v) + c.Eps);
-            if (updateWeights) Vector512.Store(Vector512.FusedMultiplyAdd(u, c.NegativeStep, Vector512.Load(t) * c.Decay), t);
-            else if (streaming) Avx512F.StoreAlignedNonTemporal(t, u);
+            if (TWeights.Value) Vector512.Store(Vector512.FusedMultiplyAdd(u, c.NegativeStep, Vector512.Load(t) * c.Decay), t);
+            else if (TStreaming.Value) Avx512F.StoreAlignedNonTemporal(t, u);
             else Vector512.Store(u, t);
             var (vl, vh) = Vector512.Widen(v);
             rowSumV += vl + vh;

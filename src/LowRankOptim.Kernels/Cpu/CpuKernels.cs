@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -306,7 +307,7 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         {
             var offset = batch * r * c;
             var gb = bf ? (void*)((ushort*)g + offset) : (float*)g + offset;
-            var colSums = Reduce(gb, bf, r, c, squarePlus: eps1, out var rowSums, wantRows: true);
+            var (colSums, rowSums) = Reduce(gb, bf, r, c, squarePlus: eps1, wantRows: true);
             try
             {
                 for (long i = 0; i < r; i++) Blend(rp, bf, batch * r + i, rowSums[i] / c, beta2, oneMinus);
@@ -314,8 +315,8 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
             }
             finally
             {
-                NativeMemory.Free(colSums);
-                NativeMemory.Free(rowSums);
+                ArrayPool<double>.Shared.Return(colSums);
+                ArrayPool<double>.Shared.Return(rowSums);
             }
         }
         GC.KeepAlive(gradient); GC.KeepAlive(rows); GC.KeepAlive(cols);
@@ -356,7 +357,7 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         var result = zeros(length, ScalarType.Float32);
         var output = RawTensor.Pointer<float>(result, ScalarType.Float32, length, "result");
         if (r * c == 0) return result;
-        var colSums = Reduce(x, bf, r, c, squarePlus: null, out var rowSums, wantRows: axis == L1Axis.Rows);
+        var (colSums, rowSums) = Reduce(x, bf, r, c, squarePlus: null, wantRows: axis == L1Axis.Rows);
         try
         {
             var source = axis == L1Axis.Columns ? colSums : rowSums;
@@ -364,8 +365,8 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
         }
         finally
         {
-            NativeMemory.Free(colSums);
-            NativeMemory.Free(rowSums);
+            ArrayPool<double>.Shared.Return(colSums);
+            ArrayPool<double>.Shared.Return(rowSums);
         }
         GC.KeepAlive(matrix);
         return result;
@@ -374,28 +375,43 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
     // ---------------------------------------------------------------- shared reduction
 
     /// <summary>
-    /// Row sums (when <paramref name="wantRows"/>, else an unused 1-element buffer) and column sums, in float64,
+    /// Column sums and row sums (when <paramref name="wantRows"/>, else an unused 1-element array), in float64,
     /// of f(x) over an r×c row-major matrix: f(x) = x² + ε rounded as the reference rounds it (Adafactor), or
-    /// |x| (ℓ1). Bands of rows run in parallel; each keeps its own column sums, merged in band order.
-    /// The caller frees both buffers with <see cref="NativeMemory.Free"/>.
+    /// |x| (ℓ1). Bands of rows run in parallel; each keeps its own column sums, merged in band order. The arrays
+    /// come from <see cref="ArrayPool{T}.Shared"/> (a fresh native block per call is page-faulted in again
+    /// whenever the C allocator has returned it in between, see SmmfCpuKernel) and are longer than needed; the
+    /// caller returns both.
     /// </summary>
-    private static double* Reduce(void* x, bool bf, long r, long c, float? squarePlus, out double* rowSums, bool wantRows)
+    private static (double[] ColSums, double[] RowSums) Reduce(void* x, bool bf, long r, long c, float? squarePlus, bool wantRows)
     {
         var wanted = (int)Math.Clamp(r * c / ChunkElements, 1, MaxBands);
         var rowsPerBand = (r + wanted - 1) / wanted;
         var bands = (int)((r + rowsPerBand - 1) / rowsPerBand);
-        var partial = (double*)NativeMemory.AllocZeroed((nuint)(bands * c), sizeof(double));
-        rowSums = (double*)NativeMemory.AllocZeroed((nuint)(wantRows ? r : 1), sizeof(double));
-        var rowOut = wantRows ? rowSums : null;
-        var job = new ReduceJob { X = x, BFloat16 = bf, Cols = c, Rows = r, RowsPerBand = rowsPerBand, Partial = partial, RowSums = rowOut, Square = squarePlus.HasValue, Eps = squarePlus ?? 0 };
-        if (bands == 1) job.RunBand(0);
-        else KernelThreads.For(bands, band => job.RunBand((int)band));
-        for (var band = 1; band < bands; band++)
+        var partialArray = ArrayPool<double>.Shared.Rent(checked((int)(bands * c)));
+        var rowArray = ArrayPool<double>.Shared.Rent(checked((int)(wantRows ? r : 1)));
+        Array.Clear(partialArray, 0, (int)(bands * c));
+        Array.Clear(rowArray, 0, (int)(wantRows ? r : 1));
+        try
         {
-            var src = partial + band * c;
-            for (long j = 0; j < c; j++) partial[j] += src[j];
+            fixed (double* partial = partialArray, rowSums = rowArray)
+            {
+                var job = new ReduceJob { X = x, BFloat16 = bf, Cols = c, Rows = r, RowsPerBand = rowsPerBand, Partial = partial, RowSums = wantRows ? rowSums : null, Square = squarePlus.HasValue, Eps = squarePlus ?? 0 };
+                if (bands == 1) job.RunBand(0);
+                else KernelThreads.For(bands, band => job.RunBand((int)band));
+                for (var band = 1; band < bands; band++)
+                {
+                    var src = partial + band * c;
+                    for (long j = 0; j < c; j++) partial[j] += src[j];
+                }
+            }
         }
-        return partial;
+        catch
+        {
+            ArrayPool<double>.Shared.Return(partialArray);
+            ArrayPool<double>.Shared.Return(rowArray);
+            throw;
+        }
+        return (partialArray, rowArray);
     }
 
     private sealed class ReduceJob

@@ -1,10 +1,16 @@
 using FluentAssertions;
 using LowRankOptim.Kernels.Cpu;
+using LowRankOptim.Tests.Support;
 using Xunit;
 
 namespace LowRankOptim.Tests.Kernels;
 
-/// <summary>The CPU kernels' worker threads: every part runs once, errors reach the caller, nested and concurrent calls finish.</summary>
+/// <summary>
+/// The CPU kernels' worker threads: every part runs once, errors reach the caller, nested and concurrent calls
+/// finish. Serial: a kernel call from a test running alongside holds the workers, and this call then runs
+/// all its parts on its own thread (by design), which the first test would see as one thread.
+/// </summary>
+[Collection(SerialCollection.Name)]
 public sealed class KernelThreadsTests
 {
     [Fact]

@@ -315,7 +315,7 @@ public static class KernelsCommand
             _b = Allocate(elements);
             _c = Allocate(elements);
             // First touch with the same chunking as the passes.
-            ForChunks(elements, (start, end) =>
+            CpuKernels.ForChunks(elements, (start, end) =>
             {
                 for (var i = start; i < end; i++) { _a[i] = 0; _b[i] = 1; _c[i] = 2; }
             });
@@ -325,7 +325,7 @@ public static class KernelsCommand
 
         private static float* Allocate(long elements) => (float*)NativeMemory.AlignedAlloc((nuint)(elements * sizeof(float)), 64);
 
-        public void Copy() => ForChunks(Elements, (start, end) =>
+        public void Copy() => CpuKernels.ForChunks(Elements, (start, end) =>
         {
             var i = start;
             if (Vector512.IsHardwareAccelerated)
@@ -335,7 +335,7 @@ public static class KernelsCommand
             for (; i < end; i++) _a[i] = _b[i];
         });
 
-        public void Triad() => ForChunks(Elements, (start, end) =>
+        public void Triad() => CpuKernels.ForChunks(Elements, (start, end) =>
         {
             const float scalar = 3f;
             var i = start;
@@ -351,14 +351,6 @@ public static class KernelsCommand
             }
             for (; i < end; i++) _a[i] = _b[i] + scalar * _c[i];
         });
-
-        /// <summary>The CPU kernels' threading: chunks of <see cref="CpuKernels.ChunkElements"/> on <see cref="KernelThreads"/> when there are several.</summary>
-        private static void ForChunks(long n, Action<long, long> body)
-        {
-            var chunks = (n + CpuKernels.ChunkElements - 1) / CpuKernels.ChunkElements;
-            if (chunks == 1) { body(0, n); return; }
-            KernelThreads.For(chunks, k => body(k * CpuKernels.ChunkElements, Math.Min(n, (k + 1) * CpuKernels.ChunkElements)));
-        }
 
         public void Dispose()
         {

@@ -398,11 +398,7 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
                 var job = new ReduceJob { X = x, BFloat16 = bf, Cols = c, Rows = r, RowsPerBand = rowsPerBand, Partial = partial, RowSums = wantRows ? rowSums : null, Square = squarePlus.HasValue, Eps = squarePlus ?? 0 };
                 if (bands == 1) job.RunBand(0);
                 else KernelThreads.For(bands, band => job.RunBand((int)band));
-                for (var band = 1; band < bands; band++)
-                {
-                    var src = partial + band * c;
-                    for (long j = 0; j < c; j++) partial[j] += src[j];
-                }
+                SumBands(partial, bands, c);
             }
         }
         catch
@@ -412,6 +408,37 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
             throw;
         }
         return (partialArray, rowArray);
+    }
+
+    /// <summary>Columns per parallel block of <see cref="SumBands"/>.</summary>
+    private const long SumBlockColumns = 1024;
+
+    /// <summary>Below this many partial sums <see cref="SumBands"/> runs on the calling thread.</summary>
+    private const long SumBandsParallelElements = 1 << 16;
+
+    /// <summary>
+    /// partial[j] ← Σ_b partial[b·count + j] over the <paramref name="bands"/> rows of per-band column sums, each
+    /// column in band order whatever the split: vectorized, and in parallel over blocks of columns (each band's
+    /// row read contiguously) when there is enough to merge.
+    /// </summary>
+    internal static void SumBands(double* partial, int bands, long count)
+    {
+        var blocks = (count + SumBlockColumns - 1) / SumBlockColumns;
+        void SumBlock(long block)
+        {
+            var j0 = block * SumBlockColumns;
+            var j1 = Math.Min(count, j0 + SumBlockColumns);
+            for (var b = 1; b < bands; b++)
+            {
+                var row = partial + b * count;
+                var j = j0;
+                for (; j + Vector256<double>.Count <= j1; j += Vector256<double>.Count)
+                    (Vector256.Load(partial + j) + Vector256.Load(row + j)).Store(partial + j);
+                for (; j < j1; j++) partial[j] += row[j];
+            }
+        }
+        if (blocks == 1 || bands * count < SumBandsParallelElements) for (long k = 0; k < blocks; k++) SumBlock(k);
+        else KernelThreads.For(blocks, SumBlock);
     }
 
     private sealed class ReduceJob
@@ -483,8 +510,11 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
 
     // ---------------------------------------------------------------- helpers
 
-    /// <summary>Runs <paramref name="body"/> over [0, n) in chunks of <see cref="ChunkElements"/> (multiples of 16), in parallel when there are several.</summary>
-    private static void ForChunks(long n, Action<long, long> body)
+    /// <summary>
+    /// Runs <paramref name="body"/> over [0, n) in chunks of <see cref="ChunkElements"/> (multiples of 16), on
+    /// <see cref="KernelThreads"/> when there are several (also the bench's STREAM loops: the same threading).
+    /// </summary>
+    internal static void ForChunks(long n, Action<long, long> body)
     {
         if (n == 0) return;
         var chunks = (n + ChunkElements - 1) / ChunkElements;

@@ -129,32 +129,13 @@ public static unsafe class SmmfCpuKernel
         GC.KeepAlive(target);
     }
 
-    /// <summary>Columns per parallel block of <see cref="MergeColumns"/>.</summary>
-    private const long MergeBlock = 1024;
-
     /// <summary>
-    /// γ_j = Σ_bands partial_j / Σ_j Σ_bands partial_j (raw sums when the total is 0). Each column's sum is
-    /// taken in band order and the total in column order, whatever the split: the band sums run vectorized,
-    /// in parallel over blocks of columns (reading each band's row of partial sums contiguously).
+    /// γ_j = Σ_bands partial_j / Σ_j Σ_bands partial_j (raw sums when the total is 0): each column's sum in band
+    /// order (<see cref="CpuKernels.SumBands"/>), the total in column order.
     /// </summary>
     private static void MergeColumns(double* partial, float* cols, int bands, long count)
     {
-        var blocks = (count + MergeBlock - 1) / MergeBlock;
-        void SumBlock(long block)
-        {
-            var j0 = block * MergeBlock;
-            var j1 = Math.Min(count, j0 + MergeBlock);
-            for (var b = 1; b < bands; b++)
-            {
-                var row = partial + b * count;
-                var j = j0;
-                for (; j + Vector256<double>.Count <= j1; j += Vector256<double>.Count)
-                    (Vector256.Load(partial + j) + Vector256.Load(row + j)).Store(partial + j);
-                for (; j < j1; j++) partial[j] += row[j];
-            }
-        }
-        if (blocks == 1 || bands * count < ElementsPerBand) for (long k = 0; k < blocks; k++) SumBlock(k);
-        else KernelThreads.For(blocks, SumBlock);
+        CpuKernels.SumBands(partial, bands, count);
         double total = 0;
         for (long j = 0; j < count; j++) total += partial[j];
         var divisor = total == 0 ? 1.0 : total;
@@ -212,6 +193,22 @@ public static unsafe class SmmfCpuKernel
             ulong bits = 0;
             var bitCount = 0;
             var vectorized = Vector256.IsHardwareAccelerated && cols >= Vector256<float>.Count;
+            var beta1 = Vector256.Create(Beta1);
+            var oneMinusBeta1 = Vector256.Create(OneMinusBeta1);
+            var beta2 = Vector256.Create(Beta2);
+            var oneMinusBeta2 = Vector256.Create(OneMinusBeta2);
+            var eps = Vector256.Create(Eps);
+            var negativeStep = Vector256.Create(-StepSize);
+            var decay = Vector256.Create(DecayFactor);
+            var signBit = Vector256.Create(-0.0f);
+            var beta1x = Vector512.Create(Beta1);
+            var oneMinusBeta1x = Vector512.Create(OneMinusBeta1);
+            var beta2x = Vector512.Create(Beta2);
+            var oneMinusBeta2x = Vector512.Create(OneMinusBeta2);
+            var epsx = Vector512.Create(Eps);
+            var negativeStepx = Vector512.Create(-StepSize);
+            var decayx = Vector512.Create(DecayFactor);
+            var signBitx = Vector512.Create(-0.0f);
             for (var i = first; i < r1; i++)
             {
                 var rowStart = i * cols;
@@ -227,28 +224,12 @@ public static unsafe class SmmfCpuKernel
                     var accV1 = Vector256<double>.Zero;
                     var vRowM = Vector256.Create(rowM);
                     var vRowV = Vector256.Create(rowV);
-                    var beta1 = Vector256.Create(Beta1);
-                    var oneMinusBeta1 = Vector256.Create(OneMinusBeta1);
-                    var beta2 = Vector256.Create(Beta2);
-                    var oneMinusBeta2 = Vector256.Create(OneMinusBeta2);
-                    var eps = Vector256.Create(Eps);
-                    var negativeStep = Vector256.Create(-StepSize);
-                    var decay = Vector256.Create(DecayFactor);
-                    var signBit = Vector256.Create(-0.0f);
                     if (Vector512.IsHardwareAccelerated)
                     {
                         var accM = Vector512<double>.Zero;
                         var accV = Vector512<double>.Zero;
                         var rowM16 = Vector512.Create(rowM);
                         var rowV16 = Vector512.Create(rowV);
-                        var beta1x = Vector512.Create(Beta1);
-                        var oneMinusBeta1x = Vector512.Create(OneMinusBeta1);
-                        var beta2x = Vector512.Create(Beta2);
-                        var oneMinusBeta2x = Vector512.Create(OneMinusBeta2);
-                        var epsx = Vector512.Create(Eps);
-                        var negativeStepx = Vector512.Create(-StepSize);
-                        var decayx = Vector512.Create(DecayFactor);
-                        var signBitx = Vector512.Create(-0.0f);
                         for (; j <= cols - Vector512<float>.Count; j += Vector512<float>.Count)
                         {
                             var e = rowStart + j;

@@ -176,7 +176,6 @@ public sealed class AdafactorRule : IUpdateRule
         StateTensors.Load(reader, "exp_avg", ref _expAvg);
     }
 
-
     /// <inheritdoc />
     public void MoveTo(Device device)
     {

@@ -274,7 +274,6 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
     }
 
-
     /// <inheritdoc />
     public void MoveTo(Device device)
     {

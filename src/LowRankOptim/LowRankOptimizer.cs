@@ -311,6 +311,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// </summary>
     internal void StageOptions(int groupIndex, LowRankOptions staged)
     {
+        staged.KeepExecutionPolicyOf(((LowRankParamGroup)_parameter_groups[groupIndex]).Options);
         staged.Validate($"saved parameter group {groupIndex}");
         if (groupIndex == 0 || _load is null)
         {

@@ -85,7 +85,11 @@ public sealed class LowRankOptions : OptimizerOptions
     {
         var staged = new LowRankOptions();
         staged.ReadValues(reader, $"parameter group {GroupIndex} options");
-        if (Owner is null) CopyFrom(staged);
+        if (Owner is null)
+        {
+            staged.KeepExecutionPolicyOf(this);
+            CopyFrom(staged);
+        }
         else Owner.StageOptions(GroupIndex, staged);
     }
 
@@ -94,7 +98,10 @@ public sealed class LowRankOptions : OptimizerOptions
     {
         if (source is not LowRankOptions other)
             throw new ArgumentException($"parameter group {GroupIndex}: cannot load options of type {source?.GetType().Name ?? "null"} into LowRankOptions.", nameof(source));
+        var (projection, rule) = (Projection, Rule);
         CopyFrom(other);
+        if (projection is not null) Projection = Projection?.WithExecutionPolicyOf(projection);
+        if (rule is not null) Rule = Rule?.WithExecutionPolicyOf(rule);
     }
 
     private void ReadValues(BinaryReader reader, string context)
@@ -106,6 +113,13 @@ public sealed class LowRankOptions : OptimizerOptions
         DecayOrder = (WeightDecayOrder)r.Long("decay_order");
         Projection = ConfigCodec.ReadProjection(r);
         Rule = ConfigCodec.ReadRule(r);
+    }
+
+    /// <summary>Gives these (loaded) options the execution policy of <paramref name="current"/>: a load restores the math only.</summary>
+    internal void KeepExecutionPolicyOf(LowRankOptions current)
+    {
+        if (current.Projection is not null) Projection = Projection?.WithExecutionPolicyOf(current.Projection);
+        if (current.Rule is not null) Rule = Rule?.WithExecutionPolicyOf(current.Rule);
     }
 
     internal void CopyFrom(LowRankOptions other)

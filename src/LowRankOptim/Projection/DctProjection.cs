@@ -60,14 +60,14 @@ public sealed record DctProjection(
         MatrixSides.ViewOf(shape, Tensors) is MatrixShape m && m.Rows < MaxShape && m.Cols < MaxShape ? m : null;
 
     /// <inheritdoc />
-    public long[] ProjectedShape(MatrixShape matrix)
-    {
-        var side = MatrixSides.SideOf(Type, matrix);
-        return MatrixSides.ProjectedShape(side, matrix, Math.Min(Rank, side == ProjectionSide.Right ? matrix.Cols : matrix.Rows));
-    }
+    public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.ProjectedShape(MatrixSides.SideOf(Type, matrix), matrix, EffectiveRank(matrix));
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => ProjectedShape(matrix).Min() * sizeof(long); // the r int64 indices; the basis is shared
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => EffectiveRank(matrix) * sizeof(long); // the r int64 indices; the basis is shared
+
+    /// <summary>min(r, s): the rank clamped to the basis size s of the projected side.</summary>
+    private long EffectiveRank(MatrixShape matrix) =>
+        Math.Min(Rank, MatrixSides.SideOf(Type, matrix) == ProjectionSide.Right ? matrix.Cols : matrix.Rows);
 
     /// <inheritdoc />
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) => new DctSubspace(this, matrix, dtype, device);
@@ -86,6 +86,9 @@ public sealed record DctProjection(
         RuleChecks.Defined(nameof(Tensors), Tensors, where);
         RuleChecks.Defined("kernel", Kernel, where);
     }
+
+    /// <inheritdoc />
+    public IProjectionConfig WithExecutionPolicyOf(IProjectionConfig current) => current is DctProjection c ? this with { Kernel = c.Kernel } : this;
 
     /// <inheritdoc />
     public void Save(StateWriter writer)

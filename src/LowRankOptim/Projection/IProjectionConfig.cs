@@ -31,6 +31,12 @@ public interface IProjectionConfig
     /// <param name="where">Where the config is used, e.g. "parameter group 1", for the message.</param>
     void Validate(string where);
 
-    /// <summary>Writes the config's values (its kind is written by the caller).</summary>
+    /// <summary>Writes the config's math values (its kind is written by the caller); never execution policy.</summary>
     void Save(StateWriter writer);
+
+    /// <summary>
+    /// This config (as read from a checkpoint) with the execution policy (kernel choice) of
+    /// <paramref name="current"/>, the config in use: a load restores the math, never the policy.
+    /// </summary>
+    IProjectionConfig WithExecutionPolicyOf(IProjectionConfig current) => this;
 }

@@ -61,6 +61,9 @@ public sealed record AdafactorConfig(
     }
 
     /// <inheritdoc />
+    public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is AdafactorConfig c ? this with { Kernel = c.Kernel } : this;
+
+    /// <inheritdoc />
     public void Save(StateWriter writer)
     {
         writer.OptionalDouble("beta1", Beta1);

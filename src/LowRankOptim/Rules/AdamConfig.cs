@@ -63,6 +63,9 @@ public sealed record AdamConfig(
     }
 
     /// <inheritdoc />
+    public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is AdamConfig c ? this with { Kernel = c.Kernel } : this;
+
+    /// <inheritdoc />
     public void Save(StateWriter writer)
     {
         writer.Double("beta1", Beta1);

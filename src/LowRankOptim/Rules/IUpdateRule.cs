@@ -21,8 +21,14 @@ public interface IUpdateRuleConfig
     /// <summary>Throws <see cref="ArgumentException"/> naming the option, its value and the constraint.</summary>
     void Validate(string where);
 
-    /// <summary>Writes the config's values (its kind is written by the caller).</summary>
+    /// <summary>Writes the config's math values (its kind is written by the caller); never execution policy.</summary>
     void Save(StateWriter writer);
+
+    /// <summary>
+    /// This config (as read from a checkpoint) with the execution policy (kernel choice) of
+    /// <paramref name="current"/>, the config in use: a load restores the math, never the policy.
+    /// </summary>
+    IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => this;
 }
 
 /// <summary>A rule config with Adam-style betas, which OneCycleLR can cycle through <c>IBetas</c>.</summary>

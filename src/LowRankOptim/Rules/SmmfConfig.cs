@@ -68,6 +68,9 @@ public sealed record SmmfConfig(
     }
 
     /// <inheritdoc />
+    public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is SmmfConfig c ? this with { Kernel = c.Kernel } : this;
+
+    /// <inheritdoc />
     public void Save(StateWriter writer)
     {
         writer.OptionalDouble("beta", Beta);
@@ -75,12 +78,18 @@ public sealed record SmmfConfig(
         writer.Double("decay_rate", DecayRate);
         writer.Double("growth_rate", GrowthRate);
         writer.Bool("vector_reshape", VectorReshape);
-        writer.Long("kernel", (long)Kernel);
     }
 
     internal static SmmfConfig Read(StateReader reader) => new(
         reader.OptionalDouble("beta"), reader.Double("eps"), reader.Double("decay_rate"), reader.Double("growth_rate"),
-        reader.Bool("vector_reshape"), (KernelPreference)reader.Long("kernel"));
+        reader.Bool("vector_reshape")) { Kernel = LegacyKernelEntry(reader) };
+
+    /// <summary>Files written before execution policy left checkpoints hold a 'kernel' entry: read and ignored.</summary>
+    private static KernelPreference LegacyKernelEntry(StateReader reader)
+    {
+        reader.SkipLongIfNext("kernel");
+        return KernelPreference.Auto;
+    }
 
     /// <summary>β1,k = β·g^(k−1) (0 without β) and β2,k = 1 − k^c for the 1-based step <paramref name="step"/>.</summary>
     internal (double Beta1, double Beta2) Decays(long step) =>

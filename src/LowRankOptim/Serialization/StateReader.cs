@@ -43,6 +43,27 @@ public sealed class StateReader
     /// <summary>Reads a string entry.</summary>
     public string String(string name) { Expect(name, EntryKind.String); return _reader.ReadString(); }
 
+    /// <summary>
+    /// Skips a long entry named <paramref name="name"/> when it is the next one (entries that older files hold
+    /// and this version no longer reads); otherwise leaves the position unchanged. Needs a seekable stream.
+    /// </summary>
+    public void SkipLongIfNext(string name)
+    {
+        var stream = _reader.BaseStream;
+        if (!stream.CanSeek) throw new NotSupportedException($"{Context}: loading needs a seekable stream.");
+        var start = stream.Position;
+        try
+        {
+            if (_reader.ReadString() == name && (EntryKind)_reader.ReadByte() == EntryKind.Long)
+            {
+                _reader.ReadInt64();
+                return;
+            }
+        }
+        catch (EndOfStreamException) { }
+        stream.Position = start;
+    }
+
     /// <summary>Reads a long entry and checks it equals <paramref name="expected"/>.</summary>
     public void ExpectLong(string name, long expected)
     {

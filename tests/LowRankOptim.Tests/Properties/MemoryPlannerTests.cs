@@ -14,7 +14,10 @@ public sealed class MemoryPlannerTests
 {
     public static TheoryData<string> Configurations() =>
         ["std", "reverse_std", "left", "right", "full", "rank-clamped", "adafactor", "adafactor-momentum", "sgd-momentum", "full-space", "flattened-kernels", "bf16", "smmf", "smmf-no-beta", "smmf-vectors-unfactorized", "smmf-bf16",
-         "randomized", "dct", "dct-left", "osd-adam", "osd-adafactor", "galore-plus", "galore-plus-residual", "galore-plus-one-head-per-head-residual"];
+         "randomized", "dct", "dct-left", "osd-adam", "osd-adafactor", "galore-plus", "galore-plus-residual", "galore-plus-one-head-per-head-residual",
+         // Rank 15 lies between the dimensions 12 and 20 (and above 7): the clamp must follow each projection's own side.
+         "std-rank-15", "reverse_std-rank-15", "left-rank-15", "right-rank-15", "full-rank-15", "randomized-reverse_std-rank-15",
+         "dct-rank-15", "dct-reverse_std-rank-15", "dct-left-rank-15", "dct-right-rank-15", "osd-reverse_std-rank-15", "galore-plus-rank-15"];
 
     private static (IProjectionConfig, IUpdateRuleConfig, ScalarType) Config(string name) => name switch
     {
@@ -44,6 +47,18 @@ public sealed class MemoryPlannerTests
         "galore-plus-residual" => (new GaLorePlusProjection(3, 5, 1.0, ResidualDensity: 0.1, ResidualWarmup: 0), new AdamConfig(), float32),
         "galore-plus-one-head-per-head-residual" => (new GaLorePlusProjection(3, 5, 1.0, Heads: new AttentionHeads(1, HeadAxis.Rows),
             Reading: CrossHeadReading.PerHeadShortSide, ResidualDensity: 0.37, ResidualWarmup: 0), new AdamConfig(), bfloat16),
+        "std-rank-15" => (new SvdProjection(15, 5, 1.0), new AdamConfig(), float32),
+        "reverse_std-rank-15" => (new SvdProjection(15, 5, 1.0, ProjectionType.ReverseStd), new AdamConfig(), float32),
+        "left-rank-15" => (new SvdProjection(15, 5, 1.0, ProjectionType.Left), new AdamConfig(), float32),
+        "right-rank-15" => (new SvdProjection(15, 5, 1.0, ProjectionType.Right), new AdamConfig(), float32),
+        "full-rank-15" => (new SvdProjection(15, 5, 1.0, ProjectionType.Full), new AdamConfig(), float32),
+        "randomized-reverse_std-rank-15" => (new RandomizedSvdProjection(15, 5, 1.0, ProjectionType.ReverseStd), new AdamConfig(), float32),
+        "dct-rank-15" => (new DctProjection(15, 5), new AdamConfig(), float32),
+        "dct-reverse_std-rank-15" => (new DctProjection(15, 5, Type: ProjectionType.ReverseStd), new AdamConfig(), float32),
+        "dct-left-rank-15" => (new DctProjection(15, 5, Type: ProjectionType.Left), new AdamConfig(), float32),
+        "dct-right-rank-15" => (new DctProjection(15, 5, Type: ProjectionType.Right), new AdamConfig(), float32),
+        "osd-reverse_std-rank-15" => (new OnlinePcaProjection(15, 5, 1.0, ProjectionType.ReverseStd), new AdamConfig(), float32),
+        "galore-plus-rank-15" => (new GaLorePlusProjection(15, 5, 1.0), new AdamConfig(), float32),
         _ => throw new ArgumentException(name),
     };
 

@@ -9,20 +9,19 @@ namespace LowRankOptim;
 
 /// <summary>
 /// The one optimizer of LowRankOptim: a drop-in for <c>torch.optim.AdamW</c> whose param groups choose a
-/// projection (GaLore's exact or randomized SVD subspace, DCT column selection, Online Subspace Descent, or
-/// none) and an update rule (Adam, Adafactor, SGD). Per parameter and step:
-/// <list type="number">
-/// <item>view the gradient as a matrix; refresh the subspace when due (a failed refresh keeps the old basis);</item>
-/// <item>project it, R = Proj(G) (or take the projection the refresh computed); the rule updates its moments and returns a direction N and step size c;</item>
-/// <item>W ← W − c·α·Back(N), with decoupled weight decay W ← W·(1 − η_d·λ) before or after;</item>
-/// <item>let the subspace react to the step (<see cref="ISubspace.AfterUpdate"/>: Online Subspace Descent's basis step).</item>
-/// </list>
+/// projection (an <see cref="IProjectionConfig"/>: GaLore's SVD subspaces, DCT columns, Online Subspace Descent,
+/// APOLLO's random projection, or none) and an update rule (an <see cref="IUpdateRuleConfig"/>: Adam,
+/// Adafactor, SGD, SMMF). Each parameter's step runs the phases of the step engine: prepare (working dtype,
+/// L2 decay) → refresh (a failed refresh keeps the old basis and raises <see cref="RefreshFailed"/>) → project →
+/// communicate → update (the rule) → apply (back-projection or the subspace's own update, decoupled decay
+/// around it) → after (the subspace's reaction, e.g. Online Subspace Descent's basis step). See docs/design.md.
 /// Works with TorchSharp's LR schedulers, <c>step(closure)</c>, <c>zero_grad</c>, <c>state_dict</c> and
 /// checkpoint files. Build it after moving the model to its device: state is keyed by parameter handle.
 /// </summary>
 public sealed class LowRankOptimizer : OptimizerHelper, IBetas
 {
     private readonly List<LowRankParameterState> _states = [];
+    private readonly StepEngine _engine;
     private LoadSession? _load;
 
     /// <summary>Creates the optimizer over <paramref name="groups"/>; unset group options come from <paramref name="defaults"/>.</summary>
@@ -31,6 +30,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     {
         ArgumentNullException.ThrowIfNull(groups);
         ArgumentNullException.ThrowIfNull(defaults);
+        _engine = new StepEngine(ReportFailure);
         defaults.InitialLearningRate = defaults.LearningRate ?? 0;
         _defaults = defaults;
         _parameter_groups = new List<ParamGroup>();
@@ -108,110 +108,38 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// <summary>Performs one optimization step; returns the closure's loss when a closure is given.</summary>
     public override Tensor step(Func<Tensor>? closure = null) => _step<LowRankParamGroup>(group =>
     {
-        var options = group.Options;
         foreach (var p in group.Parameters)
         {
-            // One scope per parameter: temporaries never pile up across the model.
+            // One scope and one engine run per parameter: temporaries never pile up across the model.
             using var scope = NewDisposeScope();
-            var grad = p.grad;
-            if (grad is null) continue;
-            StepParameter(p, grad, (LowRankParameterState)_state[p.Handle], options);
+            if (p.grad is { } grad) _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
         }
     }, closure!);
 
-    private void StepParameter(Parameter p, Tensor grad, LowRankParameterState state, LowRankOptions options)
+    /// <summary>
+    /// Steps one parameter now with <paramref name="gradient"/> (its group's options, its own step counter), as
+    /// <see cref="step"/> does for every parameter that has a gradient. For updates outside <c>step()</c>, such as
+    /// during backward; the gradient is read, never stored or freed.
+    /// </summary>
+    /// <param name="parameter">A parameter of this optimizer.</param>
+    /// <param name="gradient">Its gradient: same shape and dtype as the parameter.</param>
+    /// <exception cref="ArgumentException">The parameter is not in this optimizer, or the gradient's shape or dtype differs from it.</exception>
+    public void StepParameter(Parameter parameter, Tensor gradient)
     {
-        var k = state.Step + 1;
-        var rule = options.Rule!;
-        var decay = options.WeightDecay!.Value;
-        var g = grad.dtype == rule.WorkingType(grad.dtype) ? grad : grad.to(rule.WorkingType(grad.dtype));
-        if (decay != 0 && options.DecayOrder == WeightDecayOrder.CoupledToGradient) g = g.add(p.to(g.dtype), alpha: decay);
-        var subspace = state.Subspace;
-        Tensor? matrixGrad = null, refreshed = null;
-        var subspaceContext = new SubspaceContext(state.Index, k, options.Lr, options.InitialLearningRate);
-        var view = subspace is null ? default : options.Projection!.MatrixViewOf(state.Shape)!.Value;
-        if (subspace is not null)
-        {
-            matrixGrad = g.reshape(view.Rows, view.Cols);
-            if (subspace.NeedsRefresh(k) && !TryRefresh(state, subspace, matrixGrad, subspaceContext, out refreshed) && !subspace.HasBasis)
-                return; // no basis to project with yet: skip this parameter's update (reported)
-        }
-        var r = subspace is null ? g : refreshed ?? subspace.Project(matrixGrad!);
-        var context = new RuleContext(k, options.Lr, rule, () => ParameterRms(p));
-        if (subspace is null && state.Rule is IFusedParameterUpdate fused && fused.TryUpdateInPlace(
-                p, r, context, options.DecayOrder == WeightDecayOrder.BeforeUpdate ? decay : 0, out var fusedDecayLr))
-        {
-            // Full space, moments and weights updated in one pass by the rule (e.g. SMMF's CPU kernel).
-            state.Step = k;
-            if (decay != 0 && options.DecayOrder == WeightDecayOrder.AfterUpdate) p.mul_(1 - fusedDecayLr * decay);
-            return;
-        }
-        var update = state.Rule.Compute(r, context);
-        state.Step = k;
-
-        var decayFactor = 1 - update.DecayLearningRate * decay;
-        if (decay != 0 && options.DecayOrder == WeightDecayOrder.BeforeUpdate) p.mul_(decayFactor);
-        if (subspace is null)
-        {
-            p.add_(update.Direction, alpha: -update.Coefficient);
-        }
-        else
-        {
-            var target = p.view(view.Rows, view.Cols);
-            subspace.AddProjectedBack(target, update.Direction, -update.Coefficient);
-            // GaLore+'s sparse residual: a subspace may add a sparse full-space term of its own (own moments).
-            if (subspace is ISparseUpdateSubspace sparse) sparse.AddSparseUpdate(target, matrixGrad!, r, context, subspaceContext);
-            TryAfterUpdate(state, subspace, matrixGrad!, r, subspaceContext);
-        }
-        if (decay != 0 && options.DecayOrder == WeightDecayOrder.AfterUpdate) p.mul_(decayFactor);
-    }
-
-    private bool TryRefresh(LowRankParameterState state, ISubspace subspace, Tensor matrixGrad, in SubspaceContext context, out Tensor? projected)
-    {
-        projected = null;
-        string reason;
-        try
-        {
-            if (matrixGrad.isfinite().all().item<bool>())
-            {
-                projected = subspace.Refresh(matrixGrad, context);
-                state.Refreshes++;
-                return true;
-            }
-            reason = "the gradient has non-finite entries";
-        }
-        catch (Exception e) when (e is SubspaceRefreshException or System.Runtime.InteropServices.ExternalException or InvalidOperationException)
-        {
-            reason = e.Message;
-        }
-        ReportFailure(state, subspace, context.Step, reason);
-        return false;
-    }
-
-    /// <summary>The subspace's after-update hook (Online Subspace Descent's basis step); a failure keeps the basis and is reported.</summary>
-    private void TryAfterUpdate(LowRankParameterState state, ISubspace subspace, Tensor matrixGrad, Tensor projected, in SubspaceContext context)
-    {
-        try
-        {
-            subspace.AfterUpdate(matrixGrad, projected, context);
-        }
-        catch (SubspaceRefreshException e)
-        {
-            ReportFailure(state, subspace, context.Step, e.Message);
-        }
+        ArgumentNullException.ThrowIfNull(parameter);
+        ArgumentNullException.ThrowIfNull(gradient);
+        if (!_state.TryGetValue(parameter.Handle, out var state))
+            throw new ArgumentException($"the parameter of shape {Serialization.StateReader.Format(parameter.shape)} is not in this optimizer.", nameof(parameter));
+        var s = (LowRankParameterState)state;
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        _engine.Run([new ParameterStep(s, parameter, gradient, ((LowRankParamGroup)_parameter_groups[s.GroupIndex]).Options)]);
     }
 
     private void ReportFailure(LowRankParameterState state, ISubspace subspace, long step, string reason)
     {
         state.RefreshFailures++;
         RefreshFailed?.Invoke(this, new RefreshFailedEventArgs(state.Index, step, subspace.HasBasis, reason));
-    }
-
-    private static double ParameterRms(Parameter p)
-    {
-        using var scope = NewDisposeScope();
-        var w = p.to(ScalarType.Float32);
-        return w.norm().div_(Math.Sqrt(w.numel())).item<float>();
     }
 
     /// <summary>Sets every gradient to null (PyTorch's default <c>set_to_none=True</c>), releasing its memory.</summary>

@@ -132,6 +132,9 @@ public abstract class BasisSubspace : ISubspace
         }
     }
 
+    /// <summary>W ← W − c·Back(N).</summary>
+    public virtual void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+
     /// <inheritdoc />
     public virtual void Save(StateWriter writer)
     {

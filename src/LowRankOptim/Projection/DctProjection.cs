@@ -279,6 +279,9 @@ public sealed class DctSubspace : ISubspace
         else target.addmm_(q, lowRank, beta: 1, alpha: a);
     }
 
+    /// <summary>W ← W − c·Back(N).</summary>
+    public void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 

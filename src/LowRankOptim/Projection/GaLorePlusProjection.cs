@@ -222,7 +222,7 @@ public sealed record GaLorePlusProjection(
 /// side of the whole matrix, estimated by randomized subspace iteration from the drawn head's block (or the
 /// whole matrix without heads), plus the optional sparse residual.
 /// </summary>
-public sealed class CrossHeadSubspace : BasisSubspace, ISparseUpdateSubspace
+public sealed class CrossHeadSubspace : BasisSubspace
 {
     private readonly GaLorePlusProjection _config;
     private readonly GaLorePlusProjection.Layout _layout;
@@ -259,9 +259,12 @@ public sealed class CrossHeadSubspace : BasisSubspace, ISparseUpdateSubspace
             RandomizedSvdProjection.SketchSeed(_config.Seed, context.ParameterIndex, refreshIndex), NeedsLeft, NeedsRight);
     }
 
-    /// <inheritdoc />
-    public void AddSparseUpdate(Tensor target, Tensor gradient, Tensor projected, in Rules.RuleContext rule, in SubspaceContext context) =>
-        _residual?.Update(target, gradient, projected, ProjectBackUnscaled, RefreshCount, rule);
+    /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
+    public override void Apply(in SubspaceUpdate update)
+    {
+        base.Apply(update);
+        _residual?.Update(update.Target, update.Gradient, update.Projected, ProjectBackUnscaled, RefreshCount, update.Rule);
+    }
 
     /// <inheritdoc />
     public override void Save(StateWriter writer)
@@ -296,7 +299,7 @@ public sealed class CrossHeadSubspace : BasisSubspace, ISparseUpdateSubspace
 /// The subspace of <see cref="GaLorePlusProjection"/> with reading (b): a rank-r basis on the head side d_h,
 /// estimated from the drawn head's block, projecting every head block separately (effective rank h·r).
 /// </summary>
-public sealed class HeadBlockSubspace : ISparseUpdateSubspace
+public sealed class HeadBlockSubspace : ISubspace
 {
     private readonly GaLorePlusProjection _config;
     private readonly GaLorePlusProjection.Layout _layout;
@@ -391,9 +394,12 @@ public sealed class HeadBlockSubspace : ISparseUpdateSubspace
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 
-    /// <inheritdoc />
-    public void AddSparseUpdate(Tensor target, Tensor gradient, Tensor projected, in Rules.RuleContext rule, in SubspaceContext context) =>
-        _residual?.Update(target, gradient, projected, ProjectBackUnscaled, RefreshCount, rule);
+    /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
+    public void Apply(in SubspaceUpdate update)
+    {
+        AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+        _residual?.Update(update.Target, update.Gradient, update.Projected, ProjectBackUnscaled, RefreshCount, update.Rule);
+    }
 
     /// <inheritdoc />
     public void Save(StateWriter writer)

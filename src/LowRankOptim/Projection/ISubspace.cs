@@ -39,9 +39,29 @@ public interface ISubspace : IStatefulComponent
     void AddProjectedBack(torch.Tensor target, torch.Tensor lowRank, double alpha);
 
     /// <summary>
+    /// The apply phase: writes this step's update into <see cref="SubspaceUpdate.Target"/>. A subspace whose
+    /// update is the back-projected direction, W ← W − c·Back(N), calls <see cref="AddProjectedBack"/>; others
+    /// (GaLore+'s sparse residual, APOLLO's scaled gradient) add their own terms. Decoupled weight decay is
+    /// applied around it by the engine.
+    /// </summary>
+    void Apply(in SubspaceUpdate update);
+
+    /// <summary>
     /// Called once the weight update of this step has been applied, with the step's gradient matrix and its
     /// projection; subspaces that learn their basis online (Online Subspace Descent) update it here. Throws
     /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).
     /// </summary>
     void AfterUpdate(torch.Tensor gradient, torch.Tensor projected, in SubspaceContext context);
 }
+
+/// <summary>What the apply phase hands a subspace: the step's tensors and contexts.</summary>
+/// <param name="Target">The weight as an m×n view, updated in place.</param>
+/// <param name="Gradient">G, the step's gradient matrix in the working dtype (L2 decay added, if any).</param>
+/// <param name="Projected">R = Proj(G), the rule's input this step.</param>
+/// <param name="Direction">N, the rule's direction in the projected shape (read only: may be a state tensor).</param>
+/// <param name="Coefficient">c, the rule's step size: the plain update is W ← W − c·Back(N).</param>
+/// <param name="Rule">The rule context of the step (config, learning rate, decay).</param>
+/// <param name="Context">The subspace context of the step.</param>
+public readonly record struct SubspaceUpdate(
+    torch.Tensor Target, torch.Tensor Gradient, torch.Tensor Projected, torch.Tensor Direction, double Coefficient,
+    Rules.RuleContext Rule, SubspaceContext Context);

@@ -81,7 +81,7 @@ public sealed record AdamConfig(
 }
 
 /// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
-public sealed class AdamRule : IUpdateRule, IFusedParameterUpdate
+public sealed class AdamRule : IUpdateRule
 {
     private readonly ScalarType _dtype;
     private Tensor? _expAvg;
@@ -122,7 +122,7 @@ public sealed class AdamRule : IUpdateRule, IFusedParameterUpdate
     /// whose dtype differs from the moments' or, under an explicit kernel choice, a parameter whose layout the
     /// kernels cannot take (the optimizer then goes through <see cref="Compute"/>).
     /// </summary>
-    public bool TryUpdateInPlace(Parameter parameter, Tensor gradient, in RuleContext context, double weightDecayBeforeUpdate, out double decayLearningRate)
+    public bool TryUpdateInPlace(Tensor parameter, Tensor gradient, in RuleContext context, out double decayLearningRate)
     {
         ArgumentNullException.ThrowIfNull(parameter);
         ArgumentNullException.ThrowIfNull(gradient);
@@ -133,7 +133,7 @@ public sealed class AdamRule : IUpdateRule, IFusedParameterUpdate
         if (!kernels.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
         using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
         var (scalars, coefficient) = Scalars(c, context.Step, lr);
-        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = 1 - lr * weightDecayBeforeUpdate }, parameter);
+        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
         return true;
     }
 

@@ -46,7 +46,8 @@ public interface IBetasRuleConfig : IUpdateRuleConfig
 /// <param name="LearningRate">η, the group's current learning rate (after the scheduler).</param>
 /// <param name="Config">The group's current rule config.</param>
 /// <param name="ParameterRms">RMS of the parameter before the step, computed only when asked (Adafactor's scale_parameter).</param>
-public readonly record struct RuleContext(long Step, double LearningRate, IUpdateRuleConfig Config, Func<double> ParameterRms);
+/// <param name="Decay">The group's weight decay (for a rule that updates the weights itself, see <see cref="IUpdateRule.TryUpdateInPlace"/>).</param>
+public readonly record struct RuleContext(long Step, double LearningRate, IUpdateRuleConfig Config, Func<double> ParameterRms, WeightDecayPolicy Decay = default);
 
 /// <summary>
 /// A rule's result: the optimizer applies W ← W − <see cref="Coefficient"/> · Back(<see cref="Direction"/>),
@@ -62,4 +63,22 @@ public interface IUpdateRule : IStatefulComponent
 {
     /// <summary>Updates the moments with <paramref name="gradient"/> and returns the step.</summary>
     RuleUpdate Compute(torch.Tensor gradient, in RuleContext context);
+
+    /// <summary>
+    /// The full-space fused path, asked before <see cref="Compute"/> for a parameter without projection: either
+    /// updates the state with <paramref name="gradient"/> and the weights in place in one pass,
+    /// W ← W·<see cref="WeightDecayPolicy.FactorBeforeUpdate"/>(η_d) − c·U, and returns true with η_d in
+    /// <paramref name="decayLearningRate"/> (the engine applies a decay after the update); or changes nothing and
+    /// returns false (the default), and the engine calls <see cref="Compute"/>. Both must give the same result
+    /// up to float rounding.
+    /// </summary>
+    /// <param name="parameter">The parameter, updated in place on success.</param>
+    /// <param name="gradient">Its gradient in the rule's working dtype (L2 decay already added, if any).</param>
+    /// <param name="context">The step's context, as for <see cref="Compute"/>.</param>
+    /// <param name="decayLearningRate">η_d, the learning rate that multiplies the weight decay.</param>
+    bool TryUpdateInPlace(torch.Tensor parameter, torch.Tensor gradient, in RuleContext context, out double decayLearningRate)
+    {
+        decayLearningRate = 0;
+        return false;
+    }
 }

@@ -104,7 +104,7 @@ public sealed record SmmfConfig(
 /// (⌈N/8⌉ bytes), ρ_V (n̂), γ_V (m̂), i.e. 2·(n̂ + m̂)·4 + ⌈N/8⌉ bytes ((n̂ + m̂)·4 without β). Unfactorized
 /// (1-D with vector_reshape = false): full M and V in the working dtype.
 /// </summary>
-public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
+public sealed class SmmfRule : IUpdateRule
 {
     private readonly long[] _shape;
     private readonly long _count;
@@ -200,7 +200,7 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
     /// tensor it can write (on the CPU for the CPU kernel, on the state's CUDA device for the CUDA kernel);
     /// declines otherwise (bf16 parameters, the reference path, unfactorized tensors).
     /// </summary>
-    public bool TryUpdateInPlace(Parameter parameter, Tensor gradient, in RuleContext context, double weightDecayBeforeUpdate, out double decayLearningRate)
+    public bool TryUpdateInPlace(Tensor parameter, Tensor gradient, in RuleContext context, out double decayLearningRate)
     {
         ArgumentNullException.ThrowIfNull(parameter);
         var config = Checked(context.Config);
@@ -217,7 +217,7 @@ public sealed class SmmfRule : IUpdateRule, IFusedParameterUpdate
         if (!writable) return false;
         var (beta1, beta2) = config.Decays(context.Step);
         using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
-        kernels.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, 1 - lr * weightDecayBeforeUpdate), parameter, updateWeights: true);
+        kernels.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, context.Decay.FactorBeforeUpdate(lr)), parameter, updateWeights: true);
         return true;
     }
 

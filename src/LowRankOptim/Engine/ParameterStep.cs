@@ -1,0 +1,40 @@
+using LowRankOptim.Projection;
+using LowRankOptim.Rules;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// One parameter's step as it moves through the phases of <see cref="StepEngine"/>: what each phase produced
+/// for the next. Lives for one step, inside the caller's dispose scope.
+/// </summary>
+internal sealed class ParameterStep(LowRankParameterState state, Parameter parameter, Tensor gradient, LowRankOptions options)
+{
+    public LowRankParameterState State { get; } = state;
+    public Parameter Parameter { get; } = parameter;
+    /// <summary>The gradient as given (prepare turns it into <see cref="Working"/>).</summary>
+    public Tensor Gradient { get; } = gradient;
+    public LowRankOptions Options { get; } = options;
+
+    /// <summary>k, the 1-based step being taken.</summary>
+    public long Step { get; set; }
+    public WeightDecayPolicy Decay { get; set; }
+    /// <summary>The gradient in the rule's working dtype, L2 decay added (prepare).</summary>
+    public Tensor Working { get; set; } = null!;
+    /// <summary>The working gradient as the subspace's matrix (prepare), null in the full space.</summary>
+    public Tensor? Matrix { get; set; }
+    public MatrixShape View { get; set; }
+    /// <summary>R: the rule's input (project; the refresh may have computed it).</summary>
+    public Tensor? Projected { get; set; }
+    public RuleContext Rule { get; set; }
+    public SubspaceContext Subspace { get; set; }
+    /// <summary>Set when this parameter takes no update this step (a failed first refresh).</summary>
+    public bool Skipped { get; set; }
+    /// <summary>The rule's result (update), unless the rule updated the weights itself.</summary>
+    public RuleUpdate Update { get; set; }
+    /// <summary>True when the rule's fused path already wrote the weights (update); apply then adds only after-update decay.</summary>
+    public bool WeightsUpdated { get; set; }
+    /// <summary>η_d of the step's decay.</summary>
+    public double DecayLearningRate { get; set; }
+}

@@ -6,7 +6,7 @@ namespace LowRankOptim.Kernels;
 /// The memory-bound arithmetic of the optimizers. Matrix products, SVD and QR stay TorchSharp calls;
 /// what lives here are the element-wise passes over moments that profiling shows matter.
 /// <see cref="TorchKernels"/> is the reference every other implementation is tested against;
-/// <see cref="Cpu.CpuKernels"/> and <see cref="Cuda.CudaKernels"/> are the fused implementations, chosen per
+/// <see cref="CpuKernels"/> and <see cref="CudaKernels"/> are the fused implementations, chosen per
 /// parameter by <see cref="KernelSelection"/>. An implementation throws <see cref="ArgumentException"/> naming
 /// the tensor for an input it cannot take (device, dtype, size, layout); callers ask
 /// <see cref="Supports"/> and <see cref="Accepts"/> first.

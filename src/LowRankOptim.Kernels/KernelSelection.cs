@@ -1,5 +1,3 @@
-using LowRankOptim.Kernels.Cpu;
-using LowRankOptim.Kernels.Cuda;
 using TorchSharp;
 
 namespace LowRankOptim.Kernels;

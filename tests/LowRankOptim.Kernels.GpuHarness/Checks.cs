@@ -1,4 +1,3 @@
-using LowRankOptim.Kernels.Cuda.Native;
 
 namespace LowRankOptim.Kernels.GpuHarness;
 

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using LowRankOptim.Kernels;
-using LowRankOptim.Kernels.Cuda.Native;
 using LowRankOptim.Kernels.GpuHarness;
 
 // The GPU harness: every embedded CUDA kernel, compiled with NVRTC and launched with the driver API on

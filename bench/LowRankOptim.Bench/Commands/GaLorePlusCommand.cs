@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Support;
-using LowRankOptim.Projection;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -6,8 +6,6 @@ using System.Runtime.Intrinsics;
 using System.Text.Json;
 using LowRankOptim.Bench.Support;
 using LowRankOptim.Kernels;
-using LowRankOptim.Kernels.Cpu;
-using LowRankOptim.Linalg;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

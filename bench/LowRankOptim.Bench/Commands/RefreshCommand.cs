@@ -3,8 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using LowRankOptim.Bench.Support;
-using LowRankOptim.Linalg;
-using LowRankOptim.Projection;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

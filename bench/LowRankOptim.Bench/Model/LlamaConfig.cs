@@ -29,15 +29,15 @@ public sealed record LlamaConfig(string Name, int VocabSize, int Hidden, int Int
     /// q_proj with <see cref="Heads"/> and k_proj/v_proj with <see cref="KvHeads"/> heads along the rows, o_proj with
     /// <see cref="Heads"/> heads along the columns; null for every other weight.
     /// </summary>
-    public LowRankOptim.Projection.AttentionHeads? AttentionHeadsOf(string name)
+    public LowRankOptim.AttentionHeads? AttentionHeadsOf(string name)
     {
         var module = name.EndsWith(".weight", StringComparison.Ordinal) ? name[..^".weight".Length] : name;
         var last = module[(module.LastIndexOf('.') + 1)..];
         return last switch
         {
-            "q_proj" => LowRankOptim.Projection.AttentionHeads.QueryKeyValue(Heads),
-            "k_proj" or "v_proj" => LowRankOptim.Projection.AttentionHeads.QueryKeyValue(KvHeads),
-            "o_proj" => LowRankOptim.Projection.AttentionHeads.Output(Heads),
+            "q_proj" => LowRankOptim.AttentionHeads.QueryKeyValue(Heads),
+            "k_proj" or "v_proj" => LowRankOptim.AttentionHeads.QueryKeyValue(KvHeads),
+            "o_proj" => LowRankOptim.AttentionHeads.Output(Heads),
             _ => null,
         };
     }

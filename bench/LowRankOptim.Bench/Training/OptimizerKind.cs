@@ -1,5 +1,4 @@
 using LowRankOptim.Bench.Model;
-using LowRankOptim.Projection;
 using TorchSharp;
 using TorchSharp.Modules;
 

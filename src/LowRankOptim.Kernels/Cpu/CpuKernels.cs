@@ -6,7 +6,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LowRankOptim.Kernels.Cpu;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// Fused CPU kernels: one pass over contiguous float32 or bfloat16 memory, vectorized with

@@ -1,6 +1,6 @@
 using System.Runtime.ExceptionServices;
 
-namespace LowRankOptim.Kernels.Cpu;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// Runs the independent parts of one CPU kernel call (bands, chunks) on the calling thread and

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using TorchSharp;
 
-namespace LowRankOptim.Kernels.Cpu;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// The one place where the kernels turn a tensor into a raw pointer. It checks what the pointer arithmetic

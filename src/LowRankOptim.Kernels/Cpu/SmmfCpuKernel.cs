@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 
-namespace LowRankOptim.Kernels.Cpu;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// SMMF's step for one float32 CPU tensor in a single pass over its elements, vectorized (Vector256) and

@@ -1,9 +1,7 @@
-using LowRankOptim.Kernels.Cpu;
-using LowRankOptim.Kernels.Cuda.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LowRankOptim.Kernels.Cuda;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// CUDA kernels for TorchSharp CUDA tensors: CUDA C sources embedded in this assembly, compiled at first use

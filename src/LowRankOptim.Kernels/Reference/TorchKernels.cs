@@ -1,4 +1,3 @@
-using LowRankOptim.Linalg;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,5 +1,3 @@
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,5 +1,3 @@
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using static TorchSharp.torch;
 
 namespace LowRankOptim;
@@ -33,8 +31,8 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
         var (p, grad, options, state) = (s.Parameter, s.Gradient, s.Options, s.State);
         if (!grad.shape.SequenceEqual(p.shape) || grad.dtype != p.dtype)
             throw new ArgumentException(
-                $"{state.Describe()}: the gradient has shape {Serialization.StateReader.Format(grad.shape)} and dtype {grad.dtype}; " +
-                $"it must have the parameter's shape {Serialization.StateReader.Format(p.shape)} and dtype {p.dtype}.", "gradient");
+                $"{state.Describe()}: the gradient has shape {StateReader.Format(grad.shape)} and dtype {grad.dtype}; " +
+                $"it must have the parameter's shape {StateReader.Format(p.shape)} and dtype {p.dtype}.", "gradient");
         var rule = options.Rule!;
         s.Step = state.Step + 1;
         s.Decay = new WeightDecayPolicy(options.WeightDecay!.Value, options.DecayOrder!.Value);

@@ -1,7 +1,5 @@
 using FluentAssertions;
 using LowRankOptim.Kernels;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,11 +1,5 @@
 using FluentAssertions;
 using LowRankOptim.Kernels;
-using LowRankOptim.Kernels.Cuda;
-using LowRankOptim.Kernels.Cpu;
-using LowRankOptim.Kernels.Cuda.Native;
-using LowRankOptim.Linalg;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using Xunit;
 using TorchSharp;

@@ -1,7 +1,5 @@
 using FluentAssertions;
 using LowRankOptim.Kernels;
-using LowRankOptim.Linalg;
-using LowRankOptim.Projection;
 using LowRankOptim.Tests.Support;
 using Xunit;
 using static TorchSharp.torch;
@@ -64,7 +62,7 @@ public sealed class DctScoreKernelTests
         var s = TestProblems.Gradient(rows + cols, rows, cols);
         foreach (var (axis, reduce) in new[] { (L1Axis.Columns, 0L), (L1Axis.Rows, 1L) })
         {
-            var kernel = LowRankOptim.Kernels.Cpu.CpuKernels.Instance.L1Norms(s, axis);
+            var kernel = LowRankOptim.Kernels.CpuKernels.Instance.L1Norms(s, axis);
             var reference = DctSubspace.ReferenceScores(s, reduce, 1.0);
             TensorAssert.Close(kernel, reference, 1e-5, 1e-4, $"{axis} ℓ1 scores");
         }

@@ -1,9 +1,5 @@
 using FluentAssertions;
 using LowRankOptim.Kernels;
-using LowRankOptim.Kernels.Cpu;
-using LowRankOptim.Kernels.Cuda;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using Xunit;

@@ -1,7 +1,5 @@
 using FluentAssertions;
 using LowRankOptim.Kernels;
-using LowRankOptim.Kernels.Cpu;
-using LowRankOptim.Linalg;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using Xunit;

@@ -1,5 +1,5 @@
 using FluentAssertions;
-using LowRankOptim.Kernels.Cpu;
+using LowRankOptim.Kernels;
 using LowRankOptim.Tests.Support;
 using Xunit;
 

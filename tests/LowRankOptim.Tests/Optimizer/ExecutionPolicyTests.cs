@@ -1,6 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using TorchSharp.Modules;
 using Xunit;
 using static TorchSharp.torch;

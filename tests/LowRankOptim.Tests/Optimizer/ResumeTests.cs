@@ -1,5 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Projection;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -48,9 +47,9 @@ public sealed class ResumeTests
         // P takes a step of its own optimizer every step: its moments and step count must resume exactly.
         "osd-adamw" => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(model), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1),
         "osd-adafactor-basis" => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(model), lr: 0.01, rank: 3, update_proj_gap: 5,
-            p_optimizer: new Rules.AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0),
+            p_optimizer: new AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0),
         "sgd-momentum" => new LowRankOptimizer([new LowRankParamGroup(model.parameters())],
-            Equivalence.AdamWEquivalenceTests.Options(FullSpace.Instance, new Rules.SgdConfig(0.9), 0.05)),
+            Equivalence.AdamWEquivalenceTests.Options(FullSpace.Instance, new SgdConfig(0.9), 0.05)),
         "smmf" => LowRank.Smmf(model.parameters(), lr: 0.01, weight_decay: 0.01),
         "smmf-reference-beta-none-no-vector-reshape" => LowRank.Smmf(model.parameters(), lr: 0.01, beta: null, vector_reshape: false,
             decay_rate: -0.8, kernel: KernelPreference.Reference),
@@ -59,7 +58,7 @@ public sealed class ResumeTests
             [new LowRankParamGroup(LowRank.SplitParameters(model)[0].Parameters, new LowRankOptions
                 {
                     Projection = new SvdProjection(3, 3, 0.5),
-                    Rule = new Rules.AdamConfig(EpsMode: Rules.AdamEpsilonMode.BeforeBiasCorrection),
+                    Rule = new AdamConfig(EpsMode: AdamEpsilonMode.BeforeBiasCorrection),
                     DecayOrder = WeightDecayOrder.AfterUpdate,
                 }),
              new LowRankParamGroup(LowRank.SplitParameters(model)[1].Parameters)],

@@ -1,7 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Linalg;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Reference;
 using LowRankOptim.Tests.Support;
 using TorchSharp;

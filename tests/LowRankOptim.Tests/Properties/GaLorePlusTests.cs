@@ -1,6 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -44,7 +44,7 @@ public sealed class NativeMemoryTests
         var threadLive = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         for (var i = 0; i < 1000; i++) Step(); // update_proj_gap 3: over 300 refreshes (OSD: a basis step every step)
         if (opt.States.Any(s => s.Subspace is not null)) // the loop must have exercised the refresh path
-            opt.States.Sum(s => s.Refreshes + ((s.Subspace as Projection.OnlinePcaSubspace)?.BasisSteps ?? 0)).Should().BeGreaterThan(300);
+            opt.States.Sum(s => s.Refreshes + ((s.Subspace as OnlinePcaSubspace)?.BasisSteps ?? 0)).Should().BeGreaterThan(300);
         Tensor.TotalCount.Should().Be(live);
         DisposeScopeManager.Statistics.ThreadTotalLiveCount.Should().Be(threadLive);
     }

@@ -1,5 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Projection;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,5 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -106,7 +105,7 @@ public sealed class SmmfBehaviourTests
         var groups = LowRank.SplitParameters(model);
         groups[0].Options = new LowRankOptions
         {
-            Projection = new Projection.SvdProjection(2, 5, 1.0),
+            Projection = new SvdProjection(2, 5, 1.0),
             Rule = new AdamConfig(EpsMode: AdamEpsilonMode.BeforeBiasCorrection),
         };
         using var opt = LowRank.Smmf(groups, lr: 0.02);

@@ -1,6 +1,4 @@
 using FluentAssertions;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -87,7 +85,7 @@ public sealed class SmmfKernelEquivalenceTests
         // The rule states only (the options differ in their kernel entry).
         using var stream = new MemoryStream();
         using (var writer = new BinaryWriter(stream))
-            foreach (var s in opt.States) s.Rule.Save(new Serialization.StateWriter(writer));
+            foreach (var s in opt.States) s.Rule.Save(new StateWriter(writer));
         return stream.ToArray();
     }
 

@@ -1,6 +1,4 @@
 using System.Text.Json.Nodes;
-using LowRankOptim.Projection;
-using LowRankOptim.Rules;
 using TorchSharp;
 using TorchSharp.Modules;
 

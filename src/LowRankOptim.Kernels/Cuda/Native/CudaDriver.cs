@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 
-namespace LowRankOptim.Kernels.Cuda.Native;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// The CUDA driver API through function pointers resolved from <see cref="CudaLibraries.Driver"/>: the

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace LowRankOptim.Kernels.Cuda.Native;
+namespace LowRankOptim.Kernels;
 
 /// <summary>Something the CUDA path needs is missing or failed; the message says what and where it looked.</summary>
 public sealed class CudaUnavailableException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,4 +1,4 @@
-namespace LowRankOptim.Kernels.Cuda.Native;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// Typed launches of the embedded kernels on raw device addresses, shared by <see cref="CudaKernels"/>

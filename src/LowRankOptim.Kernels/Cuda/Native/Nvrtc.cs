@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace LowRankOptim.Kernels.Cuda.Native;
+namespace LowRankOptim.Kernels;
 
 /// <summary>A kernel source failed to compile; <see cref="Exception.Message"/> holds NVRTC's log.</summary>
 public sealed class CudaCompileException(string message) : Exception(message);

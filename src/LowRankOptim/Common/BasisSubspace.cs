@@ -1,0 +1,190 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// A subspace spanned by orthonormal singular-vector bases, refreshed every <c>UpdateProjGap</c> steps:
+/// the left basis U_r (m×r) and/or the right basis V_rᵀ (r×n). Projection, back-projection and state
+/// handling are shared; derived classes say how a refresh estimates the basis.
+/// </summary>
+public abstract class BasisSubspace : ISubspace
+{
+    private Tensor? _left;   // U_r, m×r
+    private Tensor? _right;  // V_rᵀ, r×n
+
+    /// <summary>Creates an empty subspace; the basis is computed at the first refresh.</summary>
+    protected BasisSubspace(MatrixShape matrix, ProjectionSide side, long rank, long updateProjGap, double scale, ScalarType dtype, Device device)
+    {
+        Matrix = matrix;
+        Side = side;
+        Rank = rank;
+        UpdateProjGap = updateProjGap;
+        Scale = scale;
+        DType = dtype;
+        Device = device;
+        ProjectedShape = MatrixSides.ProjectedShape(side, matrix, rank);
+    }
+
+    /// <summary>The gradient matrix shape.</summary>
+    public MatrixShape Matrix { get; }
+    /// <summary>The side(s) projected.</summary>
+    public ProjectionSide Side { get; }
+    /// <summary>The effective rank (the requested rank clamped to min(m, n)).</summary>
+    public long Rank { get; }
+    /// <summary>T: refresh at steps 1, T+1, 2T+1, …</summary>
+    public long UpdateProjGap { get; }
+    /// <summary>α, applied by the back-projection.</summary>
+    public double Scale { get; }
+    /// <summary>The basis dtype.</summary>
+    public ScalarType DType { get; }
+    /// <summary>The basis device.</summary>
+    public Device Device { get; private set; }
+    /// <summary>How many refreshes have computed a basis (saved, so seeded refreshes resume exactly).</summary>
+    public long RefreshCount { get; private set; }
+
+    /// <inheritdoc />
+    public long[] ProjectedShape { get; }
+    /// <inheritdoc />
+    public bool HasBasis => _left is not null || _right is not null;
+    /// <summary>U_r (m×r), or null for a right projection or before the first refresh.</summary>
+    public Tensor? Left => _left;
+    /// <summary>V_rᵀ (r×n), or null for a left projection or before the first refresh.</summary>
+    public Tensor? Right => _right;
+    /// <inheritdoc />
+    public virtual long StateBytes => StateTensors.Bytes(_left) + StateTensors.Bytes(_right);
+
+    /// <summary>GaLore's schedule: at the first step and at steps 1, T+1, 2T+1, …</summary>
+    public virtual bool NeedsRefresh(long step) => !HasBasis || (step - 1) % UpdateProjGap == 0;
+
+    /// <inheritdoc />
+    public Tensor? Refresh(Tensor gradient, in SubspaceContext context)
+    {
+        using var scope = NewDisposeScope();
+        var g32 = gradient.to(ScalarType.Float32); // owned by the scope when it is a copy
+        var (u, vh) = EstimateBasis(g32, RefreshCount, context);
+        // Compute both before replacing either, so a failure keeps the previous basis whole.
+        var left = u is null ? null : CanonicalOrFail(u, columns: true);
+        var right = vh is null ? null : CanonicalOrFail(vh, columns: false);
+        if (left is not null) StateTensors.Replace(ref _left, left.to(DType, copy: true));
+        if (right is not null) StateTensors.Replace(ref _right, right.to(DType, copy: true));
+        RefreshCount++;
+        return null;
+    }
+
+    /// <summary>
+    /// Estimates the top-<see cref="Rank"/> bases of a float32 gradient for refresh number
+    /// <paramref name="refreshIndex"/> (0-based): U_r (m×r) when <see cref="Side"/> needs a left basis,
+    /// V_rᵀ (r×n) when it needs a right one, null otherwise. Signs need not be canonical.
+    /// </summary>
+    protected abstract (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context);
+
+    /// <summary>Nothing to do for bases estimated at refreshes only; Online Subspace Descent overrides it.</summary>
+    public virtual void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
+
+    /// <summary>True when the side needs U_r.</summary>
+    protected bool NeedsLeft => Side != ProjectionSide.Right;
+    /// <summary>True when the side needs V_rᵀ.</summary>
+    protected bool NeedsRight => Side != ProjectionSide.Left;
+
+    /// <inheritdoc />
+    public Tensor Project(Tensor gradient) => Side switch
+    {
+        ProjectionSide.Right => gradient.mm(_right!.t()),
+        ProjectionSide.Left => _left!.t().mm(gradient),
+        _ => _left!.t().mm(gradient).mm(_right!.t()),
+    };
+
+    /// <inheritdoc />
+    public Tensor ProjectBack(Tensor lowRank)
+    {
+        var back = ProjectBackUnscaled(lowRank);
+        return Scale == 1.0 ? back : back.mul_(Scale);
+    }
+
+    /// <summary>Back(lowRank) without the scale α: the orthogonal projection's map back to the full matrix.</summary>
+    public Tensor ProjectBackUnscaled(Tensor lowRank) => Side switch
+    {
+        ProjectionSide.Right => lowRank.mm(_right!),
+        ProjectionSide.Left => _left!.mm(lowRank),
+        _ => _left!.mm(lowRank).mm(_right!),
+    };
+
+    /// <inheritdoc />
+    public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
+    {
+        if (target.dtype != lowRank.dtype || target.dtype != DType)
+        {
+            using var back = ProjectBack(lowRank);
+            target.add_(back, alpha: alpha);
+            return;
+        }
+        var a = (float)(alpha * Scale);
+        switch (Side)
+        {
+            case ProjectionSide.Right: target.addmm_(lowRank, _right!, beta: 1, alpha: a); break;
+            case ProjectionSide.Left: target.addmm_(_left!, lowRank, beta: 1, alpha: a); break;
+            default:
+                using (var nv = lowRank.mm(_right!)) target.addmm_(_left!, nv, beta: 1, alpha: a);
+                break;
+        }
+    }
+
+    /// <summary>W ← W − c·Back(N).</summary>
+    public virtual void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+
+    /// <inheritdoc />
+    public virtual void Save(StateWriter writer)
+    {
+        writer.Long("side", (long)Side);
+        writer.Long("rank", Rank);
+        writer.Long("refresh_count", RefreshCount);
+        writer.Tensor("left_basis", _left);
+        writer.Tensor("right_basis", _right);
+    }
+
+    /// <inheritdoc />
+    public virtual void Load(StateReader reader)
+    {
+        reader.ExpectLong("side", (long)Side);
+        reader.ExpectLong("rank", Rank);
+        RefreshCount = reader.Long("refresh_count");
+        var left = reader.Tensor("left_basis", [Matrix.Rows, Rank], DType, Device);
+        var right = reader.Tensor("right_basis", [Rank, Matrix.Cols], DType, Device);
+        if (left is not null) StateTensors.Replace(ref _left, left);
+        if (right is not null) StateTensors.Replace(ref _right, right);
+    }
+
+    /// <inheritdoc />
+    public virtual void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _left, device);
+        StateTensors.MoveTo(ref _right, device);
+        Device = device;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Disposes the bases; derived classes dispose their own tensors too.</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (!disposing) return;
+        _left?.Dispose();
+        _right?.Dispose();
+        _left = _right = null;
+    }
+
+    internal static Tensor CanonicalOrFail(Tensor basis, bool columns)
+    {
+        if (!basis.isfinite().all().item<bool>())
+            throw new SubspaceRefreshException("the estimated basis has non-finite entries");
+        var b = basis.contiguous();
+        if (columns) SignCanonicalization.Columns(b); else SignCanonicalization.Rows(b);
+        return b;
+    }
+}

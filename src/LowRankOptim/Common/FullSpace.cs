@@ -1,0 +1,34 @@
+using TorchSharp;
+
+namespace LowRankOptim;
+
+/// <summary>No projection: the group's parameters are trained in the full space by the update rule.</summary>
+public sealed class FullSpace : IProjectionConfig
+{
+    /// <summary>The single instance.</summary>
+    public static FullSpace Instance { get; } = new();
+
+    private FullSpace() { }
+
+    /// <inheritdoc />
+    public MatrixShape? MatrixViewOf(long[] shape) => null;
+
+    /// <inheritdoc />
+    public ISubspace Create(MatrixShape matrix, torch.ScalarType dtype, torch.Device device) =>
+        throw new InvalidOperationException("FullSpace creates no subspace.");
+
+    /// <inheritdoc />
+    public long[] ProjectedShape(MatrixShape matrix) => matrix.ToArray();
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(MatrixShape matrix, torch.ScalarType dtype) => 0;
+
+    /// <inheritdoc />
+    public void Validate(string where) { }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer) { }
+
+    /// <inheritdoc />
+    public override string ToString() => "FullSpace";
+}

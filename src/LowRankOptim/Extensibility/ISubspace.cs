@@ -1,0 +1,67 @@
+using TorchSharp;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// The per-parameter subspace: owns its basis and knows when to refresh it. Gradients come in as
+/// matrices of the shape the config chose; projected gradients have <see cref="ProjectedShape"/>.
+/// Per step the optimizer calls <see cref="NeedsRefresh"/> (and <see cref="Refresh"/> when due),
+/// <see cref="Project"/>, <see cref="AddProjectedBack"/> and finally <see cref="AfterUpdate"/>.
+/// </summary>
+public interface ISubspace : IStatefulComponent
+{
+    /// <summary>The shape of a projected gradient (and therefore of the rule's moments).</summary>
+    long[] ProjectedShape { get; }
+
+    /// <summary>True once a basis exists.</summary>
+    bool HasBasis { get; }
+
+    /// <summary>True when the basis must be recomputed before the update of 1-based step <paramref name="step"/>.</summary>
+    bool NeedsRefresh(long step);
+
+    /// <summary>
+    /// Recomputes the basis from <paramref name="gradient"/> (finite, checked by the caller); on failure the
+    /// previous basis is kept and the exception propagates. Returns the projection of
+    /// <paramref name="gradient"/> onto the new basis when the refresh computed it anyway (owned by the
+    /// caller's dispose scope), or null, in which case the caller calls <see cref="Project"/>.
+    /// </summary>
+    torch.Tensor? Refresh(torch.Tensor gradient, in SubspaceContext context);
+
+    /// <summary>Projects a full gradient matrix into the subspace.</summary>
+    torch.Tensor Project(torch.Tensor gradient);
+
+    /// <summary>Maps a low-rank tensor back to the full matrix, including the projection's scale α.</summary>
+    torch.Tensor ProjectBack(torch.Tensor lowRank);
+
+    /// <summary>
+    /// target ← target + alpha · ProjectBack(lowRank), as one fused <c>addmm_</c> where the side allows.
+    /// </summary>
+    void AddProjectedBack(torch.Tensor target, torch.Tensor lowRank, double alpha);
+
+    /// <summary>
+    /// The apply phase: writes this step's update into <see cref="SubspaceUpdate.Target"/>. A subspace whose
+    /// update is the back-projected direction, W ← W − c·Back(N), calls <see cref="AddProjectedBack"/>; others
+    /// (GaLore+'s sparse residual, APOLLO's scaled gradient) add their own terms. Decoupled weight decay is
+    /// applied around it by the engine.
+    /// </summary>
+    void Apply(in SubspaceUpdate update);
+
+    /// <summary>
+    /// Called once the weight update of this step has been applied, with the step's gradient matrix and its
+    /// projection; subspaces that learn their basis online (Online Subspace Descent) update it here. Throws
+    /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).
+    /// </summary>
+    void AfterUpdate(torch.Tensor gradient, torch.Tensor projected, in SubspaceContext context);
+}
+
+/// <summary>What the apply phase hands a subspace: the step's tensors and contexts.</summary>
+/// <param name="Target">The weight as an m×n view, updated in place.</param>
+/// <param name="Gradient">G, the step's gradient matrix in the working dtype (L2 decay added, if any).</param>
+/// <param name="Projected">R = Proj(G), the rule's input this step.</param>
+/// <param name="Direction">N, the rule's direction in the projected shape (read only: may be a state tensor).</param>
+/// <param name="Coefficient">c, the rule's step size: the plain update is W ← W − c·Back(N).</param>
+/// <param name="Rule">The rule context of the step (config, learning rate, decay).</param>
+/// <param name="Context">The subspace context of the step.</param>
+public readonly record struct SubspaceUpdate(
+    torch.Tensor Target, torch.Tensor Gradient, torch.Tensor Projected, torch.Tensor Direction, double Coefficient,
+    RuleContext Rule, SubspaceContext Context);

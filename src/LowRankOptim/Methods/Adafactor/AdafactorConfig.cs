@@ -1,0 +1,89 @@
+using LowRankOptim.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// Adafactor (Shazeer &amp; Stern 2018, as in Hugging Face and galore_torch): a factored second moment
+/// (row and column statistics of g² + ε1) for tensors with ≥ 2 dims, RMS clipping of the update, a
+/// relative step size and optional first-moment momentum on the already scaled update. Computes in float32.
+/// </summary>
+/// <param name="Beta1">Momentum β1 in [0, 1), or null for none (the default, which keeps no first moment).</param>
+/// <param name="Eps1">ε1 &gt; 0, added to g² (regularizes the second moment).</param>
+/// <param name="Eps2">ε2 ≥ 0, lower bound of the parameter scale RMS(W) when <see cref="ScaleParameter"/>.</param>
+/// <param name="ClipThreshold">d &gt; 0: the update is divided by max(1, RMS(update)/d).</param>
+/// <param name="DecayRate">c &lt; 0: β2,k = 1 − kᶜ.</param>
+/// <param name="RelativeStep">Use lr_k = min(1e-2, 1/√k) (or 1e-6·k with <see cref="WarmupInit"/>) instead of the group lr, which must then be unset.</param>
+/// <param name="ScaleParameter">Multiply lr_k by max(ε2, RMS(W)).</param>
+/// <param name="WarmupInit">Relative step grows as 1e-6·k; needs <see cref="RelativeStep"/>.</param>
+/// <param name="Kernel">
+/// Which kernels compute the factored row and column statistics (see <see cref="KernelPreference"/> and
+/// docs/kernels.md). An execution choice, not part of the math: it is not written to checkpoints.
+/// </param>
+public sealed record AdafactorConfig(
+    double? Beta1 = null,
+    double Eps1 = 1e-30,
+    double Eps2 = 1e-3,
+    double ClipThreshold = 1.0,
+    double DecayRate = -0.8,
+    bool RelativeStep = true,
+    bool ScaleParameter = true,
+    bool WarmupInit = false,
+    KernelPreference Kernel = KernelPreference.Auto) : IUpdateRuleConfig
+{
+    /// <inheritdoc />
+    public ScalarType WorkingType(ScalarType gradientType) => ScalarType.Float32;
+
+    /// <inheritdoc />
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdafactorRule(shape, Beta1.HasValue, dtype, device, Kernel);
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype)
+    {
+        var n = DTypes.Elements(shape);
+        var second = shape.Length >= 2 ? n / shape[^1] + n / shape[^2] : n; // row + column statistics, or full V
+        return (second + (Beta1.HasValue ? n : 0)) * DTypes.ElementSize(dtype);
+    }
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        if (Beta1 is double b1) RuleChecks.UnitInterval("beta1", b1, where);
+        if (!(Eps1 > 0)) throw new ArgumentOutOfRangeException("eps1", Eps1, $"{where}: eps1 must be > 0.");
+        if (!(Eps2 >= 0)) throw new ArgumentOutOfRangeException("eps2", Eps2, $"{where}: eps2 must be >= 0.");
+        if (!(ClipThreshold > 0)) throw new ArgumentOutOfRangeException("clip_threshold", ClipThreshold, $"{where}: clip_threshold must be > 0.");
+        if (!(DecayRate < 0)) throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be < 0 (β2,k = 1 − k^decay_rate).");
+        RuleChecks.Defined("kernel", Kernel, where);
+        if (WarmupInit && !RelativeStep) throw new ArgumentException($"{where}: warmup_init = true requires relative_step = true.", "warmup_init");
+    }
+
+    /// <inheritdoc />
+    public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is AdafactorConfig c ? this with { Kernel = c.Kernel } : this;
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.OptionalDouble("beta1", Beta1);
+        writer.Double("eps1", Eps1);
+        writer.Double("eps2", Eps2);
+        writer.Double("clip_threshold", ClipThreshold);
+        writer.Double("decay_rate", DecayRate);
+        writer.Bool("relative_step", RelativeStep);
+        writer.Bool("scale_parameter", ScaleParameter);
+        writer.Bool("warmup_init", WarmupInit);
+    }
+
+    internal static AdafactorConfig Read(StateReader reader) => new(
+        reader.OptionalDouble("beta1"), reader.Double("eps1"), reader.Double("eps2"), reader.Double("clip_threshold"),
+        reader.Double("decay_rate"), reader.Bool("relative_step"), reader.Bool("scale_parameter"), reader.Bool("warmup_init"));
+
+    /// <summary>lr_k of step k (Hugging Face's <c>_get_lr</c>).</summary>
+    internal double StepLearningRate(in RuleContext context)
+    {
+        double lr = context.LearningRate;
+        if (RelativeStep) lr = Math.Min(WarmupInit ? 1e-6 * context.Step : 1e-2, 1 / Math.Sqrt(context.Step));
+        if (ScaleParameter) lr *= Math.Max(Eps2, context.ParameterRms());
+        return lr;
+    }
+}

@@ -1,0 +1,70 @@
+using LowRankOptim.Kernels;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// Adam moments on the (projected) gradient: m ← β1m + (1−β1)g, v ← β2v + (1−β2)g²; direction m/(√v + ε)
+/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype.
+/// </summary>
+/// <param name="Beta1">β1 in [0, 1).</param>
+/// <param name="Beta2">β2 in [0, 1).</param>
+/// <param name="Eps">ε ≥ 0.</param>
+/// <param name="CorrectBias">Apply the bias corrections 1−β1ᵏ and 1−β2ᵏ.</param>
+/// <param name="EpsMode">Where ε is added.</param>
+/// <param name="Kernel">
+/// Which kernels run the fused moment update and direction (see <see cref="KernelPreference"/> and
+/// docs/kernels.md). An execution choice, not part of the math: it is not written to checkpoints.
+/// </param>
+public sealed record AdamConfig(
+    double Beta1 = 0.9,
+    double Beta2 = 0.999,
+    double Eps = 1e-8,
+    bool CorrectBias = true,
+    AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection,
+    KernelPreference Kernel = KernelPreference.Auto) : IBetasRuleConfig
+{
+    /// <inheritdoc />
+    public (double Beta1, double Beta2) Betas => (Beta1, Beta2);
+
+    /// <inheritdoc />
+    public IUpdateRuleConfig WithBetas(double beta1, double beta2) => this with { Beta1 = beta1, Beta2 = beta2 };
+
+    /// <inheritdoc />
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+
+    /// <inheritdoc />
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(shape, dtype, device, Kernel);
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype) => 2 * DTypes.Elements(shape) * DTypes.ElementSize(dtype);
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        RuleChecks.UnitInterval("beta1", Beta1, where);
+        RuleChecks.UnitInterval("beta2", Beta2, where);
+        if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
+        RuleChecks.Defined(nameof(EpsMode), EpsMode, where);
+        RuleChecks.Defined("kernel", Kernel, where);
+    }
+
+    /// <inheritdoc />
+    public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is AdamConfig c ? this with { Kernel = c.Kernel } : this;
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Double("beta1", Beta1);
+        writer.Double("beta2", Beta2);
+        writer.Double("eps", Eps);
+        writer.Bool("correct_bias", CorrectBias);
+        writer.Long("eps_mode", (long)EpsMode);
+    }
+
+    internal static AdamConfig Read(StateReader reader) => new(
+        reader.Double("beta1"), reader.Double("beta2"), reader.Double("eps"), reader.Bool("correct_bias"),
+        (AdamEpsilonMode)reader.Long("eps_mode"));
+}

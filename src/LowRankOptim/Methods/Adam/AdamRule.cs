@@ -1,0 +1,120 @@
+using LowRankOptim.Kernels;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
+public sealed class AdamRule : IUpdateRule
+{
+    private readonly ScalarType _dtype;
+    private Tensor? _expAvg;
+    private Tensor? _expAvgSq;
+    private readonly KernelChoice _kernels = new(KernelOperation.AdamDirection);
+    private readonly KernelChoice _updateKernels = new(KernelOperation.AdamUpdate);
+
+    internal AdamRule(long[] shape, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
+    {
+        _dtype = dtype;
+        _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
+        _expAvg = StateTensors.Zeros(shape, dtype, device);
+        _expAvgSq = StateTensors.Zeros(shape, dtype, device);
+    }
+
+    /// <summary>The first moment m.</summary>
+    public Tensor ExpAvg => _expAvg!;
+    /// <summary>The second moment v.</summary>
+    public Tensor ExpAvgSq => _expAvgSq!;
+
+    /// <inheritdoc />
+    public long StateBytes => StateTensors.Bytes(_expAvg) + StateTensors.Bytes(_expAvgSq);
+
+    /// <inheritdoc />
+    public RuleUpdate Compute(Tensor gradient, in RuleContext context)
+    {
+        var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
+        var kernels = gradient.dtype == _dtype
+            ? _kernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq)
+            : TorchKernels.Instance;
+        using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
+        return Update(c, contiguous ?? gradient, ExpAvg, ExpAvgSq, context.Step, context.LearningRate, kernels);
+    }
+
+    /// <summary>
+    /// The full-space step in one pass (moments and weights, no direction tensor), in torch.optim.AdamW's
+    /// order, so that with torch conventions it equals TorchSharp's AdamW. Declines only for a parameter
+    /// whose dtype differs from the moments' or, under an explicit kernel choice, a parameter whose layout the
+    /// kernels cannot take (the optimizer then goes through <see cref="Compute"/>).
+    /// </summary>
+    public bool TryUpdateInPlace(Tensor parameter, Tensor gradient, in RuleContext context, out double decayLearningRate)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        ArgumentNullException.ThrowIfNull(gradient);
+        var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
+        var lr = decayLearningRate = context.LearningRate;
+        if (parameter.dtype != _dtype || gradient.dtype != _dtype) return false;
+        var kernels = _updateKernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq, parameter);
+        if (!kernels.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
+        using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
+        var (scalars, coefficient) = Scalars(c, context.Step, lr);
+        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
+        return true;
+    }
+
+    /// <summary>
+    /// One Adam step on moments <paramref name="expAvg"/>, <paramref name="expAvgSq"/> (updated in place) at
+    /// 1-based step <paramref name="k"/> with <paramref name="kernels"/> (the reference when null); shared with
+    /// other moment sets that follow the group's Adam config (GaLore+'s sparse residual).
+    /// </summary>
+    internal static RuleUpdate Update(AdamConfig c, Tensor gradient, Tensor expAvg, Tensor expAvgSq, long k, double lr, IOptimizerKernels? kernels = null)
+    {
+        kernels ??= TorchKernels.Instance;
+        var (scalars, coefficient) = Scalars(c, k, lr);
+        return new RuleUpdate(kernels.AdamDirection(gradient, expAvg, expAvgSq, scalars), coefficient, lr);
+    }
+
+    /// <summary>The kernel scalars of step <paramref name="k"/> and the coefficient c of W ← W − c·direction.</summary>
+    private static (AdamScalars Scalars, double Coefficient) Scalars(AdamConfig c, long k, double lr)
+    {
+        double bc1 = c.CorrectBias ? 1 - Math.Pow(c.Beta1, k) : 1;
+        double bc2 = c.CorrectBias ? 1 - Math.Pow(c.Beta2, k) : 1;
+        return c.EpsMode == AdamEpsilonMode.AfterBiasCorrection
+            // torch.optim.AdamW: p −= (η / bc1) · m / (√v / √bc2 + ε)
+            ? (new AdamScalars(c.Beta1, c.Beta2, c.Eps, Math.Sqrt(bc2)), lr / bc1)
+            // galore_torch: p −= η·√bc2/bc1 · m / (√v + ε)
+            : (new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0), lr * Math.Sqrt(bc2) / bc1);
+    }
+
+    /// <summary>The kernels this rule's state currently runs on (for tests and logs).</summary>
+    internal IOptimizerKernels Kernels(KernelPreference preference) => _kernels.For(preference, ExpAvg.device, _dtype);
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Tensor("exp_avg", _expAvg);
+        writer.Tensor("exp_avg_sq", _expAvgSq);
+    }
+
+    /// <inheritdoc />
+    public void Load(StateReader reader)
+    {
+        StateTensors.Load(reader, "exp_avg", ref _expAvg);
+        StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
+    }
+
+    /// <inheritdoc />
+    public void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _expAvg, device);
+        StateTensors.MoveTo(ref _expAvgSq, device);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _expAvg?.Dispose();
+        _expAvgSq?.Dispose();
+        _expAvg = _expAvgSq = null;
+    }
+}

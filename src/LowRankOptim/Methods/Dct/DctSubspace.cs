@@ -1,0 +1,230 @@
+using LowRankOptim.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
+/// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
+/// </summary>
+public sealed class DctSubspace : ISubspace
+{
+    private readonly DctProjection _config;
+    private readonly ScalarType _dtype;
+    private Device _device;
+    private DctBasis.Lease _basis;
+    private Tensor? _indices; // int64 [r], descending score order
+    private readonly KernelChoice _l1 = new(KernelOperation.L1Norms);
+
+    internal DctSubspace(DctProjection config, MatrixShape matrix, ScalarType dtype, Device device)
+    {
+        _config = config;
+        Matrix = matrix;
+        Side = MatrixSides.SideOf(config.Type, matrix);
+        BasisSize = Side == ProjectionSide.Right ? matrix.Cols : matrix.Rows;
+        Rank = Math.Min(config.Rank, BasisSize);
+        ProjectedShape = MatrixSides.ProjectedShape(Side, matrix, Rank);
+        _dtype = dtype;
+        _device = device;
+        _basis = DctBasis.Acquire(BasisSize, dtype, device);
+        // An explicit kernel choice that cannot be honoured fails here, with the reason, not at the first re-selection.
+        if (config.ScoreNorm == 1.0 && KernelSelection.Effective(config.Kernel) is KernelPreference.Cpu or KernelPreference.Cuda)
+            _l1.For(config.Kernel, device, config.Method == DctTransformMethod.FastTransform && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype);
+    }
+
+    /// <summary>The gradient matrix shape.</summary>
+    public MatrixShape Matrix { get; }
+    /// <summary>Left (s = m) or right (s = n).</summary>
+    public ProjectionSide Side { get; }
+    /// <summary>s, the size of the DCT basis the columns are selected from.</summary>
+    public long BasisSize { get; }
+    /// <summary>The effective rank, min(r, s).</summary>
+    public long Rank { get; }
+    /// <inheritdoc />
+    public long[] ProjectedShape { get; }
+    /// <inheritdoc />
+    public bool HasBasis => _indices is not null;
+    /// <summary>The selected column indices in slot order (descending score at the last re-selection), or null before the first.</summary>
+    public long[]? Indices => _indices?.cpu().data<long>().ToArray();
+    /// <summary>The r indices; the s×s basis is shared and counted by <see cref="DctBasis.CachedBytes"/>.</summary>
+    public long StateBytes => StateTensors.Bytes(_indices);
+
+    /// <summary>The reference's schedule: k = 1 and k mod T = 0 (and whenever no selection exists yet).</summary>
+    public bool NeedsRefresh(long step) => _indices is null || step == 1 || step % _config.UpdateProjGap == 0;
+
+    /// <inheritdoc />
+    public Tensor? Refresh(Tensor gradient, in SubspaceContext context)
+    {
+        Tensor projected;
+        using (var scope = NewDisposeScope())
+        {
+            var dim = Side == ProjectionSide.Right ? 1L : 0L;
+            var reduce = 1 - dim;
+            // Score of column j of G·C (right) or row j of Cᵀ·G (left): its ℓp norm over the other dimension.
+            Tensor indices;
+            if (_config.Method == DctTransformMethod.FastTransform)
+            {
+                // Makhoul's order: score the permuted slices, reorder only the s scores, gather the r winners.
+                var permuted = DctTransform.TimesBasisPermuted(gradient, dim);
+                var source = DctTransform.SourcePositions(BasisSize, _device);
+                var scores = Scores(permuted, reduce).index_select(0, source);
+                indices = tensor(TopIndices(scores, Rank), device: _device);
+                projected = permuted.index_select(dim, source.index_select(0, indices)).to(gradient.dtype).MoveToOuterDisposeScope();
+            }
+            else
+            {
+                var transformed = Side == ProjectionSide.Right ? gradient.mm(_basis.Basis) : _basis.Basis.t().mm(gradient);
+                indices = tensor(TopIndices(Scores(transformed, reduce), Rank), device: _device);
+                projected = transformed.index_select(dim, indices).MoveToOuterDisposeScope();
+            }
+            var old = _indices;
+            _indices = indices.DetachFromDisposeScope();
+            old?.Dispose();
+        }
+        return projected;
+    }
+
+    /// <summary>
+    /// ℓp norms over <paramref name="reduce"/>, accumulated in at least float32: the selected ℓ1 kernel where
+    /// <see cref="ScoreKernels"/> returns one, else the TorchSharp path below (the reference).
+    /// </summary>
+    private Tensor Scores(Tensor transformed, long reduce)
+    {
+        if (ScoreKernels(transformed) is { } kernels)
+        {
+            var axis = reduce == 0 ? L1Axis.Columns : L1Axis.Rows;
+            if (transformed.is_contiguous()) return kernels.L1Norms(transformed, axis);
+            using var contiguous = transformed.contiguous(); // an explicit choice: the kernel needs dense rows
+            return kernels.L1Norms(contiguous, axis);
+        }
+        return ReferenceScores(transformed, reduce, _config.ScoreNorm);
+    }
+
+    /// <summary>
+    /// The ℓ1 kernels for these scores, or null for the TorchSharp path: ℓ1 scores only; Auto uses a fused kernel
+    /// on the CPU only (float32/bfloat16, contiguous), Reference never.
+    /// </summary>
+    private IOptimizerKernels? ScoreKernels(Tensor transformed)
+    {
+        if (_config.ScoreNorm != 1.0) return null;
+        var preference = KernelSelection.Effective(_config.Kernel);
+        if (preference == KernelPreference.Reference) return null;
+        if (preference == KernelPreference.Auto && transformed.device.type != DeviceType.CPU) return null;
+        var kernels = _l1.ForCall(_config.Kernel, transformed.device, transformed.dtype, transformed);
+        return kernels is TorchKernels ? null : kernels;
+    }
+
+    /// <summary>The TorchSharp scores: ℓp norms over <paramref name="reduce"/>, accumulated in at least float32.</summary>
+    internal static Tensor ReferenceScores(Tensor transformed, long reduce, double scoreNorm)
+    {
+        var t = transformed.dtype is ScalarType.Float32 or ScalarType.Float64 ? transformed : transformed.to(ScalarType.Float32);
+        // Column sums of a row-major matrix are a slow strided reduction on the CPU; 1ᵀ·|S| is a fast GEMV.
+        if (scoreNorm == 1.0 && reduce == 0)
+            return ones([1, t.shape[0]], dtype: t.dtype, device: t.device).mm(t.abs()).squeeze(0);
+        return linalg.vector_norm(t, scoreNorm, [reduce]);
+    }
+
+    /// <summary>
+    /// The indices of the <paramref name="count"/> largest scores, in descending score order; equal scores are
+    /// ordered by the lower index first (a deterministic contract the reference's unsorted top-k lacks).
+    /// </summary>
+    internal static long[] TopIndices(Tensor scores, long count)
+    {
+        var values = scores.detach().cpu().to(ScalarType.Float64).data<double>().ToArray();
+        if (values.Any(double.IsNaN)) throw new SubspaceRefreshException("the DCT scores have NaN entries");
+        var order = Enumerable.Range(0, values.Length).ToArray();
+        Array.Sort(order, (a, b) => values[a] != values[b] ? values[b].CompareTo(values[a]) : a.CompareTo(b));
+        return order.Take((int)count).Select(i => (long)i).ToArray();
+    }
+
+    /// <summary>The shared s×s basis (built on first use); owned by the cache.</summary>
+    internal Tensor SharedBasis => _basis.Basis;
+
+    /// <summary>Q = C[:, idx] (s×r), gathered from the shared basis.</summary>
+    private Tensor Columns() => _basis.Basis.index_select(1, _indices!);
+
+    /// <inheritdoc />
+    public Tensor Project(Tensor gradient)
+    {
+        using var q = Columns();
+        return Side == ProjectionSide.Right ? gradient.mm(q) : q.t().mm(gradient);
+    }
+
+    /// <inheritdoc />
+    public Tensor ProjectBack(Tensor lowRank)
+    {
+        using var q = Columns();
+        var back = Side == ProjectionSide.Right ? lowRank.mm(q.t()) : q.mm(lowRank);
+        return _config.Scale == 1.0 ? back : back.mul_(_config.Scale);
+    }
+
+    /// <inheritdoc />
+    public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
+    {
+        if (target.dtype != lowRank.dtype || target.dtype != _dtype)
+        {
+            using var back = ProjectBack(lowRank);
+            target.add_(back, alpha: alpha);
+            return;
+        }
+        using var q = Columns();
+        var a = (float)(alpha * _config.Scale);
+        if (Side == ProjectionSide.Right) target.addmm_(lowRank, q.t(), beta: 1, alpha: a);
+        else target.addmm_(q, lowRank, beta: 1, alpha: a);
+    }
+
+    /// <summary>W ← W − c·Back(N).</summary>
+    public void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+
+    /// <inheritdoc />
+    public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Long("side", (long)Side);
+        writer.Long("rank", Rank);
+        writer.Long("basis_size", BasisSize);
+        writer.Tensor("dct_indices", _indices);
+    }
+
+    /// <inheritdoc />
+    public void Load(StateReader reader)
+    {
+        reader.ExpectLong("side", (long)Side);
+        reader.ExpectLong("rank", Rank);
+        reader.ExpectLong("basis_size", BasisSize);
+        var indices = reader.Tensor("dct_indices", [Rank], ScalarType.Int64, _device);
+        if (indices is null) return;
+        using (var scope = NewDisposeScope())
+        {
+            var bad = indices.lt(0).logical_or(indices.ge(BasisSize)).any().item<bool>();
+            if (bad)
+            {
+                indices.Dispose();
+                throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index outside [0, {BasisSize}).");
+            }
+        }
+        StateTensors.Replace(ref _indices, indices);
+    }
+
+    /// <inheritdoc />
+    public void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _indices, device);
+        if (device.type == _device.type && device.index == _device.index) return;
+        var lease = DctBasis.Acquire(BasisSize, _dtype, device);
+        _basis.Dispose();
+        _basis = lease;
+        _device = device;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _indices?.Dispose();
+        _indices = null;
+        _basis.Dispose();
+    }
+}

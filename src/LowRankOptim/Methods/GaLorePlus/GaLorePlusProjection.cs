@@ -1,0 +1,173 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// GaLore+ (Liao et al. 2024, arXiv 2412.19820; no public code, design of <c>docs/algorithms/galore-plus.md</c>):
+/// GaLore whose bases come from randomized subspace iteration (as <see cref="RandomizedSvdProjection"/>, same
+/// sketch seeds), with two options.
+/// <list type="bullet">
+/// <item><b>Cross-head projection</b> (<see cref="Heads"/> set): at each refresh one head, drawn from a generator
+/// seeded by (<see cref="Seed"/>, parameter index, refresh count), gives its gradient block G^{i*}; the basis
+/// is estimated from that block alone and projects every head's block (<see cref="Reading"/>). Weights without
+/// heads use randomized subspace iteration on the whole matrix with GaLore's <c>std</c> side.</item>
+/// <item><b>Sparsely coded residual</b> (<see cref="ResidualDensity"/> ρ &gt; 0): for the first
+/// <see cref="ResidualWarmup"/> steps S_w, |G − Back(Proj(G))| (no α) is summed in a temporary float32 m×n buffer;
+/// then the k = ⌈ρ·m·n⌉ entries Ω with the largest sums are kept (sorted; int32 indices, int64 when m·n ≥ 2³¹)
+/// with Adam moments of their own (the group's Adam config, own step count), the buffer is freed, and every
+/// later step adds α_e·scatter(Ω, m̂_e/(√v̂_e + ε)) (with the rule's ε convention) to the update.</item>
+/// </list>
+/// State per m×n weight: the basis (reading (a): r·d; (b): d_h·r; no heads: r·min(m, n)) plus, when ρ &gt; 0,
+/// k indices and 2k moments; the moments of the projected gradient are the rule's. During the warm-up the
+/// m·n·4-byte buffer exists too; <see cref="PlannedStateBytes"/> reports the state after the warm-up.
+/// </summary>
+/// <param name="Rank">r ≥ 1; clamped to min(d_h, d) for attention weights and to min(m, n) otherwise.</param>
+/// <param name="UpdateProjGap">T ≥ 1: the basis is refreshed at steps 1, T+1, 2T+1, …</param>
+/// <param name="Scale">α &gt; 0, multiplies the back-projected update.</param>
+/// <param name="Oversampling">p ≥ 0 extra sketch columns.</param>
+/// <param name="PowerIterations">q ≥ 0 power iterations.</param>
+/// <param name="Seed">The seed of sketches and head draws.</param>
+/// <param name="Heads">The attention layout of the group's weights, or null for ordinary weights.</param>
+/// <param name="Reading">How the one-head basis is shared (ignored without heads).</param>
+/// <param name="ResidualDensity">ρ in [0, 1]: the fraction of entries with sparse residual moments; 0 turns the residual off.</param>
+/// <param name="ResidualWarmup">S_w ≥ 0 steps of residual accumulation before Ω is chosen (0: from the first step's residual).</param>
+/// <param name="ResidualReestimate">Re-choose Ω at every refresh after the warm-up, from the refresh gradient's residual (moments of kept entries carry over, new ones start at 0).</param>
+/// <param name="ResidualScale">α_e &gt; 0, multiplies the sparse residual update.</param>
+/// <param name="Tensors">Which parameters the projection applies to; the others use the full space.</param>
+public sealed record GaLorePlusProjection(
+    int Rank = 128,
+    int UpdateProjGap = 200,
+    double Scale = 0.25,
+    int Oversampling = 8,
+    int PowerIterations = 2,
+    long Seed = 0,
+    AttentionHeads? Heads = null,
+    CrossHeadReading Reading = CrossHeadReading.SharedLongSide,
+    double ResidualDensity = 0.0,
+    int ResidualWarmup = 200,
+    bool ResidualReestimate = false,
+    double ResidualScale = 1.0,
+    TensorsProjected Tensors = TensorsProjected.MatricesOnly) : IProjectionConfig
+{
+    /// <inheritdoc />
+    public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
+
+    /// <inheritdoc />
+    public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device)
+    {
+        var layout = LayoutOf(matrix);
+        return layout.PerHead
+            ? new HeadBlockSubspace(this, matrix, layout, dtype, device)
+            : new CrossHeadSubspace(this, matrix, layout, dtype, device);
+    }
+
+    /// <inheritdoc />
+    public long[] ProjectedShape(MatrixShape matrix)
+    {
+        var l = LayoutOf(matrix);
+        if (!l.PerHead) return MatrixSides.ProjectedShape(l.Side, matrix, l.Rank);
+        return l.Axis == HeadAxis.Rows ? [l.Heads * l.Rank, matrix.Cols] : [matrix.Rows, l.Heads * l.Rank];
+    }
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype)
+    {
+        var l = LayoutOf(matrix);
+        var basis = l.PerHead ? l.HeadSize * l.Rank : MatrixSides.BasisElements(l.Side, matrix, l.Rank);
+        return basis * DTypes.ElementSize(dtype) + SparseResidual.PlannedBytes(matrix, ResidualElements(matrix), dtype);
+    }
+
+    /// <summary>The rank of the shared basis for a <paramref name="matrix"/>: r clamped to min(d_h, d) with heads, to min(m, n) without.</summary>
+    public long LayoutRank(MatrixShape matrix) => LayoutOf(matrix).Rank;
+
+    /// <summary>k = ⌈ρ·m·n⌉, the number of entries with sparse residual moments (0 when ρ = 0).</summary>
+    public long ResidualElements(MatrixShape matrix)
+    {
+        var total = matrix.Rows * matrix.Cols;
+        return Math.Min(total, (long)Math.Ceiling((decimal)ResidualDensity * total));
+    }
+
+    /// <summary>
+    /// The head drawn at refresh <paramref name="refreshIndex"/> (0-based) of parameter <paramref name="parameterIndex"/>:
+    /// uniform in [0, <paramref name="heads"/>), from a SplitMix64 hash of the sketch seed (a separate stream, so
+    /// the sketch is the one <see cref="RandomizedSvdProjection"/> draws). Depends on nothing else, so it resumes exactly.
+    /// </summary>
+    public static int HeadFor(long seed, int parameterIndex, long refreshIndex, int heads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(heads, 1);
+        var h = RandomizedSvdProjection.SketchSeed(seed, parameterIndex, refreshIndex) ^ 0xA5A5_5A5A_C3C3_3C3CUL;
+        h += 0x9E3779B97F4A7C15UL;
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9UL;
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EBUL;
+        h ^= h >> 31;
+        return (int)((UInt128)h * (ulong)heads >> 64);
+    }
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        new SvdProjection(Rank, UpdateProjGap, Scale, ProjectionType.Std, Tensors).Validate(where);
+        if (Oversampling < 0) throw new ArgumentOutOfRangeException("oversampling", Oversampling, $"{where}: oversampling must be >= 0.");
+        if (PowerIterations < 0) throw new ArgumentOutOfRangeException("power_iterations", PowerIterations, $"{where}: power_iterations must be >= 0.");
+        if (Heads is { } h)
+        {
+            if (h.Heads < 1) throw new ArgumentOutOfRangeException("heads", h.Heads, $"{where}: heads must be >= 1.");
+            RuleChecks.Defined("head_axis", h.Axis, where);
+        }
+        RuleChecks.Defined("cross_head", Reading, where);
+        if (!(ResidualDensity >= 0 && ResidualDensity <= 1)) throw new ArgumentOutOfRangeException("residual_density", ResidualDensity, $"{where}: residual_density must be in [0, 1].");
+        if (ResidualWarmup < 0) throw new ArgumentOutOfRangeException("residual_warmup", ResidualWarmup, $"{where}: residual_warmup must be >= 0.");
+        if (!(ResidualScale > 0) || double.IsInfinity(ResidualScale)) throw new ArgumentOutOfRangeException("residual_scale", ResidualScale, $"{where}: residual_scale must be finite and > 0.");
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Long("rank", Rank);
+        writer.Long("update_proj_gap", UpdateProjGap);
+        writer.Double("scale", Scale);
+        writer.Long("oversampling", Oversampling);
+        writer.Long("power_iterations", PowerIterations);
+        writer.Long("seed", Seed);
+        writer.Long("heads", Heads?.Heads ?? 0);
+        writer.Long("head_axis", (long)(Heads?.Axis ?? HeadAxis.Rows));
+        writer.Long("cross_head", (long)Reading);
+        writer.Double("residual_density", ResidualDensity);
+        writer.Long("residual_warmup", ResidualWarmup);
+        writer.Bool("residual_reestimate", ResidualReestimate);
+        writer.Double("residual_scale", ResidualScale);
+        writer.Long("tensors", (long)Tensors);
+    }
+
+    internal static GaLorePlusProjection Read(StateReader reader)
+    {
+        var (rank, gap, scale) = ((int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"));
+        var (p, q, seed) = ((int)reader.Long("oversampling"), (int)reader.Long("power_iterations"), reader.Long("seed"));
+        var heads = (int)reader.Long("heads");
+        var axis = (HeadAxis)reader.Long("head_axis");
+        return new(rank, gap, scale, p, q, seed, heads == 0 ? null : new AttentionHeads(heads, axis), (CrossHeadReading)reader.Long("cross_head"),
+            reader.Double("residual_density"), (int)reader.Long("residual_warmup"), reader.Bool("residual_reestimate"), reader.Double("residual_scale"),
+            (TensorsProjected)reader.Long("tensors"));
+    }
+
+    /// <summary>The layout of one weight: which side, rank, head count and head size.</summary>
+    internal readonly record struct Layout(ProjectionSide Side, long Rank, int Heads, long HeadSize, HeadAxis Axis, bool PerHead);
+
+    /// <summary>Checks the head layout against <paramref name="matrix"/>; throws naming the head count, its value and the constraint.</summary>
+    internal Layout LayoutOf(MatrixShape matrix)
+    {
+        if (Heads is not { } h) return new Layout(MatrixSides.SideOf(ProjectionType.Std, matrix), Math.Min(Rank, matrix.Min), 1, 0, HeadAxis.Rows, false);
+        var length = h.Axis == HeadAxis.Rows ? matrix.Rows : matrix.Cols;
+        if (h.Heads < 1 || length % h.Heads != 0)
+            throw new ArgumentOutOfRangeException("heads", h.Heads,
+                $"heads = {h.Heads} must be >= 1 and divide the {(h.Axis == HeadAxis.Rows ? "rows" : "columns")} ({length}) of a {matrix} weight grouped by head along {h.Axis}.");
+        var headSize = length / h.Heads;
+        var other = h.Axis == HeadAxis.Rows ? matrix.Cols : matrix.Rows;
+        var rank = Math.Min(Rank, Math.Min(headSize, other));
+        var perHead = Reading == CrossHeadReading.PerHeadShortSide;
+        // (a): the basis lives on the model dimension (columns of Q/K/V, rows of O).
+        var side = h.Axis == HeadAxis.Rows ? ProjectionSide.Right : ProjectionSide.Left;
+        return new Layout(side, rank, h.Heads, headSize, h.Axis, perHead);
+    }
+}

@@ -1,0 +1,147 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// The subspace of <see cref="GaLorePlusProjection"/> with reading (b): a rank-r basis on the head side d_h,
+/// estimated from the drawn head's block, projecting every head block separately (effective rank h·r).
+/// </summary>
+public sealed class HeadBlockSubspace : ISubspace
+{
+    private readonly GaLorePlusProjection _config;
+    private readonly GaLorePlusProjection.Layout _layout;
+    private readonly SparseResidual? _residual;
+    private readonly MatrixShape _matrix;
+    private readonly ScalarType _dtype;
+    private Device _device;
+    private Tensor? _basis; // Q/K/V: U_r (d_h×r); O: V_rᵀ (r×d_h)
+
+    internal HeadBlockSubspace(GaLorePlusProjection config, MatrixShape matrix, GaLorePlusProjection.Layout layout, ScalarType dtype, Device device)
+    {
+        _config = config;
+        _layout = layout;
+        _matrix = matrix;
+        _dtype = dtype;
+        _device = device;
+        ProjectedShape = config.ProjectedShape(matrix);
+        var k = config.ResidualElements(matrix);
+        _residual = k > 0 ? new SparseResidual(matrix, k, config.ResidualWarmup, config.ResidualReestimate, config.ResidualScale, dtype, device) : null;
+    }
+
+    /// <summary>The per-head basis: U_r (d_h×r) for Q/K/V, V_rᵀ (r×d_h) for O; null before the first refresh.</summary>
+    public Tensor? Basis => _basis;
+    /// <summary>r, the rank of the shared per-head basis.</summary>
+    public long Rank => _layout.Rank;
+    /// <summary>How many refreshes have computed a basis (saved).</summary>
+    public long RefreshCount { get; private set; }
+    /// <summary>The head the last refresh estimated the basis from (−1 before the first; not saved).</summary>
+    public int LastHead { get; private set; } = -1;
+    /// <summary>The sparse residual's state, or null when ρ = 0.</summary>
+    public SparseResidual? Residual => _residual;
+
+    /// <inheritdoc />
+    public long[] ProjectedShape { get; }
+    /// <inheritdoc />
+    public bool HasBasis => _basis is not null;
+    /// <inheritdoc />
+    public long StateBytes => StateTensors.Bytes(_basis) + (_residual?.StateBytes ?? 0);
+    private bool Rows => _layout.Axis == HeadAxis.Rows;
+
+    /// <inheritdoc />
+    public bool NeedsRefresh(long step) => !HasBasis || (step - 1) % _config.UpdateProjGap == 0;
+
+    /// <inheritdoc />
+    public Tensor? Refresh(Tensor gradient, in SubspaceContext context)
+    {
+        using var scope = NewDisposeScope();
+        var g32 = gradient.to(ScalarType.Float32);
+        var head = GaLorePlusProjection.HeadFor(_config.Seed, context.ParameterIndex, RefreshCount, _layout.Heads);
+        var block = g32.narrow(Rows ? 0 : 1, head * _layout.HeadSize, _layout.HeadSize);
+        var (u, vh) = RandomizedSvdSubspace.Estimate(block, Rank, _config.Oversampling, _config.PowerIterations,
+            RandomizedSvdProjection.SketchSeed(_config.Seed, context.ParameterIndex, RefreshCount), left: Rows, right: !Rows);
+        var basis = Rows ? BasisSubspace.CanonicalOrFail(u!, columns: true) : BasisSubspace.CanonicalOrFail(vh!, columns: false);
+        StateTensors.Replace(ref _basis, basis.to(_dtype, copy: true));
+        LastHead = head;
+        RefreshCount++;
+        return null;
+    }
+
+    /// <inheritdoc />
+    public Tensor Project(Tensor gradient)
+    {
+        long h = _layout.Heads, dh = _layout.HeadSize;
+        return Rows
+            ? _basis!.t().matmul(gradient.view(h, dh, _matrix.Cols)).reshape(h * Rank, _matrix.Cols)
+            : gradient.view(_matrix.Rows, h, dh).matmul(_basis!.t()).reshape(_matrix.Rows, h * Rank);
+    }
+
+    /// <summary>Back(lowRank) without α: every head block mapped back with the shared basis.</summary>
+    public Tensor ProjectBackUnscaled(Tensor lowRank)
+    {
+        long h = _layout.Heads, dh = _layout.HeadSize;
+        return Rows
+            ? _basis!.matmul(lowRank.view(h, Rank, _matrix.Cols)).reshape(h * dh, _matrix.Cols)
+            : lowRank.view(_matrix.Rows, h, Rank).matmul(_basis!).reshape(_matrix.Rows, h * dh);
+    }
+
+    /// <inheritdoc />
+    public Tensor ProjectBack(Tensor lowRank)
+    {
+        var back = ProjectBackUnscaled(lowRank);
+        return _config.Scale == 1.0 ? back : back.mul_(_config.Scale);
+    }
+
+    /// <inheritdoc />
+    public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
+    {
+        using var back = ProjectBackUnscaled(lowRank);
+        target.add_(back.dtype == target.dtype ? back : back.to(target.dtype), alpha: alpha * _config.Scale);
+    }
+
+    /// <inheritdoc />
+    public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
+
+    /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
+    public void Apply(in SubspaceUpdate update)
+    {
+        AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+        _residual?.Update(update.Target, update.Gradient, update.Projected, ProjectBackUnscaled, RefreshCount, update.Rule);
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Long("rank", Rank);
+        writer.Long("refresh_count", RefreshCount);
+        writer.Tensor("head_basis", _basis);
+        _residual?.Save(writer);
+    }
+
+    /// <inheritdoc />
+    public void Load(StateReader reader)
+    {
+        reader.ExpectLong("rank", Rank);
+        RefreshCount = reader.Long("refresh_count");
+        long[] shape = Rows ? [_layout.HeadSize, Rank] : [Rank, _layout.HeadSize];
+        var basis = reader.Tensor("head_basis", shape, _dtype, _device);
+        if (basis is not null) StateTensors.Replace(ref _basis, basis);
+        _residual?.Load(reader, RefreshCount);
+    }
+
+    /// <inheritdoc />
+    public void MoveTo(Device device)
+    {
+        StateTensors.MoveTo(ref _basis, device);
+        _residual?.MoveTo(device);
+        _device = device;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _basis?.Dispose();
+        _basis = null;
+        _residual?.Dispose();
+    }
+}

@@ -1,0 +1,82 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// Online Subspace Descent (Liang et al., NeurIPS 2024, the reference's <c>proj_type="continuous"</c>): the
+/// basis P is initialized once from the SVD of the first gradient (side as <see cref="ProjectionType.Std"/>)
+/// and then follows the gradients by one optimizer step per weight step on the online-PCA loss
+/// L(P) = ‖Ĝ·PᵀP − Ĝ‖²_F (right, P r×n) or ‖P·PᵀĜ − Ĝ‖²_F (left, P m×r), Ĝ = G/‖G‖_F, evaluated at the P
+/// the weight step used. The loss gradient is computed in closed form in O(m·n·r) (<see cref="OnlinePcaSubspace.LossGradient"/>),
+/// and P's optimizer is one of this library's update rules.
+/// </summary>
+/// <param name="Rank">r ≥ 1; clamped to min(m, n) for each matrix.</param>
+/// <param name="UpdateProjGap">T ≥ 1: not a refresh period but the inverse of P's step size, η_P = (1/T)·(η_k/η_0).</param>
+/// <param name="Scale">α &gt; 0, multiplies the back-projected update.</param>
+/// <param name="Type">The side (<see cref="ProjectionType.Full"/> is not supported: P is one matrix).</param>
+/// <param name="Tensors">Which parameters the projection applies to; the others use the full space.</param>
+/// <param name="BasisRule">
+/// P's optimizer (null: <c>torch.optim.AdamW</c>'s defaults, β = (0.9, 0.999), ε = 1e-8 added after bias
+/// correction, as the reference). Any rule of the library may be used; its state is part of the checkpoint.
+/// </param>
+/// <param name="BasisWeightDecay">λ_P ≥ 0, P's decoupled weight decay P ← P·(1 − η_P·λ_P) before its step (reference: 0.01).</param>
+public sealed record OnlinePcaProjection(
+    int Rank = 128,
+    int UpdateProjGap = 200,
+    double Scale = 0.25,
+    ProjectionType Type = ProjectionType.Std,
+    TensorsProjected Tensors = TensorsProjected.MatricesOnly,
+    IUpdateRuleConfig? BasisRule = null,
+    double BasisWeightDecay = 0.01) : IProjectionConfig
+{
+    /// <summary>P's optimizer (never null: <see cref="AdamConfig"/>'s torch.optim defaults when none is given).</summary>
+    public IUpdateRuleConfig BasisRule { get; init; } = BasisRule ?? new AdamConfig();
+
+    /// <inheritdoc />
+    public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
+
+    /// <inheritdoc />
+    public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) =>
+        MatrixSides.BasisBytes(Type, matrix, Rank, dtype) + BasisRule.PlannedStateBytes(BasisShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)), BasisRule.WorkingType(dtype));
+
+    /// <summary>P's shape: m×r on the left, r×n on the right.</summary>
+    internal static long[] BasisShape(ProjectionSide side, MatrixShape m, long r) => side == ProjectionSide.Left ? [m.Rows, r] : [r, m.Cols];
+
+    /// <inheritdoc />
+    public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) =>
+        new OnlinePcaSubspace(this, matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), dtype, device);
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        new SvdProjection(Rank, UpdateProjGap, Scale, Type, Tensors).Validate(where);
+        if (Type == ProjectionType.Full)
+            throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of Std, ReverseStd, Left, Right (Online Subspace Descent learns one basis).");
+        if (!(BasisWeightDecay >= 0) || double.IsInfinity(BasisWeightDecay))
+            throw new ArgumentOutOfRangeException("p_weight_decay", BasisWeightDecay, $"{where}: p_weight_decay must be finite and >= 0.");
+        BasisRule.Validate($"{where}, the basis optimizer");
+        if (BasisRule is AdafactorConfig { RelativeStep: true })
+            throw new ArgumentException($"{where}: the basis optimizer cannot use Adafactor's relative_step (its step size must follow η_P = (1/T)·(η_k/η_0)).", "p_optimizer");
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Long("rank", Rank);
+        writer.Long("update_proj_gap", UpdateProjGap);
+        writer.Double("scale", Scale);
+        writer.Long("proj_type", (long)Type);
+        writer.Long("tensors", (long)Tensors);
+        writer.Double("p_weight_decay", BasisWeightDecay);
+        ConfigCodec.Write(writer, BasisRule);
+    }
+
+    internal static OnlinePcaProjection Read(StateReader reader) => new(
+        (int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"),
+        (ProjectionType)reader.Long("proj_type"), (TensorsProjected)reader.Long("tensors"),
+        BasisWeightDecay: reader.Double("p_weight_decay"), BasisRule: ConfigCodec.ReadRule(reader));
+}

@@ -1,0 +1,139 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// The subspace of <see cref="OnlinePcaProjection"/>: P (U_r-like m×r on the left, V_rᵀ-like r×n on the
+/// right) from one SVD, then one step of P's own optimizer after every weight step from step 2 on.
+/// P is not re-orthonormalized (as the reference). State: P, P's rule state and its step count.
+/// </summary>
+public sealed class OnlinePcaSubspace : BasisSubspace
+{
+    private readonly OnlinePcaProjection _config;
+    private IUpdateRule? _rule;
+
+    internal OnlinePcaSubspace(OnlinePcaProjection config, MatrixShape matrix, ProjectionSide side, long rank, ScalarType dtype, Device device)
+        : base(matrix, side, rank, config.UpdateProjGap, config.Scale, dtype, device)
+    {
+        _config = config;
+        long[] shape = side == ProjectionSide.Left ? [matrix.Rows, rank] : [rank, matrix.Cols];
+        _rule = config.BasisRule.Create(shape, config.BasisRule.WorkingType(dtype), device);
+    }
+
+    /// <summary>P's optimizer steps taken (j of its last step).</summary>
+    public long BasisSteps { get; private set; }
+
+    /// <summary>P: the m×r left basis or the r×n right basis (null before the first step).</summary>
+    public Tensor? Basis => Side == ProjectionSide.Left ? Left : Right;
+
+    /// <summary>P's update-rule state (its moments).</summary>
+    public IUpdateRule BasisRuleState => _rule ?? throw new ObjectDisposedException(nameof(OnlinePcaSubspace));
+
+    /// <inheritdoc />
+    public override long StateBytes => base.StateBytes + (_rule?.StateBytes ?? 0);
+
+    /// <summary>Only the first step computes a basis (by SVD); afterwards P moves by <see cref="AfterUpdate"/>.</summary>
+    public override bool NeedsRefresh(long step) => !HasBasis;
+
+    /// <inheritdoc />
+    protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context) =>
+        SvdSubspace.TopSingularVectors(gradient, Rank, NeedsLeft, NeedsRight);
+
+    /// <summary>
+    /// From step 2 on: ∇L at the current P from the step's gradient G and its projection R (= G·Pᵀ or PᵀG),
+    /// then one step of P's optimizer with η_P = (1/T)·(η_k/η_0) (η_k/η_0 = 1 when η_0 = 0) and decoupled
+    /// decay λ_P. A zero gradient gives a zero loss gradient (Ĝ = 0); a non-finite one leaves P unchanged.
+    /// </summary>
+    public override void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context)
+    {
+        if (context.Step <= 1 || Basis is not { } p) return; // step 1 only initializes P
+        using var scope = NewDisposeScope();
+        // Reductions accumulate in float32 or wider even for bf16/fp16 inputs: no full-size copy needed.
+        var norm = gradient.norm().to(ScalarType.Float64).item<double>();
+        if (!double.IsFinite(norm))
+            throw new SubspaceRefreshException("the gradient has non-finite entries; P keeps its value");
+        var ruleType = _config.BasisRule.WorkingType(p.dtype);
+        var grad = LossGradient(p, gradient, projected, Side, norm > 0 ? 1.0 / norm : 0.0).to(ruleType);
+
+        var ratio = context.InitialLearningRate != 0 ? context.LearningRate / context.InitialLearningRate : 1.0;
+        var lr = ratio / _config.UpdateProjGap;
+        BasisSteps++;
+        var update = BasisRuleState.Compute(grad, new RuleContext(BasisSteps, lr, _config.BasisRule, () => Rms(p)));
+        if (_config.BasisWeightDecay != 0) p.mul_(1 - update.DecayLearningRate * _config.BasisWeightDecay);
+        p.add_(update.Direction.to(p.dtype), alpha: -update.Coefficient);
+    }
+
+    /// <summary>
+    /// The gradient of the online-PCA loss at P, in closed form without any m×m or n×n intermediate, given
+    /// the gradient G, its projection R and c = 1/‖G‖_F (Ĝ = c·G, R̂ = c·R):
+    /// right (P r×n, R = G·Pᵀ): ∇ = 2·[(R̂ᵀR̂)·P + (PPᵀ)·(R̂ᵀĜ) − 2·R̂ᵀĜ];
+    /// left (P m×r, R = Pᵀ·G): ∇ = 2·[P·(R̂R̂ᵀ) + (ĜR̂ᵀ)·(PᵀP) − 2·ĜR̂ᵀ].
+    /// Equal to 2P[(A−I)C + C(A−I)] with A = PᵀP, C = ĜᵀĜ (right; the spec's form), at cost O(m·n·r):
+    /// only R̂ is scaled, Ĝ enters through one product whose r-sized result is scaled.
+    /// </summary>
+    internal static Tensor LossGradient(Tensor p, Tensor gradient, Tensor projected, ProjectionSide side, double inverseNorm)
+    {
+        Tensor result;
+        using (var scope = NewDisposeScope())
+        {
+            var g = gradient.to(p.dtype);
+            var r = projected.to(p.dtype).mul(inverseNorm);
+            if (side == ProjectionSide.Right)
+            {
+                var b = r.t().mm(g).mul_(inverseNorm);   // R̂ᵀĜ (r×n)
+                result = r.t().mm(r).mm(p)               // (R̂ᵀR̂) P
+                    .add_(p.mm(p.t()).mm(b))             // + (PPᵀ) R̂ᵀĜ
+                    .add_(b, alpha: -2);
+            }
+            else
+            {
+                var b = g.mm(r.t()).mul_(inverseNorm);   // ĜR̂ᵀ (m×r)
+                result = p.mm(r.mm(r.t()))               // P (R̂R̂ᵀ)
+                    .add_(b.mm(p.t().mm(p)))             // + ĜR̂ᵀ (PᵀP)
+                    .add_(b, alpha: -2);
+            }
+            result = result.mul_(2).MoveToOuterDisposeScope();
+        }
+        return result;
+    }
+
+    private static double Rms(Tensor p)
+    {
+        using var scope = NewDisposeScope();
+        var w = p.to(ScalarType.Float32);
+        return w.norm().div_(Math.Sqrt(w.numel())).item<float>();
+    }
+
+    /// <inheritdoc />
+    public override void Save(StateWriter writer)
+    {
+        base.Save(writer);
+        writer.Long("basis_steps", BasisSteps);
+        BasisRuleState.Save(writer);
+    }
+
+    /// <inheritdoc />
+    public override void Load(StateReader reader)
+    {
+        base.Load(reader);
+        BasisSteps = reader.Long("basis_steps");
+        BasisRuleState.Load(reader);
+    }
+
+    /// <inheritdoc />
+    public override void MoveTo(Device device)
+    {
+        base.MoveTo(device);
+        BasisRuleState.MoveTo(device);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (!disposing) return;
+        _rule?.Dispose();
+        _rule = null;
+    }
+}

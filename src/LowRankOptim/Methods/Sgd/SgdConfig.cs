@@ -1,0 +1,43 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// SGD with optional heavy-ball momentum, as torch.optim.SGD: b ← μ·b + (1 − dampening)·g (b = g on the
+/// first step), direction b (or g + μ·b with Nesterov). A linear rule: with a full-rank orthonormal
+/// projection it equals the unprojected rule, which the tests use as an anchor.
+/// </summary>
+/// <param name="Momentum">μ in [0, 1); 0 keeps no state.</param>
+/// <param name="Dampening">In [0, 1].</param>
+/// <param name="Nesterov">Nesterov momentum; needs μ &gt; 0 and dampening 0.</param>
+public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bool Nesterov = false) : IUpdateRuleConfig
+{
+    /// <inheritdoc />
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+
+    /// <inheritdoc />
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SgdRule(shape, Momentum != 0, dtype, device);
+
+    /// <inheritdoc />
+    public long PlannedStateBytes(long[] shape, ScalarType dtype) => Momentum != 0 ? DTypes.Elements(shape) * DTypes.ElementSize(dtype) : 0;
+
+    /// <inheritdoc />
+    public void Validate(string where)
+    {
+        RuleChecks.UnitInterval("momentum", Momentum, where);
+        if (!(Dampening >= 0 && Dampening <= 1)) throw new ArgumentOutOfRangeException("dampening", Dampening, $"{where}: dampening must be in [0, 1].");
+        if (Nesterov && (Momentum <= 0 || Dampening != 0))
+            throw new ArgumentException($"{where}: nesterov = true needs momentum > 0 and dampening = 0 (momentum {Momentum}, dampening {Dampening}).", "nesterov");
+    }
+
+    /// <inheritdoc />
+    public void Save(StateWriter writer)
+    {
+        writer.Double("momentum", Momentum);
+        writer.Double("dampening", Dampening);
+        writer.Bool("nesterov", Nesterov);
+    }
+
+    internal static SgdConfig Read(StateReader reader) => new(reader.Double("momentum"), reader.Double("dampening"), reader.Bool("nesterov"));
+}

@@ -1,0 +1,186 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LowRankOptim;
+
+/// <summary>
+/// The optimizer state of one parameter: its step count, its subspace (null in the full space) and its
+/// rule's moments. Saved as named entries, so a load reports exactly what does not match.
+/// </summary>
+public sealed class LowRankParameterState : OptimizerState, IDisposable
+{
+    private const int FormatVersion = 1;
+    private readonly LowRankOptimizer? _owner;
+
+    internal LowRankParameterState(Parameter parameter, int index, int groupIndex, LowRankOptimizer? owner) : base(parameter)
+    {
+        Index = index;
+        GroupIndex = groupIndex;
+        _owner = owner;
+        Shape = parameter.shape;
+    }
+
+    /// <summary>The parameter's position in the optimizer (over all groups, in order).</summary>
+    public int Index { get; }
+    /// <summary>The index of the parameter's group.</summary>
+    public int GroupIndex { get; }
+    /// <summary>The parameter's shape.</summary>
+    public long[] Shape { get; }
+    /// <summary>Steps taken (k of the last update; 0 before the first).</summary>
+    public long Step { get; internal set; }
+    /// <summary>Refreshes that produced a new basis.</summary>
+    public long Refreshes { get; internal set; }
+    /// <summary>Refreshes that failed and kept the previous basis (non-finite gradient, SVD failure).</summary>
+    public long RefreshFailures { get; internal set; }
+    /// <summary>The subspace, or null when the parameter is trained in the full space.</summary>
+    public ISubspace? Subspace { get; private set; }
+    /// <summary>The update rule's state.</summary>
+    public IUpdateRule Rule { get; private set; } = null!;
+    /// <summary>Exact bytes of every tensor this parameter's state holds.</summary>
+    public long StateBytes => (Subspace?.StateBytes ?? 0) + Rule.StateBytes;
+
+    /// <summary>The parameter this state belongs to.</summary>
+    public Parameter Parameter => _parameter;
+    internal string Describe() => $"parameter {Index} (shape {StateReader.Format(Shape)}, group {GroupIndex})";
+
+    /// <summary>Creates fresh components for <paramref name="options"/> (disposing any previous ones).</summary>
+    public override void Initialize(OptimizerOptions options)
+    {
+        var (subspace, rule) = CreateComponents((LowRankOptions)options);
+        Replace(0, 0, 0, subspace, rule);
+    }
+
+    private (ISubspace? Subspace, IUpdateRule Rule) CreateComponents(LowRankOptions options)
+    {
+        var dtype = options.Rule!.WorkingType(_parameter.dtype);
+        var device = _parameter.device;
+        var matrix = options.Projection!.MatrixViewOf(Shape);
+        var subspace = matrix is MatrixShape m ? options.Projection.Create(m, dtype, device) : null;
+        try
+        {
+            return (subspace, options.Rule.Create(subspace?.ProjectedShape ?? Shape, dtype, device));
+        }
+        catch
+        {
+            subspace?.Dispose();
+            throw;
+        }
+    }
+
+    private void Replace(long step, long refreshes, long failures, ISubspace? subspace, IUpdateRule rule)
+    {
+        Subspace?.Dispose();
+        Rule?.Dispose();
+        (Step, Refreshes, RefreshFailures, Subspace, Rule) = (step, refreshes, failures, subspace, rule);
+    }
+
+    /// <inheritdoc />
+    public override void SaveStateDict(BinaryWriter writer)
+    {
+        var w = new StateWriter(writer);
+        w.Long("state_version", FormatVersion);
+        w.String("shape", StateReader.Format(Shape));
+        w.Long("step", Step);
+        w.Long("refreshes", Refreshes);
+        w.Long("refresh_failures", RefreshFailures);
+        w.Bool("has_subspace", Subspace is not null);
+        Subspace?.Save(w);
+        Rule.Save(w);
+    }
+
+    /// <summary>
+    /// Reads this parameter's saved state into new components. Inside an optimizer load the result is
+    /// staged and applied only once everything has been read and checked.
+    /// </summary>
+    public override void LoadStateDict(BinaryReader reader)
+    {
+        var options = _owner?.OptionsForLoading(GroupIndex) ?? throw new InvalidOperationException("the state belongs to no optimizer");
+        var staged = Read(reader, options);
+        _owner.StageState(Index, staged);
+    }
+
+    /// <summary>Copies another state of the same parameter shape and configuration.</summary>
+    public override void LoadStateDict(OptimizerState source)
+    {
+        if (source is not LowRankParameterState other)
+            throw new ArgumentException($"{Describe()}: cannot load a {source?.GetType().Name ?? "null"} state into LowRankParameterState.", nameof(source));
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) other.SaveStateDict(writer);
+        stream.Position = 0;
+        using var reader = new BinaryReader(stream);
+        var options = _owner?.OptionsForLoading(GroupIndex) ?? throw new InvalidOperationException("the state belongs to no optimizer");
+        Apply(Read(reader, options));
+    }
+
+    internal StagedState Read(BinaryReader reader, LowRankOptions options)
+    {
+        var r = new StateReader(reader, Describe());
+        r.ExpectLong("state_version", FormatVersion);
+        var shape = r.String("shape");
+        if (shape != StateReader.Format(Shape))
+            throw new InvalidDataException($"{Describe()}: the saved state is for a parameter of shape {shape}; the shapes must be equal.");
+        var step = r.Long("step");
+        var refreshes = r.Long("refreshes");
+        var failures = r.Long("refresh_failures");
+        var hasSubspace = r.Bool("has_subspace");
+        var (subspace, rule) = CreateComponents(options);
+        var staged = new StagedState(step, refreshes, failures, subspace, rule);
+        try
+        {
+            if (hasSubspace != (subspace is not null))
+                throw new InvalidDataException(hasSubspace
+                    ? $"{Describe()}: the saved state has a subspace but the group's projection ({options.Projection}) trains this parameter in the full space."
+                    : $"{Describe()}: the saved state has no subspace but the group's projection ({options.Projection}) projects this parameter.");
+            subspace?.Load(r);
+            rule.Load(r);
+            return staged;
+        }
+        catch
+        {
+            staged.Dispose();
+            throw;
+        }
+    }
+
+    internal void Apply(StagedState staged) =>
+        Replace(staged.Step, staged.Refreshes, staged.RefreshFailures, staged.Subspace, staged.Rule);
+
+    /// <summary>True when both states hold exactly the same saved values.</summary>
+    public override bool ApproximatelyEquals(OptimizerState other)
+    {
+        if (other is not LowRankParameterState o) return false;
+        return Serialized(this).AsSpan().SequenceEqual(Serialized(o));
+    }
+
+    private static byte[] Serialized(LowRankParameterState s)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream)) s.SaveStateDict(writer);
+        return stream.ToArray();
+    }
+
+    /// <inheritdoc />
+    public override void to(Device device)
+    {
+        Subspace?.MoveTo(device);
+        Rule.MoveTo(device);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Subspace?.Dispose();
+        Rule?.Dispose();
+    }
+
+    /// <summary>A state read from a stream, not yet applied.</summary>
+    internal sealed record StagedState(long Step, long Refreshes, long RefreshFailures, ISubspace? Subspace, IUpdateRule Rule) : IDisposable
+    {
+        public void Dispose()
+        {
+            Subspace?.Dispose();
+            Rule.Dispose();
+        }
+    }
+}

@@ -10,19 +10,21 @@ namespace LowRankOptim;
 /// </summary>
 public abstract class BasisSubspace : ISubspace
 {
-    private Tensor? _left;   // U_r, m×r
-    private Tensor? _right;  // V_rᵀ, r×n
+    private readonly TensorSlot _left;   // U_r, m×r
+    private readonly TensorSlot _right;  // V_rᵀ, r×n
+    private readonly CounterSlot _refreshCount;
 
-    /// <summary>Creates an empty subspace; the basis is computed at the first refresh.</summary>
-    protected BasisSubspace(MatrixShape matrix, ProjectionSide side, long rank, long updateProjGap, double scale, ScalarType dtype, Device device)
+    /// <summary>Creates an empty subspace with the state of <paramref name="declaration"/> (from <see cref="Declare"/>); the basis is computed at the first refresh.</summary>
+    protected BasisSubspace(StateDeclaration declaration, MatrixShape matrix, ProjectionSide side, long rank, long updateProjGap, double scale, ScalarType dtype, Device device)
     {
+        State = new StateSlots(declaration, device);
+        (_left, _right, _refreshCount) = (State.Tensor("left_basis"), State.Tensor("right_basis"), State.Counter("refresh_count"));
         Matrix = matrix;
         Side = side;
         Rank = rank;
         UpdateProjGap = updateProjGap;
         Scale = scale;
         DType = dtype;
-        Device = device;
         ProjectedShape = MatrixSides.ProjectedShape(side, matrix, rank);
     }
 
@@ -38,21 +40,31 @@ public abstract class BasisSubspace : ISubspace
     public double Scale { get; }
     /// <summary>The basis dtype.</summary>
     public ScalarType DType { get; }
-    /// <summary>The basis device.</summary>
-    public Device Device { get; private set; }
     /// <summary>How many refreshes have computed a basis (saved, so seeded refreshes resume exactly).</summary>
-    public long RefreshCount { get; private set; }
+    public long RefreshCount => _refreshCount.Value;
+
+    /// <summary>
+    /// The bases' state: side and rank (checked on load), the refresh count, U_r (m×r) and V_rᵀ (r×n) as the
+    /// side needs them, set at the first refresh; then <paramref name="extra"/> entries of a derived subspace.
+    /// </summary>
+    protected internal static StateDeclaration Declare(ProjectionSide side, MatrixShape matrix, long rank, ScalarType dtype, params IEnumerable<StateEntry> extra) =>
+        new([
+            new ConstantEntry("side", (long)side), new ConstantEntry("rank", rank), new CounterEntry("refresh_count"),
+            new TensorEntry("left_basis", [matrix.Rows, rank], dtype, side != ProjectionSide.Right ? SlotPresence.WhenSet : SlotPresence.Unused),
+            new TensorEntry("right_basis", [rank, matrix.Cols], dtype, side != ProjectionSide.Left ? SlotPresence.WhenSet : SlotPresence.Unused),
+            .. extra]);
+
+    /// <inheritdoc />
+    public StateSlots State { get; }
 
     /// <inheritdoc />
     public long[] ProjectedShape { get; }
     /// <inheritdoc />
-    public bool HasBasis => _left is not null || _right is not null;
+    public bool HasBasis => _left.HasValue || _right.HasValue;
     /// <summary>U_r (m×r), or null for a right projection or before the first refresh.</summary>
-    public Tensor? Left => _left;
+    public Tensor? Left => _left.Value;
     /// <summary>V_rᵀ (r×n), or null for a left projection or before the first refresh.</summary>
-    public Tensor? Right => _right;
-    /// <inheritdoc />
-    public virtual long StateBytes => StateTensors.Bytes(_left) + StateTensors.Bytes(_right);
+    public Tensor? Right => _right.Value;
 
     /// <summary>GaLore's schedule: at the first step and at steps 1, T+1, 2T+1, …</summary>
     public virtual bool NeedsRefresh(long step) => !HasBasis || (step - 1) % UpdateProjGap == 0;
@@ -66,9 +78,9 @@ public abstract class BasisSubspace : ISubspace
         // Compute both before replacing either, so a failure keeps the previous basis whole.
         var left = u is null ? null : CanonicalOrFail(u, columns: true);
         var right = vh is null ? null : CanonicalOrFail(vh, columns: false);
-        if (left is not null) StateTensors.Replace(ref _left, left.to(DType, copy: true));
-        if (right is not null) StateTensors.Replace(ref _right, right.to(DType, copy: true));
-        RefreshCount++;
+        if (left is not null) _left.Set(left.to(DType, copy: true));
+        if (right is not null) _right.Set(right.to(DType, copy: true));
+        _refreshCount.Value++;
         return null;
     }
 
@@ -90,9 +102,9 @@ public abstract class BasisSubspace : ISubspace
     /// <inheritdoc />
     public Tensor Project(Tensor gradient) => Side switch
     {
-        ProjectionSide.Right => gradient.mm(_right!.t()),
-        ProjectionSide.Left => _left!.t().mm(gradient),
-        _ => _left!.t().mm(gradient).mm(_right!.t()),
+        ProjectionSide.Right => gradient.mm(Right!.t()),
+        ProjectionSide.Left => Left!.t().mm(gradient),
+        _ => Left!.t().mm(gradient).mm(Right!.t()),
     };
 
     /// <inheritdoc />
@@ -105,9 +117,9 @@ public abstract class BasisSubspace : ISubspace
     /// <summary>Back(lowRank) without the scale α: the orthogonal projection's map back to the full matrix.</summary>
     public Tensor ProjectBackUnscaled(Tensor lowRank) => Side switch
     {
-        ProjectionSide.Right => lowRank.mm(_right!),
-        ProjectionSide.Left => _left!.mm(lowRank),
-        _ => _left!.mm(lowRank).mm(_right!),
+        ProjectionSide.Right => lowRank.mm(Right!),
+        ProjectionSide.Left => Left!.mm(lowRank),
+        _ => Left!.mm(lowRank).mm(Right!),
     };
 
     /// <inheritdoc />
@@ -122,62 +134,16 @@ public abstract class BasisSubspace : ISubspace
         var a = (float)(alpha * Scale);
         switch (Side)
         {
-            case ProjectionSide.Right: target.addmm_(lowRank, _right!, beta: 1, alpha: a); break;
-            case ProjectionSide.Left: target.addmm_(_left!, lowRank, beta: 1, alpha: a); break;
+            case ProjectionSide.Right: target.addmm_(lowRank, Right!, beta: 1, alpha: a); break;
+            case ProjectionSide.Left: target.addmm_(Left!, lowRank, beta: 1, alpha: a); break;
             default:
-                using (var nv = lowRank.mm(_right!)) target.addmm_(_left!, nv, beta: 1, alpha: a);
+                using (var nv = lowRank.mm(Right!)) target.addmm_(Left!, nv, beta: 1, alpha: a);
                 break;
         }
     }
 
     /// <summary>W ← W − c·Back(N).</summary>
     public virtual void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
-
-    /// <inheritdoc />
-    public virtual void Save(StateWriter writer)
-    {
-        writer.Long("side", (long)Side);
-        writer.Long("rank", Rank);
-        writer.Long("refresh_count", RefreshCount);
-        writer.Tensor("left_basis", _left);
-        writer.Tensor("right_basis", _right);
-    }
-
-    /// <inheritdoc />
-    public virtual void Load(StateReader reader)
-    {
-        reader.ExpectLong("side", (long)Side);
-        reader.ExpectLong("rank", Rank);
-        RefreshCount = reader.Long("refresh_count");
-        var left = reader.Tensor("left_basis", [Matrix.Rows, Rank], DType, Device);
-        var right = reader.Tensor("right_basis", [Rank, Matrix.Cols], DType, Device);
-        if (left is not null) StateTensors.Replace(ref _left, left);
-        if (right is not null) StateTensors.Replace(ref _right, right);
-    }
-
-    /// <inheritdoc />
-    public virtual void MoveTo(Device device)
-    {
-        StateTensors.MoveTo(ref _left, device);
-        StateTensors.MoveTo(ref _right, device);
-        Device = device;
-    }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        Dispose(true);
-        GC.SuppressFinalize(this);
-    }
-
-    /// <summary>Disposes the bases; derived classes dispose their own tensors too.</summary>
-    protected virtual void Dispose(bool disposing)
-    {
-        if (!disposing) return;
-        _left?.Dispose();
-        _right?.Dispose();
-        _left = _right = null;
-    }
 
     internal static Tensor CanonicalOrFail(Tensor basis, bool columns)
     {

@@ -21,7 +21,7 @@ public sealed class FullSpace : IProjectionConfig
     public long[] ProjectedShape(MatrixShape matrix) => matrix.ToArray();
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, torch.ScalarType dtype) => 0;
+    public StateDeclaration DeclareState(MatrixShape matrix, torch.ScalarType dtype) => new();
 
     /// <inheritdoc />
     public void Validate(string where) { }

@@ -23,8 +23,11 @@ public interface IProjectionConfig
     /// <summary>The projected gradient's shape for a <paramref name="matrix"/>, computed without allocating.</summary>
     long[] ProjectedShape(MatrixShape matrix);
 
-    /// <summary>Exact bytes the subspace of a <paramref name="matrix"/> holds once its basis exists (planning, no allocation).</summary>
-    long PlannedStateBytes(MatrixShape matrix, torch.ScalarType dtype);
+    /// <summary>
+    /// The state of the subspace of a <paramref name="matrix"/>: the subspace builds its <see cref="StateSlots"/>
+    /// from it and the planner reads it (no allocation).
+    /// </summary>
+    StateDeclaration DeclareState(MatrixShape matrix, torch.ScalarType dtype);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option, its value and the constraint.</summary>
     /// <param name="where">Where the config is used, e.g. "parameter group 1", for the message.</param>

@@ -1,23 +1,30 @@
-
 namespace LowRankOptim;
 
 /// <summary>
-/// A per-parameter piece of optimizer state (a subspace or an update rule) that owns its tensors.
+/// A per-parameter piece of optimizer state (a subspace or an update rule). Its tensors, counters and nested
+/// components live in <see cref="State"/>, built from the declaration its config made; saving, loading,
+/// byte counts, device moves and disposal come from there. A component overrides <see cref="Load"/> only to
+/// check what was read (indices in range, consistent flags).
 /// </summary>
 public interface IStatefulComponent : IDisposable
 {
-    /// <summary>Writes every tensor and number needed to resume exactly.</summary>
-    void Save(StateWriter writer);
+    /// <summary>The declared state.</summary>
+    StateSlots State { get; }
+
+    /// <summary>Writes every declared entry.</summary>
+    void Save(StateWriter writer) => State.Save(writer);
 
     /// <summary>
-    /// Reads what <see cref="Save"/> wrote into this component, which is always freshly created by its
-    /// config for the same parameter; throws <see cref="InvalidDataException"/> on any mismatch.
+    /// Reads what <see cref="Save"/> wrote into this component, which is always freshly created by its config
+    /// for the same parameter; throws <see cref="InvalidDataException"/> on any mismatch.
     /// </summary>
-    void Load(StateReader reader);
+    void Load(StateReader reader) => State.Load(reader);
 
     /// <summary>Exact bytes of the tensors this component holds now.</summary>
-    long StateBytes { get; }
+    long StateBytes => State.Bytes;
 
     /// <summary>Moves every tensor to <paramref name="device"/>.</summary>
-    void MoveTo(TorchSharp.torch.Device device);
+    void MoveTo(TorchSharp.torch.Device device) => State.MoveTo(device);
+
+    void IDisposable.Dispose() => State.Dispose();
 }

@@ -14,8 +14,11 @@ public interface IUpdateRuleConfig
     /// <summary>Creates the per-parameter rule state for gradients (full or projected) of <paramref name="shape"/>.</summary>
     IUpdateRule Create(long[] shape, torch.ScalarType dtype, torch.Device device);
 
-    /// <summary>Exact bytes of the state <see cref="Create"/> allocates for <paramref name="shape"/> in <paramref name="dtype"/> (planning, no allocation).</summary>
-    long PlannedStateBytes(long[] shape, torch.ScalarType dtype);
+    /// <summary>
+    /// The state <see cref="Create"/> allocates for <paramref name="shape"/> in <paramref name="dtype"/>: the rule
+    /// builds its <see cref="StateSlots"/> from it and the planner reads it (no allocation).
+    /// </summary>
+    StateDeclaration DeclareState(long[] shape, torch.ScalarType dtype);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option, its value and the constraint.</summary>
     void Validate(string where);

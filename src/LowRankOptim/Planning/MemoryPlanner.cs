@@ -44,8 +44,8 @@ public static class MemoryPlanner
         var matrix = projection.MatrixViewOf(shape);
         var bytes = DTypes.Elements(shape) * DTypes.ElementSize(dtype);
         var state = matrix is MatrixShape m
-            ? projection.PlannedStateBytes(m, working) + rule.PlannedStateBytes(projection.ProjectedShape(m), working)
-            : rule.PlannedStateBytes(shape, working);
+            ? projection.DeclareState(m, working).PlannedBytes + rule.DeclareState(projection.ProjectedShape(m), working).PlannedBytes
+            : rule.DeclareState(shape, working).PlannedBytes;
         return new ParameterPlan(name, shape, group, matrix is not null, bytes, bytes, state);
     }
 

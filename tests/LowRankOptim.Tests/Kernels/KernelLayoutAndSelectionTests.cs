@@ -48,9 +48,8 @@ public sealed class KernelLayoutAndSelectionTests
     {
         using var scope = NewDisposeScope();
         var g = randn(5, 9).t(); // 9×5 view with odd strides
-        var auto = new AdamRule([9, 5], ScalarType.Float32, CPU, KernelPreference.Auto);
-        var cpu = new AdamRule([9, 5], ScalarType.Float32, CPU, KernelPreference.Cpu);
-        var reference = new AdamRule([9, 5], ScalarType.Float32, CPU, KernelPreference.Reference);
+        IUpdateRule Rule(KernelPreference kernel) => new AdamConfig(Kernel: kernel).Create([9, 5], ScalarType.Float32, CPU);
+        var (auto, cpu, reference) = (Rule(KernelPreference.Auto), Rule(KernelPreference.Cpu), Rule(KernelPreference.Reference));
         var config = new AdamConfig();
         var context = new RuleContext(1, 0.01, config, () => 0);
         var expected = reference.Compute(g, context).Direction;

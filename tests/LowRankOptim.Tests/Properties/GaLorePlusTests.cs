@@ -118,8 +118,8 @@ public sealed class GaLorePlusTests
                 var expected = rows ? p.mm(p.t().mm(block)) : block.mm(p.t()).mm(p);
                 TensorAssert.Close(back.narrow(rows ? 0 : 1, i * dh, dh), expected.mul(0.5), 1e-5, 0, $"{axis}, head {i}");
             }
-            config.PlannedStateBytes(shape, ScalarType.Float32).Should().Be(dh * r * 4);
-            subspace.StateBytes.Should().Be(dh * r * 4);
+            config.DeclareState(shape, ScalarType.Float32).PlannedBytes.Should().Be(dh * r * 4);
+            ((ISubspace)subspace).StateBytes.Should().Be(dh * r * 4);
         }
     }
 

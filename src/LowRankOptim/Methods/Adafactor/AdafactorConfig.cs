@@ -36,15 +36,10 @@ public sealed record AdafactorConfig(
     public ScalarType WorkingType(ScalarType gradientType) => ScalarType.Float32;
 
     /// <inheritdoc />
-    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdafactorRule(shape, Beta1.HasValue, dtype, device, Kernel);
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdafactorRule(DeclareState(shape, dtype), shape, dtype, device, Kernel);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(long[] shape, ScalarType dtype)
-    {
-        var n = DTypes.Elements(shape);
-        var second = shape.Length >= 2 ? n / shape[^1] + n / shape[^2] : n; // row + column statistics, or full V
-        return (second + (Beta1.HasValue ? n : 0)) * DTypes.ElementSize(dtype);
-    }
+    public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => AdafactorRule.Declare(shape, Beta1.HasValue, dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

@@ -36,10 +36,10 @@ public sealed record AdamConfig(
     public ScalarType WorkingType(ScalarType gradientType) => gradientType;
 
     /// <inheritdoc />
-    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(shape, dtype, device, Kernel);
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(DeclareState(shape, dtype), dtype, device, Kernel);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(long[] shape, ScalarType dtype) => 2 * DTypes.Elements(shape) * DTypes.ElementSize(dtype);
+    public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => AdamRule.Declare(shape, dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

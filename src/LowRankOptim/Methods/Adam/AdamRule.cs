@@ -9,26 +9,31 @@ namespace LowRankOptim;
 public sealed class AdamRule : IUpdateRule
 {
     private readonly ScalarType _dtype;
-    private Tensor? _expAvg;
-    private Tensor? _expAvgSq;
+    private readonly TensorSlot _expAvg;
+    private readonly TensorSlot _expAvgSq;
     private readonly KernelChoice _kernels = new(KernelOperation.AdamDirection);
     private readonly KernelChoice _updateKernels = new(KernelOperation.AdamUpdate);
 
-    internal AdamRule(long[] shape, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
+    internal AdamRule(StateDeclaration declaration, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
         _dtype = dtype;
         _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
-        _expAvg = StateTensors.Zeros(shape, dtype, device);
-        _expAvgSq = StateTensors.Zeros(shape, dtype, device);
+        State = new StateSlots(declaration, device);
+        _expAvg = State.Tensor("exp_avg");
+        _expAvgSq = State.Tensor("exp_avg_sq");
     }
 
-    /// <summary>The first moment m.</summary>
-    public Tensor ExpAvg => _expAvg!;
-    /// <summary>The second moment v.</summary>
-    public Tensor ExpAvgSq => _expAvgSq!;
+    /// <summary>exp_avg and exp_avg_sq, dense in the gradient's dtype.</summary>
+    internal static StateDeclaration Declare(long[] shape, ScalarType dtype) =>
+        new(new TensorEntry("exp_avg", shape, dtype), new TensorEntry("exp_avg_sq", shape, dtype));
 
     /// <inheritdoc />
-    public long StateBytes => StateTensors.Bytes(_expAvg) + StateTensors.Bytes(_expAvgSq);
+    public StateSlots State { get; }
+
+    /// <summary>The first moment m.</summary>
+    public Tensor ExpAvg => _expAvg.Required;
+    /// <summary>The second moment v.</summary>
+    public Tensor ExpAvgSq => _expAvgSq.Required;
 
     /// <inheritdoc />
     public RuleUpdate Compute(Tensor gradient, in RuleContext context)
@@ -89,32 +94,4 @@ public sealed class AdamRule : IUpdateRule
     /// <summary>The kernels this rule's state currently runs on (for tests and logs).</summary>
     internal IOptimizerKernels Kernels(KernelPreference preference) => _kernels.For(preference, ExpAvg.device, _dtype);
 
-    /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Tensor("exp_avg", _expAvg);
-        writer.Tensor("exp_avg_sq", _expAvgSq);
-    }
-
-    /// <inheritdoc />
-    public void Load(StateReader reader)
-    {
-        StateTensors.Load(reader, "exp_avg", ref _expAvg);
-        StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
-    }
-
-    /// <inheritdoc />
-    public void MoveTo(Device device)
-    {
-        StateTensors.MoveTo(ref _expAvg, device);
-        StateTensors.MoveTo(ref _expAvgSq, device);
-    }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        _expAvg?.Dispose();
-        _expAvgSq?.Dispose();
-        _expAvg = _expAvgSq = null;
-    }
 }

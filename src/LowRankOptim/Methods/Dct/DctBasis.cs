@@ -49,7 +49,7 @@ public static class DctBasis
     {
         get
         {
-            lock (Gate) return Entries.Values.Sum(e => StateTensors.Bytes(e.Basis));
+            lock (Gate) return Entries.Values.Sum(e => e.Basis is { } b ? b.numel() * b.element_size() : 0);
         }
     }
 

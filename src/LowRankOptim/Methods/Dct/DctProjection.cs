@@ -47,7 +47,14 @@ public sealed record DctProjection(
     public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.ProjectedShape(MatrixSides.SideOf(Type, matrix), matrix, EffectiveRank(matrix));
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => EffectiveRank(matrix) * sizeof(long); // the r int64 indices; the basis is shared
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype)
+    {
+        var side = MatrixSides.SideOf(Type, matrix);
+        // The r int64 indices; the s×s basis is shared by every matrix of the size (DctBasis.CachedBytes).
+        return new(new ConstantEntry("side", (long)side), new ConstantEntry("rank", EffectiveRank(matrix)),
+            new ConstantEntry("basis_size", side == ProjectionSide.Right ? matrix.Cols : matrix.Rows),
+            new TensorEntry("dct_indices", [EffectiveRank(matrix)], ScalarType.Int64, SlotPresence.WhenSet));
+    }
 
     /// <summary>min(r, s): the rank clamped to the basis size s of the projected side.</summary>
     private long EffectiveRank(MatrixShape matrix) =>

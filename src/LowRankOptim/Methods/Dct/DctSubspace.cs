@@ -14,7 +14,7 @@ public sealed class DctSubspace : ISubspace
     private readonly ScalarType _dtype;
     private Device _device;
     private DctBasis.Lease _basis;
-    private Tensor? _indices; // int64 [r], descending score order
+    private readonly TensorSlot _indices; // int64 [r], descending score order
     private readonly KernelChoice _l1 = new(KernelOperation.L1Norms);
 
     internal DctSubspace(DctProjection config, MatrixShape matrix, ScalarType dtype, Device device)
@@ -27,11 +27,16 @@ public sealed class DctSubspace : ISubspace
         ProjectedShape = MatrixSides.ProjectedShape(Side, matrix, Rank);
         _dtype = dtype;
         _device = device;
+        State = new StateSlots(config.DeclareState(matrix, dtype), device);
+        _indices = State.Tensor("dct_indices");
         _basis = DctBasis.Acquire(BasisSize, dtype, device);
         // An explicit kernel choice that cannot be honoured fails here, with the reason, not at the first re-selection.
         if (config.ScoreNorm == 1.0 && KernelSelection.Effective(config.Kernel) is KernelPreference.Cpu or KernelPreference.Cuda)
             _l1.For(config.Kernel, device, config.Method == DctTransformMethod.FastTransform && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype);
     }
+
+    /// <inheritdoc />
+    public StateSlots State { get; }
 
     /// <summary>The gradient matrix shape.</summary>
     public MatrixShape Matrix { get; }
@@ -44,14 +49,11 @@ public sealed class DctSubspace : ISubspace
     /// <inheritdoc />
     public long[] ProjectedShape { get; }
     /// <inheritdoc />
-    public bool HasBasis => _indices is not null;
+    public bool HasBasis => _indices.HasValue;
     /// <summary>The selected column indices in slot order (descending score at the last re-selection), or null before the first.</summary>
-    public long[]? Indices => _indices?.cpu().data<long>().ToArray();
-    /// <summary>The r indices; the s×s basis is shared and counted by <see cref="DctBasis.CachedBytes"/>.</summary>
-    public long StateBytes => StateTensors.Bytes(_indices);
-
+    public long[]? Indices => _indices.Value?.cpu().data<long>().ToArray();
     /// <summary>The reference's schedule: k = 1 and k mod T = 0 (and whenever no selection exists yet).</summary>
-    public bool NeedsRefresh(long step) => _indices is null || step == 1 || step % _config.UpdateProjGap == 0;
+    public bool NeedsRefresh(long step) => !_indices.HasValue || step == 1 || step % _config.UpdateProjGap == 0;
 
     /// <inheritdoc />
     public Tensor? Refresh(Tensor gradient, in SubspaceContext context)
@@ -78,9 +80,7 @@ public sealed class DctSubspace : ISubspace
                 indices = tensor(TopIndices(Scores(transformed, reduce), Rank), device: _device);
                 projected = transformed.index_select(dim, indices).MoveToOuterDisposeScope();
             }
-            var old = _indices;
-            _indices = indices.DetachFromDisposeScope();
-            old?.Dispose();
+            _indices.Set(indices);
         }
         return projected;
     }
@@ -142,7 +142,7 @@ public sealed class DctSubspace : ISubspace
     internal Tensor SharedBasis => _basis.Basis;
 
     /// <summary>Q = C[:, idx] (s×r), gathered from the shared basis.</summary>
-    private Tensor Columns() => _basis.Basis.index_select(1, _indices!);
+    private Tensor Columns() => _basis.Basis.index_select(1, _indices.Required);
 
     /// <inheritdoc />
     public Tensor Project(Tensor gradient)
@@ -180,39 +180,20 @@ public sealed class DctSubspace : ISubspace
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 
-    /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("side", (long)Side);
-        writer.Long("rank", Rank);
-        writer.Long("basis_size", BasisSize);
-        writer.Tensor("dct_indices", _indices);
-    }
-
-    /// <inheritdoc />
+    /// <summary>Reads the state and checks every index lies in [0, s).</summary>
     public void Load(StateReader reader)
     {
-        reader.ExpectLong("side", (long)Side);
-        reader.ExpectLong("rank", Rank);
-        reader.ExpectLong("basis_size", BasisSize);
-        var indices = reader.Tensor("dct_indices", [Rank], ScalarType.Int64, _device);
-        if (indices is null) return;
-        using (var scope = NewDisposeScope())
-        {
-            var bad = indices.lt(0).logical_or(indices.ge(BasisSize)).any().item<bool>();
-            if (bad)
-            {
-                indices.Dispose();
-                throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index outside [0, {BasisSize}).");
-            }
-        }
-        StateTensors.Replace(ref _indices, indices);
+        State.Load(reader);
+        if (_indices.Value is not { } indices) return;
+        using var scope = NewDisposeScope();
+        if (indices.lt(0).logical_or(indices.ge(BasisSize)).any().item<bool>())
+            throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index outside [0, {BasisSize}).");
     }
 
-    /// <inheritdoc />
+    /// <summary>Moves the indices and takes the shared basis of the new device.</summary>
     public void MoveTo(Device device)
     {
-        StateTensors.MoveTo(ref _indices, device);
+        State.MoveTo(device);
         if (device.type == _device.type && device.index == _device.index) return;
         var lease = DctBasis.Acquire(BasisSize, _dtype, device);
         _basis.Dispose();
@@ -220,11 +201,10 @@ public sealed class DctSubspace : ISubspace
         _device = device;
     }
 
-    /// <inheritdoc />
+    /// <summary>Disposes the indices and releases the shared basis.</summary>
     public void Dispose()
     {
-        _indices?.Dispose();
-        _indices = null;
+        State.Dispose();
         _basis.Dispose();
     }
 }

@@ -41,7 +41,8 @@ public sealed record RandomizedSvdProjection(
     public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => MatrixSides.BasisBytes(Type, matrix, Rank, dtype);
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype) =>
+        BasisSubspace.Declare(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min), dtype);
 
     /// <inheritdoc />
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) =>

@@ -9,7 +9,7 @@ public sealed class RandomizedSvdSubspace : BasisSubspace
     private readonly RandomizedSvdProjection _config;
 
     internal RandomizedSvdSubspace(RandomizedSvdProjection config, MatrixShape matrix, ProjectionSide side, long rank, ScalarType dtype, Device device)
-        : base(matrix, side, rank, config.UpdateProjGap, config.Scale, dtype, device) => _config = config;
+        : base(config.DeclareState(matrix, dtype), matrix, side, rank, config.UpdateProjGap, config.Scale, dtype, device) => _config = config;
 
     /// <summary>ℓ = min(r + p, m, n), the sketch width.</summary>
     public long SketchWidth => Math.Min(Rank + _config.Oversampling, Matrix.Min);

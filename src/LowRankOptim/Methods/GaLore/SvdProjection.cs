@@ -25,13 +25,14 @@ public sealed record SvdProjection(
 
     /// <inheritdoc />
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) =>
-        new SvdSubspace(matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), UpdateProjGap, Scale, dtype, device);
+        new SvdSubspace(DeclareState(matrix, dtype), matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), UpdateProjGap, Scale, dtype, device);
 
     /// <inheritdoc />
     public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => MatrixSides.BasisBytes(Type, matrix, Rank, dtype);
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype) =>
+        BasisSubspace.Declare(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min), dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

@@ -6,8 +6,8 @@ namespace LowRankOptim;
 /// <summary>The subspace of <see cref="SvdProjection"/>: exact thin SVD at each refresh.</summary>
 public sealed class SvdSubspace : BasisSubspace
 {
-    internal SvdSubspace(MatrixShape matrix, ProjectionSide side, long rank, long gap, double scale, ScalarType dtype, Device device)
-        : base(matrix, side, rank, gap, scale, dtype, device) { }
+    internal SvdSubspace(StateDeclaration declaration, MatrixShape matrix, ProjectionSide side, long rank, long gap, double scale, ScalarType dtype, Device device)
+        : base(declaration, matrix, side, rank, gap, scale, dtype, device) { }
 
     /// <inheritdoc />
     protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context) =>

@@ -15,12 +15,12 @@ public sealed class CrossHeadSubspace : BasisSubspace
     private readonly SparseResidual? _residual;
 
     internal CrossHeadSubspace(GaLorePlusProjection config, MatrixShape matrix, GaLorePlusProjection.Layout layout, ScalarType dtype, Device device)
-        : base(matrix, layout.Side, layout.Rank, config.UpdateProjGap, config.Scale, dtype, device)
+        : base(config.DeclareState(matrix, dtype), matrix, layout.Side, layout.Rank, config.UpdateProjGap, config.Scale, dtype, device)
     {
         _config = config;
         _layout = layout;
         var k = config.ResidualElements(matrix);
-        _residual = k > 0 ? new SparseResidual(matrix, k, config.ResidualWarmup, config.ResidualReestimate, config.ResidualScale, dtype, device) : null;
+        _residual = k > 0 ? new SparseResidual(State, matrix, k, config.ResidualWarmup, config.ResidualReestimate, config.ResidualScale, dtype) : null;
     }
 
     /// <summary>The head the last refresh estimated the basis from (−1 before the first; not saved).</summary>
@@ -28,9 +28,6 @@ public sealed class CrossHeadSubspace : BasisSubspace
 
     /// <summary>The sparse residual's state, or null when ρ = 0.</summary>
     public SparseResidual? Residual => _residual;
-
-    /// <inheritdoc />
-    public override long StateBytes => base.StateBytes + (_residual?.StateBytes ?? 0);
 
     /// <inheritdoc />
     protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context)
@@ -53,30 +50,10 @@ public sealed class CrossHeadSubspace : BasisSubspace
     }
 
     /// <inheritdoc />
-    public override void Save(StateWriter writer)
+    public void Load(StateReader reader)
     {
-        base.Save(writer);
-        _residual?.Save(writer);
+        State.Load(reader);
+        _residual?.Loaded(reader, RefreshCount);
     }
 
-    /// <inheritdoc />
-    public override void Load(StateReader reader)
-    {
-        base.Load(reader);
-        _residual?.Load(reader, RefreshCount);
-    }
-
-    /// <inheritdoc />
-    public override void MoveTo(Device device)
-    {
-        base.MoveTo(device);
-        _residual?.MoveTo(device);
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        base.Dispose(disposing);
-        if (disposing) _residual?.Dispose();
-    }
 }

@@ -20,7 +20,7 @@ namespace LowRankOptim;
 /// </list>
 /// State per m×n weight: the basis (reading (a): r·d; (b): d_h·r; no heads: r·min(m, n)) plus, when ρ &gt; 0,
 /// k indices and 2k moments; the moments of the projected gradient are the rule's. During the warm-up the
-/// m·n·4-byte buffer exists too; <see cref="PlannedStateBytes"/> reports the state after the warm-up.
+/// m·n·4-byte buffer exists too; <see cref="DeclareState"/> plans the state after the warm-up.
 /// </summary>
 /// <param name="Rank">r ≥ 1; clamped to min(d_h, d) for attention weights and to min(m, n) otherwise.</param>
 /// <param name="UpdateProjGap">T ≥ 1: the basis is refreshed at steps 1, T+1, 2T+1, …</param>
@@ -71,11 +71,12 @@ public sealed record GaLorePlusProjection(
     }
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype)
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype)
     {
         var l = LayoutOf(matrix);
-        var basis = l.PerHead ? l.HeadSize * l.Rank : MatrixSides.BasisElements(l.Side, matrix, l.Rank);
-        return basis * DTypes.ElementSize(dtype) + SparseResidual.PlannedBytes(matrix, ResidualElements(matrix), dtype);
+        return l.PerHead
+            ? HeadBlockSubspace.Declare(l, matrix, ResidualElements(matrix), dtype)
+            : BasisSubspace.Declare(l.Side, matrix, l.Rank, dtype, SparseResidual.Declare(matrix, ResidualElements(matrix), dtype));
     }
 
     /// <summary>The rank of the shared basis for a <paramref name="matrix"/>: r clamped to min(d_h, d) with heads, to min(m, n) without.</summary>

@@ -14,8 +14,8 @@ public sealed class HeadBlockSubspace : ISubspace
     private readonly SparseResidual? _residual;
     private readonly MatrixShape _matrix;
     private readonly ScalarType _dtype;
-    private Device _device;
-    private Tensor? _basis; // Q/K/V: U_r (d_h×r); O: V_rᵀ (r×d_h)
+    private readonly TensorSlot _basis; // Q/K/V: U_r (d_h×r); O: V_rᵀ (r×d_h)
+    private readonly CounterSlot _refreshCount;
 
     internal HeadBlockSubspace(GaLorePlusProjection config, MatrixShape matrix, GaLorePlusProjection.Layout layout, ScalarType dtype, Device device)
     {
@@ -23,18 +23,29 @@ public sealed class HeadBlockSubspace : ISubspace
         _layout = layout;
         _matrix = matrix;
         _dtype = dtype;
-        _device = device;
         ProjectedShape = config.ProjectedShape(matrix);
+        State = new StateSlots(config.DeclareState(matrix, dtype), device);
+        (_basis, _refreshCount) = (State.Tensor("head_basis"), State.Counter("refresh_count"));
         var k = config.ResidualElements(matrix);
-        _residual = k > 0 ? new SparseResidual(matrix, k, config.ResidualWarmup, config.ResidualReestimate, config.ResidualScale, dtype, device) : null;
+        _residual = k > 0 ? new SparseResidual(State, matrix, k, config.ResidualWarmup, config.ResidualReestimate, config.ResidualScale, dtype) : null;
     }
 
+    /// <summary>The rank (checked on load), the refresh count, the per-head basis (set at the first refresh), then the residual's entries.</summary>
+    internal static StateDeclaration Declare(GaLorePlusProjection.Layout layout, MatrixShape matrix, long residual, ScalarType dtype) =>
+        new([
+            new ConstantEntry("rank", layout.Rank), new CounterEntry("refresh_count"),
+            new TensorEntry("head_basis", layout.Axis == HeadAxis.Rows ? [layout.HeadSize, layout.Rank] : [layout.Rank, layout.HeadSize], dtype, SlotPresence.WhenSet),
+            .. SparseResidual.Declare(matrix, residual, dtype)]);
+
+    /// <inheritdoc />
+    public StateSlots State { get; }
+
     /// <summary>The per-head basis: U_r (d_h×r) for Q/K/V, V_rᵀ (r×d_h) for O; null before the first refresh.</summary>
-    public Tensor? Basis => _basis;
+    public Tensor? Basis => _basis.Value;
     /// <summary>r, the rank of the shared per-head basis.</summary>
     public long Rank => _layout.Rank;
     /// <summary>How many refreshes have computed a basis (saved).</summary>
-    public long RefreshCount { get; private set; }
+    public long RefreshCount => _refreshCount.Value;
     /// <summary>The head the last refresh estimated the basis from (−1 before the first; not saved).</summary>
     public int LastHead { get; private set; } = -1;
     /// <summary>The sparse residual's state, or null when ρ = 0.</summary>
@@ -43,9 +54,7 @@ public sealed class HeadBlockSubspace : ISubspace
     /// <inheritdoc />
     public long[] ProjectedShape { get; }
     /// <inheritdoc />
-    public bool HasBasis => _basis is not null;
-    /// <inheritdoc />
-    public long StateBytes => StateTensors.Bytes(_basis) + (_residual?.StateBytes ?? 0);
+    public bool HasBasis => _basis.HasValue;
     private bool Rows => _layout.Axis == HeadAxis.Rows;
 
     /// <inheritdoc />
@@ -61,9 +70,9 @@ public sealed class HeadBlockSubspace : ISubspace
         var (u, vh) = RandomizedSvdSubspace.Estimate(block, Rank, _config.Oversampling, _config.PowerIterations,
             RandomizedSvdProjection.SketchSeed(_config.Seed, context.ParameterIndex, RefreshCount), left: Rows, right: !Rows);
         var basis = Rows ? BasisSubspace.CanonicalOrFail(u!, columns: true) : BasisSubspace.CanonicalOrFail(vh!, columns: false);
-        StateTensors.Replace(ref _basis, basis.to(_dtype, copy: true));
+        _basis.Set(basis.to(_dtype, copy: true));
         LastHead = head;
-        RefreshCount++;
+        _refreshCount.Value++;
         return null;
     }
 
@@ -72,8 +81,8 @@ public sealed class HeadBlockSubspace : ISubspace
     {
         long h = _layout.Heads, dh = _layout.HeadSize;
         return Rows
-            ? _basis!.t().matmul(gradient.view(h, dh, _matrix.Cols)).reshape(h * Rank, _matrix.Cols)
-            : gradient.view(_matrix.Rows, h, dh).matmul(_basis!.t()).reshape(_matrix.Rows, h * Rank);
+            ? Basis!.t().matmul(gradient.view(h, dh, _matrix.Cols)).reshape(h * Rank, _matrix.Cols)
+            : gradient.view(_matrix.Rows, h, dh).matmul(Basis!.t()).reshape(_matrix.Rows, h * Rank);
     }
 
     /// <summary>Back(lowRank) without α: every head block mapped back with the shared basis.</summary>
@@ -81,8 +90,8 @@ public sealed class HeadBlockSubspace : ISubspace
     {
         long h = _layout.Heads, dh = _layout.HeadSize;
         return Rows
-            ? _basis!.matmul(lowRank.view(h, Rank, _matrix.Cols)).reshape(h * dh, _matrix.Cols)
-            : lowRank.view(_matrix.Rows, h, Rank).matmul(_basis!).reshape(_matrix.Rows, h * dh);
+            ? Basis!.matmul(lowRank.view(h, Rank, _matrix.Cols)).reshape(h * dh, _matrix.Cols)
+            : lowRank.view(_matrix.Rows, h, Rank).matmul(Basis!).reshape(_matrix.Rows, h * dh);
     }
 
     /// <inheritdoc />
@@ -110,38 +119,10 @@ public sealed class HeadBlockSubspace : ISubspace
     }
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("rank", Rank);
-        writer.Long("refresh_count", RefreshCount);
-        writer.Tensor("head_basis", _basis);
-        _residual?.Save(writer);
-    }
-
-    /// <inheritdoc />
     public void Load(StateReader reader)
     {
-        reader.ExpectLong("rank", Rank);
-        RefreshCount = reader.Long("refresh_count");
-        long[] shape = Rows ? [_layout.HeadSize, Rank] : [Rank, _layout.HeadSize];
-        var basis = reader.Tensor("head_basis", shape, _dtype, _device);
-        if (basis is not null) StateTensors.Replace(ref _basis, basis);
-        _residual?.Load(reader, RefreshCount);
+        State.Load(reader);
+        _residual?.Loaded(reader, RefreshCount);
     }
 
-    /// <inheritdoc />
-    public void MoveTo(Device device)
-    {
-        StateTensors.MoveTo(ref _basis, device);
-        _residual?.MoveTo(device);
-        _device = device;
-    }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        _basis?.Dispose();
-        _basis = null;
-        _residual?.Dispose();
-    }
 }

@@ -40,8 +40,13 @@ public sealed record OnlinePcaProjection(
     public long[] ProjectedShape(MatrixShape matrix) => MatrixSides.BasisProjectedShape(Type, matrix, Rank);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) =>
-        MatrixSides.BasisBytes(Type, matrix, Rank, dtype) + BasisRule.PlannedStateBytes(BasisShape(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min)), BasisRule.WorkingType(dtype));
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype)
+    {
+        var (side, rank) = (MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min));
+        return BasisSubspace.Declare(side, matrix, rank, dtype,
+            new CounterEntry("basis_steps"),
+            new ComponentEntry("basis_rule", BasisRule.DeclareState(BasisShape(side, matrix, rank), BasisRule.WorkingType(dtype))));
+    }
 
     /// <summary>P's shape: m×r on the left, r×n on the right.</summary>
     internal static long[] BasisShape(ProjectionSide side, MatrixShape m, long r) => side == ProjectionSide.Left ? [m.Rows, r] : [r, m.Cols];

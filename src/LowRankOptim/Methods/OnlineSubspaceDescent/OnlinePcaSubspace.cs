@@ -11,27 +11,26 @@ namespace LowRankOptim;
 public sealed class OnlinePcaSubspace : BasisSubspace
 {
     private readonly OnlinePcaProjection _config;
-    private IUpdateRule? _rule;
+    private readonly IUpdateRule _rule;
+    private readonly CounterSlot _basisSteps;
 
     internal OnlinePcaSubspace(OnlinePcaProjection config, MatrixShape matrix, ProjectionSide side, long rank, ScalarType dtype, Device device)
-        : base(matrix, side, rank, config.UpdateProjGap, config.Scale, dtype, device)
+        : base(config.DeclareState(matrix, dtype), matrix, side, rank, config.UpdateProjGap, config.Scale, dtype, device)
     {
         _config = config;
-        long[] shape = side == ProjectionSide.Left ? [matrix.Rows, rank] : [rank, matrix.Cols];
-        _rule = config.BasisRule.Create(shape, config.BasisRule.WorkingType(dtype), device);
+        _basisSteps = State.Counter("basis_steps");
+        _rule = config.BasisRule.Create(OnlinePcaProjection.BasisShape(side, matrix, rank), config.BasisRule.WorkingType(dtype), device);
+        State.Attach("basis_rule", _rule.State);
     }
 
     /// <summary>P's optimizer steps taken (j of its last step).</summary>
-    public long BasisSteps { get; private set; }
+    public long BasisSteps => _basisSteps.Value;
 
     /// <summary>P: the m×r left basis or the r×n right basis (null before the first step).</summary>
     public Tensor? Basis => Side == ProjectionSide.Left ? Left : Right;
 
     /// <summary>P's update-rule state (its moments).</summary>
-    public IUpdateRule BasisRuleState => _rule ?? throw new ObjectDisposedException(nameof(OnlinePcaSubspace));
-
-    /// <inheritdoc />
-    public override long StateBytes => base.StateBytes + (_rule?.StateBytes ?? 0);
+    public IUpdateRule BasisRuleState => _rule;
 
     /// <summary>Only the first step computes a basis (by SVD); afterwards P moves by <see cref="AfterUpdate"/>.</summary>
     public override bool NeedsRefresh(long step) => !HasBasis;
@@ -58,9 +57,9 @@ public sealed class OnlinePcaSubspace : BasisSubspace
 
         var ratio = context.InitialLearningRate != 0 ? context.LearningRate / context.InitialLearningRate : 1.0;
         var lr = ratio / _config.UpdateProjGap;
-        BasisSteps++;
-        var update = BasisRuleState.Compute(grad, new RuleContext(BasisSteps, lr, _config.BasisRule, () => Rms(p)));
-        if (_config.BasisWeightDecay != 0) p.mul_(1 - update.DecayLearningRate * _config.BasisWeightDecay);
+        var decay = new WeightDecayPolicy(_config.BasisWeightDecay, WeightDecayOrder.BeforeUpdate);
+        var update = _rule.Compute(grad, new RuleContext(++_basisSteps.Value, lr, _config.BasisRule, () => Rms(p), decay));
+        decay.ApplyBeforeUpdate(p, update.DecayLearningRate);
         p.add_(update.Direction.to(p.dtype), alpha: -update.Coefficient);
     }
 
@@ -105,35 +104,4 @@ public sealed class OnlinePcaSubspace : BasisSubspace
         return w.norm().div_(Math.Sqrt(w.numel())).item<float>();
     }
 
-    /// <inheritdoc />
-    public override void Save(StateWriter writer)
-    {
-        base.Save(writer);
-        writer.Long("basis_steps", BasisSteps);
-        BasisRuleState.Save(writer);
-    }
-
-    /// <inheritdoc />
-    public override void Load(StateReader reader)
-    {
-        base.Load(reader);
-        BasisSteps = reader.Long("basis_steps");
-        BasisRuleState.Load(reader);
-    }
-
-    /// <inheritdoc />
-    public override void MoveTo(Device device)
-    {
-        base.MoveTo(device);
-        BasisRuleState.MoveTo(device);
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        base.Dispose(disposing);
-        if (!disposing) return;
-        _rule?.Dispose();
-        _rule = null;
-    }
 }

@@ -17,10 +17,10 @@ public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bo
     public ScalarType WorkingType(ScalarType gradientType) => gradientType;
 
     /// <inheritdoc />
-    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SgdRule(shape, Momentum != 0, dtype, device);
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SgdRule(DeclareState(shape, dtype), device);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(long[] shape, ScalarType dtype) => Momentum != 0 ? DTypes.Elements(shape) * DTypes.ElementSize(dtype) : 0;
+    public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => SgdRule.Declare(shape, Momentum != 0, dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

@@ -39,17 +39,10 @@ public sealed record SmmfConfig(
     public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     /// <inheritdoc />
-    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SmmfRule(shape, this, dtype, device);
+    public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SmmfRule(DeclareState(shape, dtype), shape, this, dtype, device);
 
     /// <inheritdoc />
-    public long PlannedStateBytes(long[] shape, ScalarType dtype)
-    {
-        var count = SquareMatricization.Count(shape);
-        if (!Factorizes(shape)) return (Beta.HasValue ? 2 : 1) * count * DTypes.ElementSize(dtype);
-        var (rows, cols) = SquareMatricization.Of(count);
-        // Factors are float32 whatever the working dtype; the sign of M takes ⌈N/8⌉ bytes.
-        return (rows + cols) * 4 * (Beta.HasValue ? 2 : 1) + (Beta.HasValue ? (count + 7) / 8 : 0);
-    }
+    public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => SmmfRule.Declare(shape, Factorizes(shape), Beta.HasValue, dtype);
 
     /// <inheritdoc />
     public void Validate(string where)

@@ -15,10 +15,10 @@ public sealed class SmmfRule : IUpdateRule
     private readonly long[] _shape;
     private readonly long _count;
     private readonly bool _momentum;
-    private Tensor? _momentRows, _momentCols, _momentSigns, _varianceRows, _varianceCols; // factorized
-    private Tensor? _expAvg, _expAvgSq;                                                  // unfactorized
+    private readonly TensorSlot _momentRowsSlot, _momentColsSlot, _momentSignsSlot, _varianceRowsSlot, _varianceColsSlot; // factorized
+    private readonly TensorSlot _expAvgSlot, _expAvgSqSlot;                                                           // unfactorized
 
-    internal SmmfRule(long[] shape, SmmfConfig config, ScalarType dtype, Device device)
+    internal SmmfRule(StateDeclaration declaration, long[] shape, SmmfConfig config, ScalarType dtype, Device device)
     {
         _shape = shape;
         _count = SquareMatricization.Count(shape);
@@ -33,31 +33,41 @@ public sealed class SmmfRule : IUpdateRule
                 $"kernel = {KernelPreference.Cpu} needs float32 state on the CPU and at most {SmmfCpuKernel.MaxElements} elements, " +
                 $"but the parameter of shape {StateReader.Format(shape)} has {dtype} state on {device}; use {KernelPreference.Auto} or {KernelPreference.Reference}.",
                 "kernel");
-        try
-        {
-            if (IsFactorized)
-            {
-                if (_momentum)
-                {
-                    _momentRows = StateTensors.Zeros([Rows], ScalarType.Float32, device);
-                    _momentCols = StateTensors.Zeros([Cols], ScalarType.Float32, device);
-                    _momentSigns = SignBits.Zeros(_count, device);
-                }
-                _varianceRows = StateTensors.Zeros([Rows], ScalarType.Float32, device);
-                _varianceCols = StateTensors.Zeros([Cols], ScalarType.Float32, device);
-            }
-            else
-            {
-                if (_momentum) _expAvg = StateTensors.Zeros(shape, dtype, device);
-                _expAvgSq = StateTensors.Zeros(shape, dtype, device);
-            }
-        }
-        catch
-        {
-            Dispose();
-            throw;
-        }
+        State = new StateSlots(declaration, device);
+        (_momentRowsSlot, _momentColsSlot, _momentSignsSlot) = (State.Tensor("moment_rows"), State.Tensor("moment_cols"), State.Tensor("moment_signs"));
+        (_varianceRowsSlot, _varianceColsSlot) = (State.Tensor("variance_rows"), State.Tensor("variance_cols"));
+        (_expAvgSlot, _expAvgSqSlot) = (State.Tensor("exp_avg"), State.Tensor("exp_avg_sq"));
     }
+
+    /// <summary>
+    /// Factorized: float32 row and column factors of M (with β) and V, and M's signs packed in ⌈N/8⌉ bytes;
+    /// unfactorized: full M (with β) and V in the working dtype.
+    /// </summary>
+    internal static StateDeclaration Declare(long[] shape, bool factorized, bool momentum, ScalarType dtype)
+    {
+        var count = SquareMatricization.Count(shape);
+        var (rows, cols) = factorized ? SquareMatricization.Of(count) : (count, 1);
+        SlotPresence When(bool present) => present ? SlotPresence.Allocated : SlotPresence.Unused;
+        return new(
+            new TensorEntry("moment_rows", [rows], ScalarType.Float32, When(factorized && momentum)),
+            new TensorEntry("moment_cols", [cols], ScalarType.Float32, When(factorized && momentum)),
+            new TensorEntry("moment_signs", [(count + 7) / 8], ScalarType.Byte, When(factorized && momentum)),
+            new TensorEntry("variance_rows", [rows], ScalarType.Float32, When(factorized)),
+            new TensorEntry("variance_cols", [cols], ScalarType.Float32, When(factorized)),
+            new TensorEntry("exp_avg", shape, dtype, When(!factorized && momentum)),
+            new TensorEntry("exp_avg_sq", shape, dtype, When(!factorized)));
+    }
+
+    /// <inheritdoc />
+    public StateSlots State { get; }
+
+    private Tensor? _momentRows => _momentRowsSlot.Value;
+    private Tensor? _momentCols => _momentColsSlot.Value;
+    private Tensor? _momentSigns => _momentSignsSlot.Value;
+    private Tensor? _varianceRows => _varianceRowsSlot.Value;
+    private Tensor? _varianceCols => _varianceColsSlot.Value;
+    private Tensor? _expAvg => _expAvgSlot.Value;
+    private Tensor? _expAvgSq => _expAvgSqSlot.Value;
 
     /// <summary>True when the tensor is square-matricized; false for a 1-D tensor with vector_reshape = false.</summary>
     public bool IsFactorized { get; }
@@ -67,12 +77,6 @@ public sealed class SmmfRule : IUpdateRule
 
     /// <summary>m̂, the columns of the matrix view (1 when unfactorized).</summary>
     public long Cols { get; }
-
-    /// <inheritdoc />
-    public long StateBytes =>
-        StateTensors.Bytes(_momentRows) + StateTensors.Bytes(_momentCols) + StateTensors.Bytes(_momentSigns) +
-        StateTensors.Bytes(_varianceRows) + StateTensors.Bytes(_varianceCols) +
-        StateTensors.Bytes(_expAvg) + StateTensors.Bytes(_expAvgSq);
 
     /// <summary>The compressed state as the kernels see it (factorized layout only).</summary>
     internal SmmfFactors Factors => new(Rows, Cols, _momentRows, _momentCols, _momentSigns, _varianceRows!, _varianceCols!);
@@ -165,48 +169,4 @@ public sealed class SmmfRule : IUpdateRule
         return (_expAvg ?? gradient).div(denominator);
     }
 
-    /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Tensor("moment_rows", _momentRows);
-        writer.Tensor("moment_cols", _momentCols);
-        writer.Tensor("moment_signs", _momentSigns);
-        writer.Tensor("variance_rows", _varianceRows);
-        writer.Tensor("variance_cols", _varianceCols);
-        writer.Tensor("exp_avg", _expAvg);
-        writer.Tensor("exp_avg_sq", _expAvgSq);
-    }
-
-    /// <inheritdoc />
-    public void Load(StateReader reader)
-    {
-        StateTensors.Load(reader, "moment_rows", ref _momentRows);
-        StateTensors.Load(reader, "moment_cols", ref _momentCols);
-        StateTensors.Load(reader, "moment_signs", ref _momentSigns);
-        StateTensors.Load(reader, "variance_rows", ref _varianceRows);
-        StateTensors.Load(reader, "variance_cols", ref _varianceCols);
-        StateTensors.Load(reader, "exp_avg", ref _expAvg);
-        StateTensors.Load(reader, "exp_avg_sq", ref _expAvgSq);
-    }
-
-    /// <inheritdoc />
-    public void MoveTo(Device device)
-    {
-        StateTensors.MoveTo(ref _momentRows, device);
-        StateTensors.MoveTo(ref _momentCols, device);
-        StateTensors.MoveTo(ref _momentSigns, device);
-        StateTensors.MoveTo(ref _varianceRows, device);
-        StateTensors.MoveTo(ref _varianceCols, device);
-        StateTensors.MoveTo(ref _expAvg, device);
-        StateTensors.MoveTo(ref _expAvgSq, device);
-    }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        _momentRows?.Dispose(); _momentCols?.Dispose(); _momentSigns?.Dispose();
-        _varianceRows?.Dispose(); _varianceCols?.Dispose();
-        _expAvg?.Dispose(); _expAvgSq?.Dispose();
-        _momentRows = _momentCols = _momentSigns = _varianceRows = _varianceCols = _expAvg = _expAvgSq = null;
-    }
 }

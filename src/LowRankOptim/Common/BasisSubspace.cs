@@ -57,6 +57,9 @@ public abstract class BasisSubspace : ISubspace
     /// <inheritdoc />
     public StateSlots State { get; }
 
+    /// <summary>Reads the declared state; a derived subspace overrides it to check what was read.</summary>
+    public virtual void Load(StateReader reader) => State.Load(reader);
+
     /// <inheritdoc />
     public long[] ProjectedShape { get; }
     /// <inheritdoc />

@@ -8,11 +8,6 @@ using TorchSharp.Modules;
 using Xunit;
 using Xunit.Sdk;
 using static TorchSharp.torch;
-// The only names taken from LowRankOptim's sub-namespaces; if a refactor moves them, edit these lines only.
-using AttentionHeads = LowRankOptim.Projection.AttentionHeads;
-using CrossHeadReading = LowRankOptim.Projection.CrossHeadReading;
-using DctTransformMethod = LowRankOptim.Projection.DctTransformMethod;
-using ProjectionType = LowRankOptim.Projection.ProjectionType;
 
 namespace LowRankOptim.Tests.Compatibility;
 
@@ -119,7 +114,7 @@ public sealed class StoredCheckpointTests
             "sgd-momentum" => new LowRankOptimizer([new LowRankParamGroup(ps)], new LowRankOptions
             {
                 LearningRate = 0.05, WeightDecay = 0.01, DecayOrder = WeightDecayOrder.BeforeUpdate,
-                Projection = Projection.FullSpace.Instance, Rule = new Rules.SgdConfig(Momentum: 0.9, Nesterov: true),
+                Projection = FullSpace.Instance, Rule = new SgdConfig(Momentum: 0.9, Nesterov: true),
             }),
             _ => throw new ArgumentException($"unknown stored-checkpoint method '{method}'", nameof(method)),
         };

@@ -50,9 +50,9 @@ public sealed class CrossHeadSubspace : BasisSubspace
     }
 
     /// <inheritdoc />
-    public void Load(StateReader reader)
+    public override void Load(StateReader reader)
     {
-        State.Load(reader);
+        base.Load(reader);
         _residual?.Loaded(reader, RefreshCount);
     }
 

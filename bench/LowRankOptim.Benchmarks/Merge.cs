@@ -85,6 +85,12 @@ public static class Merge
                       "`torch.optim.AdamW` median at that shape (measured in the same build, minutes apart). *allocated* = managed bytes per " +
                       "step (BenchmarkDotNet's MemoryDiagnoser); libtorch's native tensor memory is not counted. — = not measured on that side.");
         sb.AppendLine();
+        var maxLoad = all.Select(r => r.LoadAverage1).OfType<double>().DefaultIfEmpty(0).Max();
+        if (maxLoad > Environment.ProcessorCount)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"**Warning**: the 1-minute load average reached {maxLoad:F2} on {Environment.ProcessorCount} cores during the run: other processes competed for the cores, and these times and ratios are not reliable. Rerun on a quiet machine.");
+            sb.AppendLine();
+        }
         sb.AppendLine($"1-minute load average at the end of each run: before {LoadRange(before.Values)}, after {LoadRange(after.Values)}. " +
                       $"Library sources: before {Sources(before.Values)}; after {Sources(after.Values)}.");
         return sb.ToString();

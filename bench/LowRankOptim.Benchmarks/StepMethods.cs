@@ -1,4 +1,6 @@
+#if LOWRANKOPTIM_SUBNAMESPACES
 using LowRankOptim.Projection;
+#endif
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -17,7 +17,7 @@
 #   --raw DIR          BenchmarkDotNet's own reports and logs (default results/raw/<UTC timestamp>, git-ignored)
 #   --work DIR         build folder (default: a new folder under ${TMPDIR:-/tmp}, removed at the end)
 #   --apollo auto|true|false  HAS_APOLLO for the after build (default auto: set when the after tree's
-#                      src/LowRankOptim/LowRank.cs declares "LowRankOptimizer ApolloMini"); the baseline is always auto
+#                      the source has src/LowRankOptim/Methods/Apollo); the baseline is always auto
 #   --keep             keep the build folder and the baseline worktree
 #
 # The benchmark code is the project beside this script, in both builds: only the referenced library source

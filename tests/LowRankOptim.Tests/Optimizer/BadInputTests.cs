@@ -7,7 +7,10 @@ using static TorchSharp.torch;
 
 namespace LowRankOptim.Tests.Optimizer;
 
-/// <summary>Invalid input throws an exception that names the argument (or parameter), the value and the constraint.</summary>
+/// <summary>
+/// Invalid factory arguments, options and files throw an exception that names the argument (or parameter), the
+/// value and the constraint. What every method must refuse (group options, gradients) is in Conformance/RefusedInputTests.
+/// </summary>
 public sealed class BadInputTests
 {
     private static Parameter[] Params() => [new Parameter(randn(6, 4)), new Parameter(randn(4))];
@@ -129,17 +132,17 @@ public sealed class BadInputTests
         using var scope = NewDisposeScope();
         var (x, y) = TestProblems.Data(1, output: 6);
         var source = TestProblems.Mlp(1, output: 7); // fc2 is 7×20 here, 6×20 in the target
-        using var sourceOpt = ResumeTests.Create("galore-std", source);
+        using var sourceOpt = MethodCatalog.Get("galore-std").Create(source);
         var (sx, sy) = TestProblems.Data(1, output: 7);
         TestProblems.LossAndBackward(source, sx, sy);
         sourceOpt.step();
         foreach (var g in sourceOpt.ParamGroups) g.LearningRate = 0.123; // would be visible if options were applied
 
         var target = TestProblems.Mlp(2);
-        using var targetOpt = ResumeTests.Create("galore-std", target);
+        using var targetOpt = MethodCatalog.Get("galore-std").Create(target);
         TestProblems.LossAndBackward(target, x, y);
         targetOpt.step();
-        var before = ResumeTests.Serialized(targetOpt);
+        var before = Checkpoints.Bytes(targetOpt);
 
         var path = Path.GetTempFileName();
         try
@@ -155,7 +158,7 @@ public sealed class BadInputTests
         var inMemory = () => targetOpt.load_state_dict(sourceOpt.state_dict());
         inMemory.Should().Throw<InvalidDataException>().WithMessage("*[6, 20]*");
 
-        ResumeTests.Serialized(targetOpt).Should().Equal(before, "a failed load changes no state or option");
+        Checkpoints.Bytes(targetOpt).Should().Equal(before, "a failed load changes no state or option");
         targetOpt.ParamGroups.Should().OnlyContain(g => g.LearningRate == 0.01);
     }
 
@@ -164,21 +167,21 @@ public sealed class BadInputTests
     {
         using var scope = NewDisposeScope();
         var model = TestProblems.Mlp(3);
-        using var opt = ResumeTests.Create("galore-std", model);
+        using var opt = MethodCatalog.Get("galore-std").Create(model);
         var (x, y) = TestProblems.Data(3);
         TestProblems.LossAndBackward(model, x, y);
         opt.step();
-        var bytes = ResumeTests.Serialized(opt);
+        var bytes = Checkpoints.Bytes(opt);
 
         var other = TestProblems.Mlp(4);
-        using var otherOpt = ResumeTests.Create("galore-std", other);
-        var before = ResumeTests.Serialized(otherOpt);
+        using var otherOpt = MethodCatalog.Get("galore-std").Create(other);
+        var before = Checkpoints.Bytes(otherOpt);
         foreach (var cut in new[] { bytes.Length - 7, bytes.Length / 2, 40 })
         {
             using var reader = new BinaryReader(new MemoryStream(bytes[..cut]));
             var act = () => otherOpt.load_state_dict(reader);
             act.Should().Throw<Exception>().Which.Should().Match<Exception>(e => e is EndOfStreamException || e is InvalidDataException);
-            ResumeTests.Serialized(otherOpt).Should().Equal(before, $"a file cut at {cut} bytes changes nothing");
+            Checkpoints.Bytes(otherOpt).Should().Equal(before, $"a file cut at {cut} bytes changes nothing");
         }
 
         using var single = LowRank.GaLore(model.parameters(), rank: 2);

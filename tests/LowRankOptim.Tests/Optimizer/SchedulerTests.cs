@@ -9,33 +9,16 @@ using static TorchSharp.torch.optim;
 namespace LowRankOptim.Tests.Optimizer;
 
 /// <summary>
-/// Every TorchSharp LR scheduler that applies drives our optimizer exactly as it drives TorchSharp's AdamW:
-/// same learning rates (and betas for OneCycleLR) per group at every step, same parameters.
+/// AdamW under every TorchSharp LR scheduler that applies equals TorchSharp's AdamW under it: same learning
+/// rates (and betas for OneCycleLR) per group at every step, same parameters. Every catalog method's learning
+/// rates under every scheduler: Conformance/EverySchedulerTests.
 /// </summary>
 public sealed class SchedulerTests
 {
-    public static TheoryData<string> Schedulers() =>
-        ["StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR", "LinearLR", "SequentialLR", "OneCycleLR", "ReduceLROnPlateau"];
-
-    private static lr_scheduler.LRScheduler Create(string name, optim.Optimizer opt) => name switch
-    {
-        "StepLR" => lr_scheduler.StepLR(opt, 4, 0.5),
-        "MultiStepLR" => lr_scheduler.MultiStepLR(opt, [3, 7, 12], 0.3),
-        "ExponentialLR" => lr_scheduler.ExponentialLR(opt, 0.9),
-        "CosineAnnealingLR" => lr_scheduler.CosineAnnealingLR(opt, 10, 1e-4),
-        "LambdaLR" => lr_scheduler.LambdaLR(opt, e => 1.0 / (1 + e)),
-        "LinearLR" => lr_scheduler.LinearLR(opt, 0.2, 1.0, 6),
-        "SequentialLR" => lr_scheduler.SequentialLR(opt,
-            [lr_scheduler.LinearLR(opt, 0.1, 1.0, 5), lr_scheduler.CosineAnnealingLR(opt, 10, 0)], [5]),
-        // OneCycleLR uses the group index as its phase index with several groups (a TorchSharp bug), so
-        // it is compared on a single-group optimizer; it cycles β1 through IBetas.
-        "OneCycleLR" => lr_scheduler.OneCycleLR(opt, 0.05, total_steps: 16),
-        "ReduceLROnPlateau" => lr_scheduler.ReduceLROnPlateau(opt, factor: 0.5, patience: 1),
-        _ => throw new ArgumentException(name),
-    };
+    public static TheoryData<string> Names() => [.. Schedulers.Names];
 
     [Theory]
-    [MemberData(nameof(Schedulers))]
+    [MemberData(nameof(Names))]
     public void SchedulerDrivesLowRankOptimizerLikeTorchSharpAdamW(string name)
     {
         using var scope = NewDisposeScope();
@@ -56,8 +39,8 @@ public sealed class SchedulerTests
                 LowRank.AdamW([], lr: 0.01).Defaults);
         using var _ = torchOpt;
         using var __ = ourOpt;
-        var torchSchedule = Create(name, torchOpt);
-        var ourSchedule = Create(name, ourOpt);
+        var torchSchedule = Schedulers.Create(name, torchOpt);
+        var ourSchedule = Schedulers.Create(name, ourOpt);
 
         for (var step = 0; step < 16; step++)
         {
@@ -65,9 +48,8 @@ public sealed class SchedulerTests
             TestProblems.LossAndBackward(ours, x, y);
             torchOpt.step(); ourOpt.step();
             torchOpt.zero_grad(); ourOpt.zero_grad();
-            // A flat metric makes ReduceLROnPlateau reduce after its patience.
-            if (name == "ReduceLROnPlateau") { torchSchedule.step(1.0); ourSchedule.step(1.0); }
-            else { torchSchedule.step(); ourSchedule.step(); }
+            Schedulers.Step(name, torchSchedule);
+            Schedulers.Step(name, ourSchedule);
 
             ourOpt.ParamGroups.Select(g => g.LearningRate).Should().Equal(torchOpt.ParamGroups.Select(g => g.LearningRate), $"{name} step {step}");
             if (oneGroup)

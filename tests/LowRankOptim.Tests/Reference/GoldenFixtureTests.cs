@@ -7,7 +7,9 @@ using Xunit;
 namespace LowRankOptim.Tests.Reference;
 
 /// <summary>
-/// Replays every golden fixture (tests/fixtures and LOWRANKOPTIM_FIXTURES_DIRS): parameters after every
+/// Replays every golden fixture (tests/fixtures and LOWRANKOPTIM_FIXTURES_DIRS) on the optimizer the public
+/// <see cref="LowRank"/> factory builds from the reference's arguments (<see cref="FixtureCatalog"/>), so the
+/// conventions the factories choose are checked against the reference's numbers: parameters after every
 /// step must equal the reference implementation's within |a − e| ≤ 1e-5 + 1e-5·|e| (fixtures README); the
 /// parameters whose subspace was (re)computed in a step must be exactly those the fixture lists
 /// (<c>extra.svd_refresh</c>, <c>extra.dct_indices</c>), and the DCT indices must match exactly, in order.
@@ -21,7 +23,7 @@ public sealed class GoldenFixtureTests
             ? new object[] { name, algorithm, path }
             : throw new InvalidOperationException());
 
-    [FixtureTheory]
+    [Theory]
     [MemberData(nameof(Cases))]
     public void Fixture(string name, string algorithm, string path) => Replay(name, algorithm, path, KernelPreference.Auto);
 

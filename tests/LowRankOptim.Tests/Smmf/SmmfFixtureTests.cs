@@ -14,18 +14,18 @@ public sealed class SmmfFixtureTests
     public static IEnumerable<object[]> Cases() =>
         GoldenFixtureTests.Cases().Where(c => (string)c[1] == "smmf");
 
-    [FixtureTheory]
+    [Theory]
     [MemberData(nameof(Cases))]
     public void ReferencePathReproducesTheFixture(string name, string algorithm, string path) =>
         GoldenFixtureTests.Replay(name, algorithm, path, KernelPreference.Reference);
 
-    [FixtureTheory]
+    [Theory]
     [MemberData(nameof(Cases))]
     public void FusedKernelReproducesTheFixture(string name, string algorithm, string path) =>
         GoldenFixtureTests.Replay(name, algorithm, path, KernelPreference.Cpu);
 
     /// <summary>Float64 parameters run the reference path in float64 (float32 factors, as the reference keeps them).</summary>
-    [FixtureTheory]
+    [Theory]
     [MemberData(nameof(Cases))]
     public void Float64ParametersReproduceTheFixture(string name, string algorithm, string path) =>
         GoldenFixtureTests.Replay(name, algorithm, path, KernelPreference.Auto, TorchSharp.torch.ScalarType.Float64);

@@ -1,17 +1,16 @@
-using System.Text.Json.Nodes;
-using TorchSharp;
 using TorchSharp.Modules;
 
 namespace LowRankOptim.Tests.Support;
 
-/// <summary>How each fixture `algorithm` maps onto a <see cref="LowRankOptimizer"/> configuration.</summary>
+/// <summary>
+/// How each fixture <c>algorithm</c> maps onto a <see cref="LowRank"/> factory: the reference's arguments go to
+/// the factory's arguments of the same name, so the conventions the factory chooses (ε placement, decay order,
+/// the basis optimizer of Online Subspace Descent) are checked against the reference's numbers. Param groups
+/// map onto <see cref="LowRankParamGroup"/>s: their <c>lr</c> and <c>weight_decay</c> override the factory's, and
+/// (galore_torch, OSD) a group without <c>rank</c> trains in the full space.
+/// </summary>
 public static class FixtureCatalog
 {
-    public const string NotImplementedReason = "not implemented yet";
-
-    /// <summary>Algorithms with fixtures whose optimizer does not exist yet: their cases are skipped.</summary>
-    public static readonly IReadOnlySet<string> NotImplemented = new HashSet<string>();
-
     /// <summary>Builds the optimizer a fixture describes over <paramref name="parameters"/> (by fixture name).</summary>
     /// <param name="f">The fixture.</param>
     /// <param name="parameters">Its parameters by name.</param>
@@ -21,82 +20,76 @@ public static class FixtureCatalog
         KernelPreference kernel = KernelPreference.Auto, DctTransformMethod dctMethod = DctTransformMethod.MatrixProduct)
     {
         var o = f.Optimizer;
-        LowRankOptions defaults = f.Algorithm switch
+        switch (f.Algorithm)
         {
-            "adamw_hf" or "galore_adamw" or "osd_adamw" => new LowRankOptions
+            // Hugging Face's AdamW is galore_torch's AdamW without a projected group.
+            case "adamw_hf" or "galore_adamw":
             {
-                LearningRate = (double)o["lr"]!,
-                WeightDecay = (double)o["weight_decay"]!,
-                DecayOrder = WeightDecayOrder.AfterUpdate,
-                Projection = FullSpace.Instance,
-                Rule = new AdamConfig((double)o["betas"]![0]!, (double)o["betas"]![1]!, (double)o["eps"]!,
-                    (bool)o["correct_bias"]!, AdamEpsilonMode.BeforeBiasCorrection),
-            },
-            "galore_adafactor" => new LowRankOptions
+                var p = ProjectedGroup(f);
+                return LowRank.GaLore(Groups(f, parameters), lr: (double)o["lr"]!, beta1: (double)o["betas"]![0]!, beta2: (double)o["betas"]![1]!,
+                    eps: (double)o["eps"]!, weight_decay: (double)o["weight_decay"]!, correct_bias: (bool)o["correct_bias"]!,
+                    rank: p?.Rank ?? 128, update_proj_gap: p?.Gap ?? 200, scale: p?.Scale ?? 0.25, proj_type: p?.Type ?? ProjectionType.Std);
+            }
+            case "osd_adamw":
             {
-                LearningRate = (double?)o["lr"] ?? 0.0,
-                WeightDecay = (double)o["weight_decay"]!,
-                DecayOrder = WeightDecayOrder.BeforeUpdate,
-                Projection = FullSpace.Instance,
-                Rule = new AdafactorConfig((double?)o["beta1"], (double)o["eps"]![0]!, (double)o["eps"]![1]!,
-                    (double)o["clip_threshold"]!, (double)o["decay_rate"]!, (bool)o["relative_step"]!,
-                    (bool)o["scale_parameter"]!, (bool)o["warmup_init"]!),
-            },
-            "smmf" => new LowRankOptions
+                var p = ProjectedGroup(f) ?? throw new NotSupportedException($"fixture {f.Name}: no projected group");
+                // OSD's "continuous" is its only projection; P's optimizer is left to the factory's default.
+                if (p.ProjType != "continuous") throw new NotSupportedException($"fixture {f.Name}: OSD proj_type '{p.ProjType}'");
+                return LowRank.OnlineSubspaceDescent(Groups(f, parameters), lr: (double)o["lr"]!, beta1: (double)o["betas"]![0]!, beta2: (double)o["betas"]![1]!,
+                    eps: (double)o["eps"]!, weight_decay: (double)o["weight_decay"]!, correct_bias: (bool)o["correct_bias"]!,
+                    rank: p.Rank, update_proj_gap: p.Gap, scale: p.Scale);
+            }
+            case "galore_adafactor":
             {
-                LearningRate = (double)o["lr"]!,
-                WeightDecay = (double)o["weight_decay"]!,
-                DecayOrder = (string)o["weight_decay_mode"]! switch
-                {
-                    "adamw" => WeightDecayOrder.BeforeUpdate,
-                    // The reference's "adam" mode is a no-op (fixtures README); ours is L2, so no fixture uses it.
-                    var mode => throw new NotSupportedException($"fixture {f.Name}: weight_decay_mode '{mode}'"),
-                },
-                Projection = FullSpace.Instance,
-                Rule = new SmmfConfig((double?)o["beta"], (double)o["eps"]!, (double)o["decay_rate"]!,
-                    (double)o["growth_rate"]!, (bool)o["vector_reshape"]!, kernel),
-            },
-            // DCT-AdamW's options are optimizer-wide: every group projects its matrices (1-D tensors stay in
-            // the full space); torch-style ε and decay before the update.
-            "dct_adamw" => new LowRankOptions
-            {
-                LearningRate = (double)o["lr"]!,
-                WeightDecay = (double)o["weight_decay"]!,
-                DecayOrder = WeightDecayOrder.BeforeUpdate,
-                Projection = DctProjectionOf(f, dctMethod),
-                Rule = new AdamConfig((double)o["betas"]![0]!, (double)o["betas"]![1]!, (double)o["eps"]!, true, AdamEpsilonMode.AfterBiasCorrection),
-            },
-            _ => throw new NotSupportedException($"fixture {f.Name}: unknown algorithm '{f.Algorithm}'"),
-        };
-        var groups = f.Groups.Select(g => new LowRankParamGroup(
+                var p = ProjectedGroup(f);
+                return LowRank.GaLoreAdafactor(Groups(f, parameters), lr: (double?)o["lr"], eps1: (double)o["eps"]![0]!, eps2: (double)o["eps"]![1]!,
+                    clip_threshold: (double)o["clip_threshold"]!, decay_rate: (double)o["decay_rate"]!, beta1: (double?)o["beta1"],
+                    weight_decay: (double)o["weight_decay"]!, scale_parameter: (bool)o["scale_parameter"]!, relative_step: (bool)o["relative_step"]!,
+                    warmup_init: (bool)o["warmup_init"]!,
+                    rank: p?.Rank ?? 128, update_proj_gap: p?.Gap ?? 200, scale: p?.Scale ?? 0.25, proj_type: p?.Type ?? ProjectionType.Std);
+            }
+            case "smmf":
+                return LowRank.Smmf(Groups(f, parameters), lr: (double)o["lr"]!, beta: (double?)o["beta"], eps: (double)o["eps"]!,
+                    weight_decay: (double)o["weight_decay"]!, decay_rate: (double)o["decay_rate"]!, growth_rate: (double)o["growth_rate"]!,
+                    vector_reshape: (bool)o["vector_reshape"]!,
+                    weight_decay_mode: (string)o["weight_decay_mode"]! switch
+                    {
+                        "adamw" => SmmfWeightDecayMode.AdamW,
+                        // The reference's "adam" mode is a no-op (fixtures README); ours is L2, so no fixture uses it.
+                        var mode => throw new NotSupportedException($"fixture {f.Name}: weight_decay_mode '{mode}'"),
+                    },
+                    kernel: kernel);
+            // DCT-AdamW's options are optimizer-wide: every group projects its matrices (1-D tensors stay in the full space).
+            case "dct_adamw":
+                if ((string)o["proj"]! != "dct") throw new NotSupportedException($"fixture {f.Name}: proj '{o["proj"]}' (only 'dct')");
+                if ((bool)o["rotate_subspace"]! || (bool)o["use_ef"]!) throw new NotSupportedException($"fixture {f.Name}: rotate_subspace / use_ef");
+                // The reference's 'makhoul' transforms with the transposed basis; only its 'matmul' basis is implemented.
+                if ((string)o["sim_type"]! != "matmul") throw new NotSupportedException($"fixture {f.Name}: sim_type '{o["sim_type"]}'");
+                return LowRank.DctAdamW(Groups(f, parameters, fullSpaceWithoutRank: false), lr: (double)o["lr"]!, weight_decay: (double)o["weight_decay"]!,
+                    rank: (int)o["rank"]!, update_proj_gap: (int)o["update_proj_gap"]!, sim_type: dctMethod, ell_norm: (double)o["ell_norm"]!,
+                    max_shape: (long)o["max_shape"]!, beta1: (double)o["betas"]![0]!, beta2: (double)o["betas"]![1]!, eps: (double)o["eps"]!);
+            default:
+                throw new NotSupportedException($"fixture {f.Name}: unknown algorithm '{f.Algorithm}'");
+        }
+    }
+
+    /// <summary>
+    /// The fixture's param groups: their lr and weight_decay override the factory's; with
+    /// <paramref name="fullSpaceWithoutRank"/>, a group without <c>rank</c> trains in the full space (galore_torch).
+    /// </summary>
+    private static List<LowRankParamGroup> Groups(GoldenFixture f, IReadOnlyDictionary<string, Parameter> parameters, bool fullSpaceWithoutRank = true) =>
+        f.Groups.Select(g => new LowRankParamGroup(
             g["params"]!.AsArray().Select(n => parameters[(string)n!]),
             new LowRankOptions
             {
                 LearningRate = (double?)g["lr"],
                 WeightDecay = (double?)g["weight_decay"],
-                Projection = g.ContainsKey("rank") ? (f.Algorithm == "osd_adamw" ? OnlinePca(g) : Projection(g)) : null,
+                Projection = fullSpaceWithoutRank && !g.ContainsKey("rank") ? FullSpace.Instance : null,
             })).ToList();
-        return new LowRankOptimizer(groups, defaults);
-    }
 
-    private static DctProjection DctProjectionOf(GoldenFixture f, DctTransformMethod method)
+    private sealed record Projected(int Rank, int Gap, double Scale, string ProjType)
     {
-        var o = f.Optimizer;
-        if ((string)o["proj"]! != "dct") throw new NotSupportedException($"fixture {f.Name}: proj '{o["proj"]}' (only 'dct')");
-        if ((bool)o["rotate_subspace"]! || (bool)o["use_ef"]!) throw new NotSupportedException($"fixture {f.Name}: rotate_subspace / use_ef");
-        // The reference's 'makhoul' transforms with the transposed basis; only its 'matmul' basis is implemented.
-        if ((string)o["sim_type"]! != "matmul") throw new NotSupportedException($"fixture {f.Name}: sim_type '{o["sim_type"]}'");
-        return new DctProjection((int)o["rank"]!, (int)o["update_proj_gap"]!, 1.0, method, (double)o["ell_norm"]!, (long)o["max_shape"]!);
-    }
-
-    // OSD "continuous": P's optimizer is torch.optim.AdamW with its defaults (weight decay 0.01).
-    private static OnlinePcaProjection OnlinePca(JsonObject g) => (string)g["proj_type"]! == "continuous"
-        ? new OnlinePcaProjection((int)g["rank"]!, (int)g["update_proj_gap"]!, (double)g["scale"]!,
-            BasisRule: new AdamConfig(0.9, 0.999, 1e-8, true, AdamEpsilonMode.AfterBiasCorrection), BasisWeightDecay: 0.01)
-        : throw new NotSupportedException($"unknown OSD proj_type '{g["proj_type"]}'");
-
-    private static SvdProjection Projection(JsonObject g) => new(
-        (int)g["rank"]!, (int)g["update_proj_gap"]!, (double)g["scale"]!, (string)g["proj_type"]! switch
+        public ProjectionType Type => ProjType switch
         {
             "std" => ProjectionType.Std,
             "reverse_std" => ProjectionType.ReverseStd,
@@ -104,5 +97,19 @@ public static class FixtureCatalog
             "right" => ProjectionType.Right,
             "full" => ProjectionType.Full,
             var t => throw new NotSupportedException($"unknown proj_type '{t}'"),
-        });
+        };
+    }
+
+    /// <summary>
+    /// The projection arguments of the fixture's group with <c>rank</c> (they become the factory's), or null when no
+    /// group is projected. The factories take one projection, so a fixture with two differently projected groups is refused.
+    /// </summary>
+    private static Projected? ProjectedGroup(GoldenFixture f)
+    {
+        var projected = f.Groups.Where(g => g.ContainsKey("rank"))
+            .Select(g => new Projected((int)g["rank"]!, (int)g["update_proj_gap"]!, (double)g["scale"]!, (string)g["proj_type"]!))
+            .Distinct().ToList();
+        return projected.Count <= 1 ? projected.SingleOrDefault()
+            : throw new NotSupportedException($"fixture {f.Name}: {projected.Count} different projected groups (the factories take one projection)");
+    }
 }

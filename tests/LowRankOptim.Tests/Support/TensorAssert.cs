@@ -6,7 +6,14 @@ namespace LowRankOptim.Tests.Support;
 /// <summary>Element-wise closeness that reports the worst element, its index and the mismatch count.</summary>
 public static class TensorAssert
 {
-    public static void Close(torch.Tensor actual, float[] expected, double atol, double rtol, string what)
+    public static void Close(torch.Tensor actual, float[] expected, double atol, double rtol, string what) =>
+        Close(actual, Array.ConvertAll(expected, e => (double)e), atol, rtol, what);
+
+    /// <summary>Compares in float64: a float64 <paramref name="expected"/> keeps its precision.</summary>
+    public static void Close(torch.Tensor actual, torch.Tensor expected, double atol, double rtol, string what) =>
+        Close(actual, expected.detach().cpu().to(torch.float64).flatten().data<double>().ToArray(), atol, rtol, what);
+
+    private static void Close(torch.Tensor actual, double[] expected, double atol, double rtol, string what)
     {
         var a = actual.detach().cpu().to(torch.float64).flatten().data<double>().ToArray();
         if (a.Length != expected.Length) throw new XunitException($"{what}: {a.Length} values, expected {expected.Length}");
@@ -23,9 +30,6 @@ public static class TensorAssert
         if (bad > 0)
             throw new XunitException($"{what}: {bad} of {a.Length} values outside atol {atol} + rtol {rtol}; worst at flat index {worst}: {a[worst]:R} vs {expected[worst]:R} ({worstRatio:F1}× the tolerance)");
     }
-
-    public static void Close(torch.Tensor actual, torch.Tensor expected, double atol, double rtol, string what) =>
-        Close(actual, expected.detach().cpu().to(torch.float32).flatten().data<float>().ToArray(), atol, rtol, what);
 
     /// <summary>Bitwise equality of two tensors (same shape, same values, NaNs equal).</summary>
     public static void Identical(torch.Tensor actual, torch.Tensor expected, string what)

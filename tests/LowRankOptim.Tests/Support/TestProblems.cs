@@ -31,16 +31,16 @@ public static class TestProblems
         return (randn([batch, input], generator: gen), randn([batch, output], generator: gen));
     }
 
-    /// <summary>Forward, MSE loss and backward; the gradients are left on the parameters.</summary>
-    public static float LossAndBackward(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y)
+    /// <summary>Forward, MSE loss and backward; the gradients are left on the parameters. Returns the loss (any dtype) as a double.</summary>
+    public static double LossAndBackward(nn.Module<Tensor, Tensor> model, Tensor x, Tensor y)
     {
         using var scope = NewDisposeScope();
         var loss = nn.functional.mse_loss(model.call(x), y);
         loss.backward();
-        return loss.item<float>();
+        return loss.to(ScalarType.Float64).item<double>();
     }
 
-    /// <summary>Seeded matrix with a clear spectral gap: singular values 10·0.5^i.</summary>
+    /// <summary>A seeded N(0, 1) matrix (no particular spectrum; for a prescribed one see RandomizedSvdProjectionTests.WithSpectrum).</summary>
     public static Tensor Gradient(long seed, long rows, long cols, ScalarType dtype = ScalarType.Float32)
     {
         using var gen = new Generator((ulong)seed);

@@ -1,0 +1,168 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Tests.Support;
+
+/// <summary>
+/// One method of the catalog: a name and how to build it over a model whose Linear layers are named
+/// <c>fc1</c> (20×12 weight) and <c>fc2</c> (a weight with 20 columns), as <see cref="TestProblems.Mlp"/> and
+/// <see cref="ShapesModel"/> are. Everything else a conformance test needs is derived from the optimizer it builds.
+/// </summary>
+/// <param name="Name">The row's name in test names.</param>
+/// <param name="Create">Builds the optimizer through the public factories (one line: switching to presets is a rename).</param>
+public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer> Create)
+{
+    public override string ToString() => Name;
+
+    /// <summary>Where the groups have kernel choices (<see cref="KernelChoices.Of(LowRankOptions)"/>: "rule", "DCT projection", "basis rule"), derived from a built optimizer.</summary>
+    public IReadOnlySet<string> KernelChoiceSites => Derived.Value.KernelChoiceSites;
+
+    /// <summary>True when every group's rule has betas (OneCycleLR can cycle β1; betas can be mis-set).</summary>
+    public bool HasBetas => Derived.Value.HasBetas;
+
+    /// <summary>True when the group learning rates drive the update (Adafactor's relative step ignores them, lr = 0).</summary>
+    public bool UsesLearningRate => Derived.Value.UsesLearningRate;
+
+    private Lazy<(IReadOnlySet<string> KernelChoiceSites, bool HasBetas, bool UsesLearningRate)> Derived { get; } = new(() =>
+    {
+        using var scope = NewDisposeScope();
+        using var opt = Create(TestProblems.Mlp(0));
+        var options = opt.ParamGroups.Cast<LowRankParamGroup>().Select(g => g.Options).ToList();
+        return (options.SelectMany(o => KernelChoices.Of(o).Select(c => c.Where)).ToHashSet(),
+                options.All(o => o.Rule is IBetasRuleConfig),
+                options.All(o => o.LearningRate > 0));
+    });
+}
+
+/// <summary>
+/// THE list of methods the conformance tests (tests/LowRankOptim.Tests/Conformance) run over: resume,
+/// native memory, planner = allocated, bad input, schedulers, dtypes, kernel choice across loads. A method
+/// (or a notable variant) added here gets every one of them. Small ranks and gaps, so refreshes happen
+/// within a few steps.
+/// </summary>
+public static class MethodCatalog
+{
+    /// <summary>fc1 (20×12) as a Q-like weight of 4 heads, fc2 (·×20) as an O-like weight of 4 heads.</summary>
+    public static AttentionHeads? Heads(string module) => module switch
+    {
+        "fc1" => AttentionHeads.QueryKeyValue(4),
+        "fc2" => AttentionHeads.Output(4),
+        _ => null,
+    };
+
+    public static readonly IReadOnlyList<CatalogMethod> All =
+    [
+        new("galore-std", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1)),
+        new("galore-full", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full)),
+        // Refreshes at steps 1, 4, 7, 10: the sketch of a refresh after a load must be the same draw.
+        new("galore-randomized", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1,
+            projector: GaLoreProjector.RandomizedSvd, power_iterations: 1, seed: 12)),
+        new("galore-randomized-full", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full,
+            projector: GaLoreProjector.RandomizedSvd, oversampling: 2)),
+        // A fixed rate, as GaLore's training script runs it.
+        new("galore-adafactor-momentum", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), lr: 0.01, relative_step: false, beta1: 0.9,
+            rank: 3, update_proj_gap: 3, weight_decay: 0.05)),
+        // Hugging Face's defaults: relative step size and parameter scaling (lr unset).
+        new("galore-adafactor-relative-step", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), beta1: 0.9, rank: 3, update_proj_gap: 3, weight_decay: 0.05)),
+        // Re-selections at steps 1, 2, 4, 6, …: the indices are the whole projector state.
+        new("dct-adamw", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 2)),
+        new("dct-adamw-fast", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform)),
+        // P takes a step of its own optimizer every step: its moments and step count are state too.
+        new("osd-adamw", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1)),
+        new("osd-adafactor-basis", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5,
+            p_optimizer: new AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0)),
+        // Heads on fc1 and fc2, a sparse residual whose 7-step warm-up spans a save at step 5.
+        new("galore-plus-heads-residual", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 3,
+            power_iterations: 1, seed: 4, residual_density: 0.2, residual_warmup: 7)),
+        // Per-head bases; after a 2-step warm-up the residual indices are re-chosen at every refresh (steps 4, 7, 10).
+        new("galore-plus-per-head-residual-reestimated", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, rank: 2, update_proj_gap: 3, seed: 9,
+            cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.3, residual_warmup: 2, residual_reestimate: true, residual_scale: 0.5)),
+        new("smmf", m => LowRank.Smmf(m.parameters(), lr: 0.01, weight_decay: 0.01)),
+        new("smmf-reference-beta-none-no-vector-reshape", m => LowRank.Smmf(m.parameters(), lr: 0.01, beta: null, vector_reshape: false,
+            decay_rate: -0.8, kernel: KernelPreference.Reference)),
+        // One optimizer, one state file: GaLore-Adam (galore_torch conventions) on the Linear weights, SMMF with L2 decay on the rest.
+        new("smmf-l2-with-galore-linear-weights", m => LowRank.Smmf(
+            [new LowRankParamGroup(LowRank.SplitParameters(m)[0].Parameters, new LowRankOptions
+                {
+                    Projection = new SvdProjection(3, 3, 0.5),
+                    Rule = new AdamConfig(EpsMode: AdamEpsilonMode.BeforeBiasCorrection),
+                    DecayOrder = WeightDecayOrder.AfterUpdate,
+                }),
+             new LowRankParamGroup(LowRank.SplitParameters(m)[1].Parameters)],
+            lr: 0.01, weight_decay: 0.05, weight_decay_mode: SmmfWeightDecayMode.Adam)),
+        new("adamw", m => LowRank.AdamW(m.parameters(), lr: 0.01, weight_decay: 0.01)),
+        // No factory: the rule through LowRankOptions.
+        new("sgd-momentum", m => new LowRankOptimizer([new LowRankParamGroup(m.parameters())], new LowRankOptions
+        {
+            LearningRate = 0.05, WeightDecay = 0.01, DecayOrder = WeightDecayOrder.BeforeUpdate, Projection = FullSpace.Instance, Rule = new SgdConfig(0.9),
+        })),
+    ];
+
+    /// <summary>The row called <paramref name="name"/>.</summary>
+    public static CatalogMethod Get(string name) =>
+        All.SingleOrDefault(m => m.Name == name) ?? throw new ArgumentException($"no catalog method '{name}'", nameof(name));
+
+    /// <summary>Every row's name (or those <paramref name="where"/> accepts), as theory data.</summary>
+    public static TheoryData<string> Names(Func<CatalogMethod, bool>? where = null)
+    {
+        var data = new TheoryData<string>();
+        foreach (var m in All.Where(where ?? (_ => true))) data.Add(m.Name);
+        return data;
+    }
+
+    /// <summary>
+    /// The parameter dtypes every method trains in. All rows support all three today, so there is no per-row flag;
+    /// a method that could not would need one (and the dtype and planner conformance tests would follow it).
+    /// </summary>
+    public static readonly IReadOnlyList<ScalarType> DTypes = [ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float64];
+
+    /// <summary>Every row with every dtype, as theory data (dtype by name: "float32", "bfloat16", "float64").</summary>
+    public static TheoryData<string, string> NamesAndDTypes()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var m in All)
+            foreach (var dtype in DTypes) data.Add(m.Name, DTypeName(dtype));
+        return data;
+    }
+
+    public static string DTypeName(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => "float32",
+        ScalarType.BFloat16 => "bfloat16",
+        ScalarType.Float64 => "float64",
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
+    };
+
+    public static ScalarType DType(string name) => name switch
+    {
+        "float32" => ScalarType.Float32,
+        "bfloat16" => ScalarType.BFloat16,
+        "float64" => ScalarType.Float64,
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
+    };
+
+    /// <summary>
+    /// A parameter's subspace progress: refreshes, plus the basis steps of Online Subspace Descent (whose basis
+    /// moves every step instead of being recomputed). Null in the full space.
+    /// </summary>
+    public static long? SubspaceProgress(LowRankParameterState state) =>
+        state.Subspace is null ? null : state.Refreshes + ((state.Subspace as OnlinePcaSubspace)?.BasisSteps ?? 0);
+}
+
+/// <summary>
+/// A model with every tensor shape the planner distinguishes: Linear weights tall (fc1, 20×12), wide (fc2, 12×20)
+/// and square (sq, 7×7), vectors (biases), a scalar and a 4-D kernel. No forward: tests set gradients directly.
+/// </summary>
+public sealed class ShapesModel : nn.Module
+{
+    // TorchSharp registers the fields under their names (fc1, fc2, …).
+    public readonly Linear fc1 = nn.Linear(12, 20);
+    public readonly Linear fc2 = nn.Linear(20, 12);
+    public readonly Linear sq = nn.Linear(7, 7, hasBias: false);
+    public readonly Parameter scalar = new(randn([]));
+    public readonly Parameter conv = new(randn(6, 3, 3, 3));
+
+    public ShapesModel() : base(nameof(ShapesModel)) => RegisterComponents();
+}

@@ -55,6 +55,10 @@ public sealed record OnlinePcaProjection(
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) =>
         new OnlinePcaSubspace(this, matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), dtype, device);
 
+    /// <summary>The execution policy of the basis optimizer (its kernel choice) is the current config's.</summary>
+    public IProjectionConfig WithExecutionPolicyOf(IProjectionConfig current) =>
+        current is OnlinePcaProjection c ? this with { BasisRule = BasisRule.WithExecutionPolicyOf(c.BasisRule) } : this;
+
     /// <inheritdoc />
     public void Validate(string where)
     {

@@ -148,6 +148,15 @@ public sealed class ConfigFormatTests
         r.Next(2) == 0 ? new SgdConfig(1e-3 + Unit(r), 0, Nesterov: true) : new SgdConfig(Unit(r), r.NextDouble());
 
     [Fact]
+    public void EveryLibraryConfigIsRegisteredAndCovered()
+    {
+        var configTypes = typeof(LowRankOptimizer).Assembly.GetExportedTypes()
+            .Where(t => !t.IsAbstract && (typeof(IProjectionConfig).IsAssignableFrom(t) || typeof(IUpdateRuleConfig).IsAssignableFrom(t)));
+        RandomConfigs.Keys.Should().BeEquivalentTo(configTypes);
+        configTypes.Should().OnlyContain(t => ConfigRegistry.IsRegistered(t));
+    }
+
+    [Fact]
     public void EveryLibraryConfigReadsBackToAnEqualRecord()
     {
         var random = new Random(20250611);

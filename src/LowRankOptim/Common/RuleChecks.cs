@@ -1,20 +1,13 @@
 namespace LowRankOptim;
 
-/// <summary>Validation helpers shared by the rule configs.</summary>
+/// <summary>Validation helpers shared by the configs and rules (the configs declare theirs with <see cref="Check"/>).</summary>
 internal static class RuleChecks
 {
-    public static void UnitInterval(string name, double value, string where)
-    {
-        if (!(value >= 0 && value < 1))
-            throw new ArgumentOutOfRangeException(name, value, $"{where}: {name} must be in [0, 1).");
-    }
+    /// <summary>Throws when <paramref name="value"/> is not in [0, 1) (see <see cref="Check.UnitInterval"/>).</summary>
+    public static void UnitInterval(string name, double value, string where) => Check.UnitInterval.Enforce(name, value, where);
 
     /// <summary>Throws when <paramref name="value"/> is not a named member of its enum, listing the allowed ones.</summary>
-    public static void Defined<T>(string name, T value, string where) where T : struct, Enum
-    {
-        if (!Enum.IsDefined(value))
-            throw new ArgumentOutOfRangeException(name, value, $"{where}: {name} must be one of {string.Join(", ", Enum.GetNames<T>())}.");
-    }
+    public static void Defined<T>(string name, T value, string where) where T : struct, Enum => Check.Defined<T>().Enforce(name, value, where);
 
     /// <summary>The group's current config as the type the rule was created by.</summary>
     public static T ConfigAs<T>(IUpdateRuleConfig config) where T : IUpdateRuleConfig =>

@@ -43,7 +43,10 @@ public sealed class LowRankOptions : OptimizerOptions
         InitialLearningRate = LearningRate ?? 0;
     }
 
-    /// <summary>Throws <see cref="ArgumentException"/> for any invalid value, naming it and the group.</summary>
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> for any invalid value, naming it and the group, and for a projection or
+    /// rule config whose type is not registered with <see cref="ConfigRegistry"/> (it could not be saved).
+    /// </summary>
     internal void Validate(string where)
     {
         if (LearningRate is not double lr || !(lr >= 0) || double.IsInfinity(lr))
@@ -54,6 +57,9 @@ public sealed class LowRankOptions : OptimizerOptions
             throw new ArgumentOutOfRangeException(nameof(DecayOrder), DecayOrder, $"{where}: must be one of {string.Join(", ", Enum.GetNames<WeightDecayOrder>())}.");
         if (Projection is null) throw new ArgumentNullException(nameof(Projection), $"{where}: a projection is required (FullSpace.Instance for none).");
         if (Rule is null) throw new ArgumentNullException(nameof(Rule), $"{where}: an update rule is required.");
+        // Refused here, not at the first checkpoint: a config is saved as its registered kind.
+        ConfigRegistry.EnsureRegistered(Projection, where, nameof(Projection));
+        ConfigRegistry.EnsureRegistered(Rule, where, nameof(Rule));
         Projection.Validate(where);
         Rule.Validate(where);
         if (Projection is GaLorePlusProjection { ResidualDensity: > 0 } plus && Rule is not AdamConfig)

@@ -32,6 +32,18 @@ public sealed record AdafactorConfig(
     bool WarmupInit = false,
     KernelPreference Kernel = KernelPreference.Auto) : IUpdateRuleConfig
 {
+    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<AdafactorConfig> Schema = new ConfigSchema<AdafactorConfig>(new())
+        .OptionalDouble("beta1", c => c.Beta1, (c, v) => c with { Beta1 = v }, Check.UnitInterval)
+        .Double("eps1", c => c.Eps1, (c, v) => c with { Eps1 = v }, Check.Positive)
+        .Double("eps2", c => c.Eps2, (c, v) => c with { Eps2 = v }, Check.NonNegative)
+        .Double("clip_threshold", c => c.ClipThreshold, (c, v) => c with { ClipThreshold = v }, Check.Positive)
+        .Double("decay_rate", c => c.DecayRate, (c, v) => c with { DecayRate = v }, Check.Negative.Because("β2,k = 1 − k^decay_rate"))
+        .Bool("relative_step", c => c.RelativeStep, (c, v) => c with { RelativeStep = v })
+        .Bool("scale_parameter", c => c.ScaleParameter, (c, v) => c with { ScaleParameter = v })
+        .Bool("warmup_init", c => c.WarmupInit, (c, v) => c with { WarmupInit = v })
+        .ExecutionPolicy("kernel", c => c.Kernel);
+
     /// <inheritdoc />
     public ScalarType WorkingType(ScalarType gradientType) => ScalarType.Float32;
 
@@ -44,12 +56,7 @@ public sealed record AdafactorConfig(
     /// <inheritdoc />
     public void Validate(string where)
     {
-        if (Beta1 is double b1) RuleChecks.UnitInterval("beta1", b1, where);
-        if (!(Eps1 > 0)) throw new ArgumentOutOfRangeException("eps1", Eps1, $"{where}: eps1 must be > 0.");
-        if (!(Eps2 >= 0)) throw new ArgumentOutOfRangeException("eps2", Eps2, $"{where}: eps2 must be >= 0.");
-        if (!(ClipThreshold > 0)) throw new ArgumentOutOfRangeException("clip_threshold", ClipThreshold, $"{where}: clip_threshold must be > 0.");
-        if (!(DecayRate < 0)) throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be < 0 (β2,k = 1 − k^decay_rate).");
-        RuleChecks.Defined("kernel", Kernel, where);
+        Schema.Validate(this, where);
         if (WarmupInit && !RelativeStep) throw new ArgumentException($"{where}: warmup_init = true requires relative_step = true.", "warmup_init");
     }
 
@@ -57,21 +64,7 @@ public sealed record AdafactorConfig(
     public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is AdafactorConfig c ? this with { Kernel = c.Kernel } : this;
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.OptionalDouble("beta1", Beta1);
-        writer.Double("eps1", Eps1);
-        writer.Double("eps2", Eps2);
-        writer.Double("clip_threshold", ClipThreshold);
-        writer.Double("decay_rate", DecayRate);
-        writer.Bool("relative_step", RelativeStep);
-        writer.Bool("scale_parameter", ScaleParameter);
-        writer.Bool("warmup_init", WarmupInit);
-    }
-
-    internal static AdafactorConfig Read(StateReader reader) => new(
-        reader.OptionalDouble("beta1"), reader.Double("eps1"), reader.Double("eps2"), reader.Double("clip_threshold"),
-        reader.Double("decay_rate"), reader.Bool("relative_step"), reader.Bool("scale_parameter"), reader.Bool("warmup_init"));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 
     /// <summary>lr_k of step k (Hugging Face's <c>_get_lr</c>).</summary>
     internal double StepLearningRate(in RuleContext context)

@@ -26,6 +26,15 @@ public sealed record AdamConfig(
     AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection,
     KernelPreference Kernel = KernelPreference.Auto) : IBetasRuleConfig
 {
+    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<AdamConfig> Schema = new ConfigSchema<AdamConfig>(new())
+        .Double("beta1", c => c.Beta1, (c, v) => c with { Beta1 = v }, Check.UnitInterval)
+        .Double("beta2", c => c.Beta2, (c, v) => c with { Beta2 = v }, Check.UnitInterval)
+        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative)
+        .Bool("correct_bias", c => c.CorrectBias, (c, v) => c with { CorrectBias = v })
+        .Enum("eps_mode", c => c.EpsMode, (c, v) => c with { EpsMode = v }, option: nameof(EpsMode))
+        .ExecutionPolicy("kernel", c => c.Kernel);
+
     /// <inheritdoc />
     public (double Beta1, double Beta2) Betas => (Beta1, Beta2);
 
@@ -42,29 +51,11 @@ public sealed record AdamConfig(
     public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => AdamRule.Declare(shape, dtype);
 
     /// <inheritdoc />
-    public void Validate(string where)
-    {
-        RuleChecks.UnitInterval("beta1", Beta1, where);
-        RuleChecks.UnitInterval("beta2", Beta2, where);
-        if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
-        RuleChecks.Defined(nameof(EpsMode), EpsMode, where);
-        RuleChecks.Defined("kernel", Kernel, where);
-    }
+    public void Validate(string where) => Schema.Validate(this, where);
 
     /// <inheritdoc />
     public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is AdamConfig c ? this with { Kernel = c.Kernel } : this;
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Double("beta1", Beta1);
-        writer.Double("beta2", Beta2);
-        writer.Double("eps", Eps);
-        writer.Bool("correct_bias", CorrectBias);
-        writer.Long("eps_mode", (long)EpsMode);
-    }
-
-    internal static AdamConfig Read(StateReader reader) => new(
-        reader.Double("beta1"), reader.Double("beta2"), reader.Double("eps"), reader.Bool("correct_bias"),
-        (AdamEpsilonMode)reader.Long("eps_mode"));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 }

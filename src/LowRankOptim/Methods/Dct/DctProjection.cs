@@ -39,6 +39,20 @@ public sealed record DctProjection(
     /// </summary>
     public KernelPreference Kernel { get; init; } = KernelPreference.Auto;
 
+    /// <summary>The saved fields: entry names (the reference's option names), constraints, order (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<DctProjection> Schema = new ConfigSchema<DctProjection>(new())
+        .Int("rank", c => c.Rank, (c, v) => c with { Rank = v }, Check.AtLeast(1))
+        .Int("update_proj_gap", c => c.UpdateProjGap, (c, v) => c with { UpdateProjGap = v }, Check.AtLeast(1))
+        .Double("scale", c => c.Scale, (c, v) => c with { Scale = v }, Check.FinitePositive)
+        .Enum("sim_type", c => c.Method, (c, v) => c with { Method = v })
+        .Double("ell_norm", c => c.ScoreNorm, (c, v) => c with { ScoreNorm = v }, Check.AtLeast(1.0).Because("or +infinity"))
+        .Long("max_shape", c => c.MaxShape, (c, v) => c with { MaxShape = v }, Check.AtLeast(1L))
+        .Enum("proj_type", c => c.Type, (c, v) => c with { Type = v },
+            Check.OneOf(ProjectionType.Std, ProjectionType.ReverseStd, ProjectionType.Left, ProjectionType.Right)
+                .Because("the DCT projector selects columns on one side"))
+        .Enum("tensors", c => c.Tensors, (c, v) => c with { Tensors = v }, option: nameof(Tensors))
+        .ExecutionPolicy("kernel", c => c.Kernel);
+
     /// <inheritdoc />
     public MatrixShape? MatrixViewOf(long[] shape) =>
         MatrixSides.ViewOf(shape, Tensors) is MatrixShape m && m.Rows < MaxShape && m.Cols < MaxShape ? m : null;
@@ -64,38 +78,11 @@ public sealed record DctProjection(
     public ISubspace Create(MatrixShape matrix, ScalarType dtype, Device device) => new DctSubspace(this, matrix, dtype, device);
 
     /// <inheritdoc />
-    public void Validate(string where)
-    {
-        if (Rank < 1) throw new ArgumentOutOfRangeException("rank", Rank, $"{where}: rank must be >= 1.");
-        if (UpdateProjGap < 1) throw new ArgumentOutOfRangeException("update_proj_gap", UpdateProjGap, $"{where}: update_proj_gap must be >= 1.");
-        if (!(Scale > 0) || double.IsInfinity(Scale)) throw new ArgumentOutOfRangeException("scale", Scale, $"{where}: scale must be finite and > 0.");
-        RuleChecks.Defined("sim_type", Method, where);
-        if (!(ScoreNorm >= 1)) throw new ArgumentOutOfRangeException("ell_norm", ScoreNorm, $"{where}: ell_norm must be >= 1 (or +infinity).");
-        if (MaxShape < 1) throw new ArgumentOutOfRangeException("max_shape", MaxShape, $"{where}: max_shape must be >= 1.");
-        if (!Enum.IsDefined(Type) || Type == ProjectionType.Full)
-            throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of Std, ReverseStd, Left, Right (the DCT projector selects columns on one side).");
-        RuleChecks.Defined(nameof(Tensors), Tensors, where);
-        RuleChecks.Defined("kernel", Kernel, where);
-    }
+    public void Validate(string where) => Schema.Validate(this, where);
 
     /// <inheritdoc />
     public IProjectionConfig WithExecutionPolicyOf(IProjectionConfig current) => current is DctProjection c ? this with { Kernel = c.Kernel } : this;
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("rank", Rank);
-        writer.Long("update_proj_gap", UpdateProjGap);
-        writer.Double("scale", Scale);
-        writer.Long("sim_type", (long)Method);
-        writer.Double("ell_norm", ScoreNorm);
-        writer.Long("max_shape", MaxShape);
-        writer.Long("proj_type", (long)Type);
-        writer.Long("tensors", (long)Tensors);
-    }
-
-    internal static DctProjection Read(StateReader reader) => new(
-        (int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"),
-        (DctTransformMethod)reader.Long("sim_type"), reader.Double("ell_norm"), reader.Long("max_shape"),
-        (ProjectionType)reader.Long("proj_type"), (TensorsProjected)reader.Long("tensors"));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 }

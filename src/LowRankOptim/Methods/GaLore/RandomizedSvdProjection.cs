@@ -34,6 +34,14 @@ public sealed record RandomizedSvdProjection(
     int PowerIterations = 2,
     long Seed = 0) : IProjectionConfig
 {
+    /// <summary>The saved fields: <see cref="SvdProjection"/>'s, then the sketch's (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<RandomizedSvdProjection> Schema = new ConfigSchema<RandomizedSvdProjection>(new())
+        .Include(SvdProjection.Schema, c => new SvdProjection(c.Rank, c.UpdateProjGap, c.Scale, c.Type, c.Tensors),
+            (c, s) => c with { Rank = s.Rank, UpdateProjGap = s.UpdateProjGap, Scale = s.Scale, Type = s.Type, Tensors = s.Tensors })
+        .Int("oversampling", c => c.Oversampling, (c, v) => c with { Oversampling = v }, Check.AtLeast(0))
+        .Int("power_iterations", c => c.PowerIterations, (c, v) => c with { PowerIterations = v }, Check.AtLeast(0))
+        .Long("seed", c => c.Seed, (c, v) => c with { Seed = v });
+
     /// <inheritdoc />
     public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
 
@@ -49,30 +57,10 @@ public sealed record RandomizedSvdProjection(
         new RandomizedSvdSubspace(this, matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), dtype, device);
 
     /// <inheritdoc />
-    public void Validate(string where)
-    {
-        new SvdProjection(Rank, UpdateProjGap, Scale, Type, Tensors).Validate(where);
-        if (Oversampling < 0) throw new ArgumentOutOfRangeException("oversampling", Oversampling, $"{where}: oversampling must be >= 0.");
-        if (PowerIterations < 0) throw new ArgumentOutOfRangeException("power_iterations", PowerIterations, $"{where}: power_iterations must be >= 0.");
-    }
+    public void Validate(string where) => Schema.Validate(this, where);
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("rank", Rank);
-        writer.Long("update_proj_gap", UpdateProjGap);
-        writer.Double("scale", Scale);
-        writer.Long("proj_type", (long)Type);
-        writer.Long("tensors", (long)Tensors);
-        writer.Long("oversampling", Oversampling);
-        writer.Long("power_iterations", PowerIterations);
-        writer.Long("seed", Seed);
-    }
-
-    internal static RandomizedSvdProjection Read(StateReader reader) => new(
-        (int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"),
-        (ProjectionType)reader.Long("proj_type"), (TensorsProjected)reader.Long("tensors"),
-        (int)reader.Long("oversampling"), (int)reader.Long("power_iterations"), reader.Long("seed"));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 
     /// <summary>The generator seed of one sketch: SplitMix64 chained over (seed, parameter index, refresh count).</summary>
     internal static ulong SketchSeed(long seed, int parameterIndex, long refreshIndex)

@@ -20,6 +20,14 @@ public sealed record SvdProjection(
     ProjectionType Type = ProjectionType.Std,
     TensorsProjected Tensors = TensorsProjected.MatricesOnly) : IProjectionConfig
 {
+    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<SvdProjection> Schema = new ConfigSchema<SvdProjection>(new())
+        .Int("rank", c => c.Rank, (c, v) => c with { Rank = v }, Check.AtLeast(1))
+        .Int("update_proj_gap", c => c.UpdateProjGap, (c, v) => c with { UpdateProjGap = v }, Check.AtLeast(1))
+        .Double("scale", c => c.Scale, (c, v) => c with { Scale = v }, Check.FinitePositive)
+        .Enum("proj_type", c => c.Type, (c, v) => c with { Type = v })
+        .Enum("tensors", c => c.Tensors, (c, v) => c with { Tensors = v }, option: nameof(Tensors));
+
     /// <inheritdoc />
     public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
 
@@ -35,26 +43,8 @@ public sealed record SvdProjection(
         BasisSubspace.Declare(MatrixSides.SideOf(Type, matrix), matrix, Math.Min(Rank, matrix.Min), dtype);
 
     /// <inheritdoc />
-    public void Validate(string where)
-    {
-        if (Rank < 1) throw new ArgumentOutOfRangeException("rank", Rank, $"{where}: rank must be >= 1.");
-        if (UpdateProjGap < 1) throw new ArgumentOutOfRangeException("update_proj_gap", UpdateProjGap, $"{where}: update_proj_gap must be >= 1.");
-        if (!(Scale > 0) || double.IsInfinity(Scale)) throw new ArgumentOutOfRangeException("scale", Scale, $"{where}: scale must be finite and > 0.");
-        RuleChecks.Defined("proj_type", Type, where);
-        RuleChecks.Defined(nameof(Tensors), Tensors, where);
-    }
+    public void Validate(string where) => Schema.Validate(this, where);
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("rank", Rank);
-        writer.Long("update_proj_gap", UpdateProjGap);
-        writer.Double("scale", Scale);
-        writer.Long("proj_type", (long)Type);
-        writer.Long("tensors", (long)Tensors);
-    }
-
-    internal static SvdProjection Read(StateReader reader) => new(
-        (int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"),
-        (ProjectionType)reader.Long("proj_type"), (TensorsProjected)reader.Long("tensors"));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 }

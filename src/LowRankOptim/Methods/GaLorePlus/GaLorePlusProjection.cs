@@ -50,6 +50,28 @@ public sealed record GaLorePlusProjection(
     double ResidualScale = 1.0,
     TensorsProjected Tensors = TensorsProjected.MatricesOnly) : IProjectionConfig
 {
+    /// <summary>
+    /// The saved fields: entry names, constraints, order (the checkpoint format). <see cref="Heads"/> is saved as
+    /// heads (0: none) and head_axis (<see cref="HeadAxis.Rows"/> when none), validated only when set.
+    /// </summary>
+    internal static readonly ConfigSchema<GaLorePlusProjection> Schema = new ConfigSchema<GaLorePlusProjection>(new())
+        .Int("rank", c => c.Rank, (c, v) => c with { Rank = v }, Check.AtLeast(1))
+        .Int("update_proj_gap", c => c.UpdateProjGap, (c, v) => c with { UpdateProjGap = v }, Check.AtLeast(1))
+        .Double("scale", c => c.Scale, (c, v) => c with { Scale = v }, Check.FinitePositive)
+        .Int("oversampling", c => c.Oversampling, (c, v) => c with { Oversampling = v }, Check.AtLeast(0))
+        .Int("power_iterations", c => c.PowerIterations, (c, v) => c with { PowerIterations = v }, Check.AtLeast(0))
+        .Long("seed", c => c.Seed, (c, v) => c with { Seed = v })
+        .Int("heads", c => c.Heads?.Heads ?? 0, (c, v) => c with { Heads = v == 0 ? null : new AttentionHeads(v, c.Heads?.Axis ?? HeadAxis.Rows) },
+            Check.AtLeast(1), when: c => c.Heads is not null)
+        .Enum("head_axis", c => c.Heads?.Axis ?? HeadAxis.Rows, (c, v) => c with { Heads = c.Heads is { } h ? h with { Axis = v } : null },
+            when: c => c.Heads is not null)
+        .Enum("cross_head", c => c.Reading, (c, v) => c with { Reading = v })
+        .Double("residual_density", c => c.ResidualDensity, (c, v) => c with { ResidualDensity = v }, Check.ClosedUnitInterval)
+        .Int("residual_warmup", c => c.ResidualWarmup, (c, v) => c with { ResidualWarmup = v }, Check.AtLeast(0))
+        .Bool("residual_reestimate", c => c.ResidualReestimate, (c, v) => c with { ResidualReestimate = v })
+        .Double("residual_scale", c => c.ResidualScale, (c, v) => c with { ResidualScale = v }, Check.FinitePositive)
+        .Enum("tensors", c => c.Tensors, (c, v) => c with { Tensors = v }, option: nameof(Tensors));
+
     /// <inheritdoc />
     public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
 
@@ -106,51 +128,10 @@ public sealed record GaLorePlusProjection(
     }
 
     /// <inheritdoc />
-    public void Validate(string where)
-    {
-        new SvdProjection(Rank, UpdateProjGap, Scale, ProjectionType.Std, Tensors).Validate(where);
-        if (Oversampling < 0) throw new ArgumentOutOfRangeException("oversampling", Oversampling, $"{where}: oversampling must be >= 0.");
-        if (PowerIterations < 0) throw new ArgumentOutOfRangeException("power_iterations", PowerIterations, $"{where}: power_iterations must be >= 0.");
-        if (Heads is { } h)
-        {
-            if (h.Heads < 1) throw new ArgumentOutOfRangeException("heads", h.Heads, $"{where}: heads must be >= 1.");
-            RuleChecks.Defined("head_axis", h.Axis, where);
-        }
-        RuleChecks.Defined("cross_head", Reading, where);
-        if (!(ResidualDensity >= 0 && ResidualDensity <= 1)) throw new ArgumentOutOfRangeException("residual_density", ResidualDensity, $"{where}: residual_density must be in [0, 1].");
-        if (ResidualWarmup < 0) throw new ArgumentOutOfRangeException("residual_warmup", ResidualWarmup, $"{where}: residual_warmup must be >= 0.");
-        if (!(ResidualScale > 0) || double.IsInfinity(ResidualScale)) throw new ArgumentOutOfRangeException("residual_scale", ResidualScale, $"{where}: residual_scale must be finite and > 0.");
-    }
+    public void Validate(string where) => Schema.Validate(this, where);
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("rank", Rank);
-        writer.Long("update_proj_gap", UpdateProjGap);
-        writer.Double("scale", Scale);
-        writer.Long("oversampling", Oversampling);
-        writer.Long("power_iterations", PowerIterations);
-        writer.Long("seed", Seed);
-        writer.Long("heads", Heads?.Heads ?? 0);
-        writer.Long("head_axis", (long)(Heads?.Axis ?? HeadAxis.Rows));
-        writer.Long("cross_head", (long)Reading);
-        writer.Double("residual_density", ResidualDensity);
-        writer.Long("residual_warmup", ResidualWarmup);
-        writer.Bool("residual_reestimate", ResidualReestimate);
-        writer.Double("residual_scale", ResidualScale);
-        writer.Long("tensors", (long)Tensors);
-    }
-
-    internal static GaLorePlusProjection Read(StateReader reader)
-    {
-        var (rank, gap, scale) = ((int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"));
-        var (p, q, seed) = ((int)reader.Long("oversampling"), (int)reader.Long("power_iterations"), reader.Long("seed"));
-        var heads = (int)reader.Long("heads");
-        var axis = (HeadAxis)reader.Long("head_axis");
-        return new(rank, gap, scale, p, q, seed, heads == 0 ? null : new AttentionHeads(heads, axis), (CrossHeadReading)reader.Long("cross_head"),
-            reader.Double("residual_density"), (int)reader.Long("residual_warmup"), reader.Bool("residual_reestimate"), reader.Double("residual_scale"),
-            (TensorsProjected)reader.Long("tensors"));
-    }
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 
     /// <summary>The layout of one weight: which side, rank, head count and head size.</summary>
     internal readonly record struct Layout(ProjectionSide Side, long Rank, int Heads, long HeadSize, HeadAxis Axis, bool PerHead);

@@ -33,6 +33,13 @@ public sealed record OnlinePcaProjection(
     /// <summary>P's optimizer (never null: <see cref="AdamConfig"/>'s torch.optim defaults when none is given).</summary>
     public IUpdateRuleConfig BasisRule { get; init; } = BasisRule ?? new AdamConfig();
 
+    /// <summary>The saved fields: <see cref="SvdProjection"/>'s, then P's decay and optimizer (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<OnlinePcaProjection> Schema = new ConfigSchema<OnlinePcaProjection>(new())
+        .Include(SvdProjection.Schema, c => new SvdProjection(c.Rank, c.UpdateProjGap, c.Scale, c.Type, c.Tensors),
+            (c, s) => c with { Rank = s.Rank, UpdateProjGap = s.UpdateProjGap, Scale = s.Scale, Type = s.Type, Tensors = s.Tensors })
+        .Double("p_weight_decay", c => c.BasisWeightDecay, (c, v) => c with { BasisWeightDecay = v }, Check.FiniteNonNegative)
+        .Rule("p_optimizer", c => c.BasisRule, (c, v) => c with { BasisRule = v }, "the basis optimizer");
+
     /// <inheritdoc />
     public MatrixShape? MatrixViewOf(long[] shape) => MatrixSides.ViewOf(shape, Tensors);
 
@@ -62,30 +69,13 @@ public sealed record OnlinePcaProjection(
     /// <inheritdoc />
     public void Validate(string where)
     {
-        new SvdProjection(Rank, UpdateProjGap, Scale, Type, Tensors).Validate(where);
-        if (Type == ProjectionType.Full)
-            throw new ArgumentOutOfRangeException("proj_type", Type, $"{where}: proj_type must be one of Std, ReverseStd, Left, Right (Online Subspace Descent learns one basis).");
-        if (!(BasisWeightDecay >= 0) || double.IsInfinity(BasisWeightDecay))
-            throw new ArgumentOutOfRangeException("p_weight_decay", BasisWeightDecay, $"{where}: p_weight_decay must be finite and >= 0.");
-        BasisRule.Validate($"{where}, the basis optimizer");
+        Schema.Validate(this, where);
+        Check.OneOf(ProjectionType.Std, ProjectionType.ReverseStd, ProjectionType.Left, ProjectionType.Right)
+            .Because("Online Subspace Descent learns one basis").Enforce("proj_type", Type, where);
         if (BasisRule is AdafactorConfig { RelativeStep: true })
             throw new ArgumentException($"{where}: the basis optimizer cannot use Adafactor's relative_step (its step size must follow η_P = (1/T)·(η_k/η_0)).", "p_optimizer");
     }
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Long("rank", Rank);
-        writer.Long("update_proj_gap", UpdateProjGap);
-        writer.Double("scale", Scale);
-        writer.Long("proj_type", (long)Type);
-        writer.Long("tensors", (long)Tensors);
-        writer.Double("p_weight_decay", BasisWeightDecay);
-        ConfigCodec.Write(writer, BasisRule);
-    }
-
-    internal static OnlinePcaProjection Read(StateReader reader) => new(
-        (int)reader.Long("rank"), (int)reader.Long("update_proj_gap"), reader.Double("scale"),
-        (ProjectionType)reader.Long("proj_type"), (TensorsProjected)reader.Long("tensors"),
-        BasisWeightDecay: reader.Double("p_weight_decay"), BasisRule: ConfigCodec.ReadRule(reader));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 }

@@ -13,6 +13,12 @@ namespace LowRankOptim;
 /// <param name="Nesterov">Nesterov momentum; needs μ &gt; 0 and dampening 0.</param>
 public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bool Nesterov = false) : IUpdateRuleConfig
 {
+    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    internal static readonly ConfigSchema<SgdConfig> Schema = new ConfigSchema<SgdConfig>(new())
+        .Double("momentum", c => c.Momentum, (c, v) => c with { Momentum = v }, Check.UnitInterval)
+        .Double("dampening", c => c.Dampening, (c, v) => c with { Dampening = v }, Check.ClosedUnitInterval)
+        .Bool("nesterov", c => c.Nesterov, (c, v) => c with { Nesterov = v });
+
     /// <inheritdoc />
     public ScalarType WorkingType(ScalarType gradientType) => gradientType;
 
@@ -25,19 +31,11 @@ public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bo
     /// <inheritdoc />
     public void Validate(string where)
     {
-        RuleChecks.UnitInterval("momentum", Momentum, where);
-        if (!(Dampening >= 0 && Dampening <= 1)) throw new ArgumentOutOfRangeException("dampening", Dampening, $"{where}: dampening must be in [0, 1].");
+        Schema.Validate(this, where);
         if (Nesterov && (Momentum <= 0 || Dampening != 0))
             throw new ArgumentException($"{where}: nesterov = true needs momentum > 0 and dampening = 0 (momentum {Momentum}, dampening {Dampening}).", "nesterov");
     }
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.Double("momentum", Momentum);
-        writer.Double("dampening", Dampening);
-        writer.Bool("nesterov", Nesterov);
-    }
-
-    internal static SgdConfig Read(StateReader reader) => new(reader.Double("momentum"), reader.Double("dampening"), reader.Bool("nesterov"));
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 }

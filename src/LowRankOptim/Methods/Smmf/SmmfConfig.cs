@@ -35,6 +35,20 @@ public sealed record SmmfConfig(
     bool VectorReshape = true,
     KernelPreference Kernel = KernelPreference.Auto) : IUpdateRuleConfig
 {
+    /// <summary>
+    /// The saved fields: entry names, constraints, order (the checkpoint format). Files written before execution
+    /// policy left checkpoints hold a 'kernel' entry after vector_reshape: read and ignored.
+    /// </summary>
+    internal static readonly ConfigSchema<SmmfConfig> Schema = new ConfigSchema<SmmfConfig>(new())
+        .OptionalDouble("beta", c => c.Beta, (c, v) => c with { Beta = v }, Check.UnitInterval)
+        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative)
+        .Double("decay_rate", c => c.DecayRate, (c, v) => c with { DecayRate = v },
+            Check.FiniteNonPositive.Because("β2,k = 1 − k^decay_rate must lie in [0, 1)"))
+        .Double("growth_rate", c => c.GrowthRate, (c, v) => c with { GrowthRate = v },
+            Check.ClosedUnitInterval.Because("β1,k = beta·growth_rate^(k−1) must stay below 1"))
+        .Bool("vector_reshape", c => c.VectorReshape, (c, v) => c with { VectorReshape = v })
+        .ExecutionPolicy("kernel", c => c.Kernel, savedByEarlierReleases: true);
+
     /// <summary>Float32 (also for bf16 and fp16 parameters, as the reference), float64 for float64 parameters.</summary>
     public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
@@ -45,40 +59,13 @@ public sealed record SmmfConfig(
     public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => SmmfRule.Declare(shape, Factorizes(shape), Beta.HasValue, dtype);
 
     /// <inheritdoc />
-    public void Validate(string where)
-    {
-        if (Beta is double beta) RuleChecks.UnitInterval("beta", beta, where);
-        if (!(Eps >= 0) || double.IsInfinity(Eps)) throw new ArgumentOutOfRangeException("eps", Eps, $"{where}: eps must be finite and >= 0.");
-        if (!(DecayRate <= 0) || double.IsInfinity(DecayRate))
-            throw new ArgumentOutOfRangeException("decay_rate", DecayRate, $"{where}: decay_rate must be finite and <= 0 (β2,k = 1 − k^decay_rate must lie in [0, 1)).");
-        if (!(GrowthRate >= 0 && GrowthRate <= 1))
-            throw new ArgumentOutOfRangeException("growth_rate", GrowthRate, $"{where}: growth_rate must be in [0, 1] (β1,k = beta·growth_rate^(k−1) must stay below 1).");
-        RuleChecks.Defined("kernel", Kernel, where);
-    }
+    public void Validate(string where) => Schema.Validate(this, where);
 
     /// <inheritdoc />
     public IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => current is SmmfConfig c ? this with { Kernel = c.Kernel } : this;
 
     /// <inheritdoc />
-    public void Save(StateWriter writer)
-    {
-        writer.OptionalDouble("beta", Beta);
-        writer.Double("eps", Eps);
-        writer.Double("decay_rate", DecayRate);
-        writer.Double("growth_rate", GrowthRate);
-        writer.Bool("vector_reshape", VectorReshape);
-    }
-
-    internal static SmmfConfig Read(StateReader reader) => new(
-        reader.OptionalDouble("beta"), reader.Double("eps"), reader.Double("decay_rate"), reader.Double("growth_rate"),
-        reader.Bool("vector_reshape")) { Kernel = LegacyKernelEntry(reader) };
-
-    /// <summary>Files written before execution policy left checkpoints hold a 'kernel' entry: read and ignored.</summary>
-    private static KernelPreference LegacyKernelEntry(StateReader reader)
-    {
-        reader.SkipLongIfNext("kernel");
-        return KernelPreference.Auto;
-    }
+    public void Save(StateWriter writer) => Schema.Save(this, writer);
 
     /// <summary>β1,k = β·g^(k−1) (0 without β) and β2,k = 1 − k^c for the 1-based step <paramref name="step"/>.</summary>
     internal (double Beta1, double Beta2) Decays(long step) =>

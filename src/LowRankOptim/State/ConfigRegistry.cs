@@ -1,0 +1,146 @@
+namespace LowRankOptim;
+
+/// <summary>
+/// The kinds of projection and rule configs that a checkpoint can hold. A group's configs are saved as their
+/// kind name followed by what their <c>Save</c> writes, and loaded by the reader registered for that kind.
+/// The library's own configs are registered under their type names ("AdamConfig", "SvdProjection", …).
+/// Register your own <see cref="IProjectionConfig"/> or <see cref="IUpdateRuleConfig"/> type once, before building
+/// an optimizer with it: <see cref="LowRankOptimizer.add_param_group"/> refuses a config whose type is not
+/// registered, so that it fails there and not at the first checkpoint.
+/// </summary>
+/// <example>
+/// <code>
+/// public sealed record ScaledSgd(double Momentum, double Factor) : IUpdateRuleConfig
+/// {
+///     public void Save(StateWriter writer) { writer.Double("momentum", Momentum); writer.Double("factor", Factor); }
+///     // … the other members …
+/// }
+/// ConfigRegistry.Register(reader => new ScaledSgd(reader.Double("momentum"), reader.Double("factor")));
+/// </code>
+/// </example>
+public static class ConfigRegistry
+{
+    private static readonly Lock Gate = new();
+    private static readonly Dictionary<string, Registration> ByKind = new(StringComparer.Ordinal);
+    private static readonly Dictionary<Type, string> KindByType = [];
+
+    static ConfigRegistry()
+    {
+        Builtin(nameof(FullSpace), _ => FullSpace.Instance);
+        Builtin(nameof(SvdProjection), SvdProjection.Schema.Read);
+        Builtin(nameof(RandomizedSvdProjection), RandomizedSvdProjection.Schema.Read);
+        Builtin(nameof(DctProjection), DctProjection.Schema.Read);
+        Builtin(nameof(OnlinePcaProjection), OnlinePcaProjection.Schema.Read);
+        Builtin(nameof(GaLorePlusProjection), GaLorePlusProjection.Schema.Read);
+        Builtin(nameof(AdamConfig), AdamConfig.Schema.Read);
+        Builtin(nameof(AdafactorConfig), AdafactorConfig.Schema.Read);
+        Builtin(nameof(SgdConfig), SgdConfig.Schema.Read);
+        Builtin(nameof(SmmfConfig), SmmfConfig.Schema.Read);
+    }
+
+    /// <summary>
+    /// Registers the config type <typeparamref name="T"/> under <paramref name="kind"/>, the name written before its
+    /// values in checkpoints; <paramref name="read"/> reads back what <typeparamref name="T"/>'s <c>Save</c> writes,
+    /// in the same order. Registering a type again under the same kind replaces its reader.
+    /// </summary>
+    /// <typeparam name="T">A concrete type implementing <see cref="IProjectionConfig"/> and/or <see cref="IUpdateRuleConfig"/>.
+    /// Configs are looked up by their exact runtime type.</typeparam>
+    /// <param name="kind">The kind name (keep it stable: files are read by it).</param>
+    /// <param name="read">Reads one config from the entries its <c>Save</c> wrote.</param>
+    /// <exception cref="ArgumentException"><typeparamref name="T"/> is no concrete config type, the kind is empty or
+    /// belongs to another type, the type is registered under another kind, or it is one of the library's own.</exception>
+    public static void Register<T>(string kind, Func<StateReader, T> read) where T : class
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        Add(typeof(T), kind, reader => read(reader), builtin: false);
+    }
+
+    /// <summary>Registers <typeparamref name="T"/> under its type name (as the library's own configs are).</summary>
+    /// <param name="read">Reads one config from the entries its <c>Save</c> wrote.</param>
+    public static void Register<T>(Func<StateReader, T> read) where T : class => Register(typeof(T).Name, read);
+
+    /// <summary>True when configs of exactly <paramref name="configType"/> can be saved and loaded.</summary>
+    public static bool IsRegistered(Type configType)
+    {
+        ArgumentNullException.ThrowIfNull(configType);
+        lock (Gate) return KindByType.ContainsKey(configType);
+    }
+
+    /// <summary>The kind of <paramref name="config"/>; throws when its type is not registered.</summary>
+    internal static string KindOf(object config)
+    {
+        lock (Gate)
+        {
+            if (KindByType.TryGetValue(config.GetType(), out var kind)) return kind;
+        }
+        throw new InvalidOperationException($"{config.GetType().FullName} cannot be saved: {HowToRegister(config.GetType())}");
+    }
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> (parameter <paramref name="option"/>) naming <paramref name="where"/>,
+    /// the config's type and how to register it, when the type of <paramref name="config"/> is not registered.
+    /// </summary>
+    internal static void EnsureRegistered(object config, string where, string option)
+    {
+        var type = config.GetType();
+        if (IsRegistered(type)) return;
+        throw new ArgumentException(
+            $"{where}: the {RoleOf(type)} config {type.FullName} is not registered, so its state could not be saved in a checkpoint. {HowToRegister(type)}",
+            option);
+    }
+
+    /// <summary>
+    /// Reads the config of <paramref name="kind"/> (whose kind entry was just read from <paramref name="entry"/>),
+    /// which must be a <typeparamref name="TConfig"/>.
+    /// </summary>
+    internal static TConfig Read<TConfig>(string kind, string entry, StateReader reader) where TConfig : class
+    {
+        Registration registration;
+        lock (Gate)
+        {
+            if (!ByKind.TryGetValue(kind, out registration!))
+                throw new InvalidDataException(
+                    $"{reader.Context}: unknown {entry} kind '{kind}' in entry '{entry}': no config of that kind is registered " +
+                    $"(registered {entry} kinds: {string.Join(", ", KindsOf<TConfig>())}). A custom config type must be registered with " +
+                    "ConfigRegistry.Register before the state is loaded.");
+        }
+        if (!typeof(TConfig).IsAssignableFrom(registration.Type))
+            throw new InvalidDataException(
+                $"{reader.Context}: entry '{entry}' names kind '{kind}', a {RoleOf(registration.Type)} config ({registration.Type.FullName}), not a {entry} config.");
+        return registration.Read(reader) as TConfig ?? throw new InvalidDataException(
+            $"{reader.Context}: the reader registered for kind '{kind}' returned no {typeof(TConfig).Name}.");
+    }
+
+    private static void Builtin<T>(string kind, Func<StateReader, T> read) where T : class => Add(typeof(T), kind, read, builtin: true);
+
+    private static void Add(Type type, string kind, Func<StateReader, object> read, bool builtin)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
+        if (!typeof(IProjectionConfig).IsAssignableFrom(type) && !typeof(IUpdateRuleConfig).IsAssignableFrom(type))
+            throw new ArgumentException($"{type.FullName} is neither an {nameof(IProjectionConfig)} nor an {nameof(IUpdateRuleConfig)}.", nameof(read));
+        if (type.IsAbstract || type.IsInterface)
+            throw new ArgumentException($"{type.FullName} is abstract: register the concrete config type (configs are looked up by their exact type).", nameof(read));
+        lock (Gate)
+        {
+            if (ByKind.TryGetValue(kind, out var existing) && existing.Type != type)
+                throw new ArgumentException($"kind '{kind}' is already registered for {existing.Type.FullName}; choose another kind for {type.FullName}.", nameof(kind));
+            if (existing is { Builtin: true })
+                throw new ArgumentException($"{type.FullName} is one of the library's own configs; it is registered already.", nameof(kind));
+            if (KindByType.TryGetValue(type, out var other) && other != kind)
+                throw new ArgumentException($"{type.FullName} is already registered under kind '{other}'; a type has one kind.", nameof(kind));
+            ByKind[kind] = new Registration(type, read, builtin);
+            KindByType[type] = kind;
+        }
+    }
+
+    private static IEnumerable<string> KindsOf<TConfig>() =>
+        ByKind.Where(r => typeof(TConfig).IsAssignableFrom(r.Value.Type)).Select(r => r.Key).Order(StringComparer.Ordinal);
+
+    private static string RoleOf(Type type) => typeof(IProjectionConfig).IsAssignableFrom(type) ? "projection" : "rule";
+
+    private static string HowToRegister(Type type) =>
+        $"Register its kind once before building the optimizer: ConfigRegistry.Register<{type.Name}>(\"{type.Name}\", reader => " +
+        $"/* a {type.Name} read from the entries its Save writes, in the same order */).";
+
+    private sealed record Registration(Type Type, Func<StateReader, object> Read, bool Builtin);
+}

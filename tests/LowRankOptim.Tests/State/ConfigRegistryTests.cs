@@ -167,7 +167,12 @@ public sealed class ConfigRegistryTests
         }
     }
 
-    private static byte[] Serialized(LowRankOptimizer opt) => Optimizer.ResumeTests.Serialized(opt);
+    private static byte[] Serialized(LowRankOptimizer opt)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream)) opt.save_state_dict(writer);
+        return stream.ToArray();
+    }
 
     /// <summary>Replaces the one occurrence of the length-prefixed string <paramref name="from"/> by <paramref name="to"/> (same length).</summary>
     private static byte[] Replace(byte[] bytes, string from, string to)

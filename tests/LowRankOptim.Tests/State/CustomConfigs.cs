@@ -14,7 +14,7 @@ public sealed record ScaledSgdConfig(double Momentum = 0.9, double Factor = 0.5)
 
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new ScaledSgdRule(Sgd.Create(shape, dtype, device));
 
-    public long PlannedStateBytes(long[] shape, ScalarType dtype) => Sgd.PlannedStateBytes(shape, dtype);
+    public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => Sgd.DeclareState(shape, dtype);
 
     public void Validate(string where)
     {
@@ -32,7 +32,7 @@ public sealed record ScaledSgdConfig(double Momentum = 0.9, double Factor = 0.5)
 
     private sealed class ScaledSgdRule(IUpdateRule sgd) : IUpdateRule
     {
-        public long StateBytes => sgd.StateBytes;
+        public StateSlots State => sgd.State;
 
         public RuleUpdate Compute(Tensor gradient, in RuleContext context)
         {
@@ -40,14 +40,6 @@ public sealed record ScaledSgdConfig(double Momentum = 0.9, double Factor = 0.5)
             var update = sgd.Compute(gradient, context with { Config = config.Sgd });
             return update with { Coefficient = update.Coefficient * config.Factor };
         }
-
-        public void Save(StateWriter writer) => sgd.Save(writer);
-
-        public void Load(StateReader reader) => sgd.Load(reader);
-
-        public void MoveTo(Device device) => sgd.MoveTo(device);
-
-        public void Dispose() => sgd.Dispose();
     }
 }
 
@@ -64,7 +56,7 @@ public sealed record CustomSvdProjection(int Rank = 2, int UpdateProjGap = 3) : 
 
     public long[] ProjectedShape(MatrixShape matrix) => Svd.ProjectedShape(matrix);
 
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => Svd.PlannedStateBytes(matrix, dtype);
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype) => Svd.DeclareState(matrix, dtype);
 
     public void Validate(string where) => Svd.Validate(where);
 
@@ -86,7 +78,7 @@ public sealed record UnregisteredRule(double Momentum = 0) : IUpdateRuleConfig
 
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => Sgd.Create(shape, dtype, device);
 
-    public long PlannedStateBytes(long[] shape, ScalarType dtype) => Sgd.PlannedStateBytes(shape, dtype);
+    public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => Sgd.DeclareState(shape, dtype);
 
     public void Validate(string where) => Sgd.Validate(where);
 
@@ -104,7 +96,7 @@ public sealed record UnregisteredProjection(int Rank = 2) : IProjectionConfig
 
     public long[] ProjectedShape(MatrixShape matrix) => Svd.ProjectedShape(matrix);
 
-    public long PlannedStateBytes(MatrixShape matrix, ScalarType dtype) => Svd.PlannedStateBytes(matrix, dtype);
+    public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype) => Svd.DeclareState(matrix, dtype);
 
     public void Validate(string where) => Svd.Validate(where);
 

@@ -8,6 +8,9 @@ public sealed class FullSpace : IProjectionConfig
     /// <summary>The single instance.</summary>
     public static FullSpace Instance { get; } = new();
 
+    /// <summary>No saved fields: reading gives <see cref="Instance"/>.</summary>
+    internal static readonly ConfigSchema<FullSpace> Schema = new(Instance);
+
     private FullSpace() { }
 
     /// <inheritdoc />

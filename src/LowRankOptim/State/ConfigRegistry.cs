@@ -1,3 +1,5 @@
+using System.Reflection;
+
 namespace LowRankOptim;
 
 /// <summary>
@@ -24,18 +26,15 @@ public static class ConfigRegistry
     private static readonly Dictionary<string, Registration> ByKind = new(StringComparer.Ordinal);
     private static readonly Dictionary<Type, string> KindByType = [];
 
+    /// <summary>
+    /// Every library config declares its saved fields as a static <c>Schema</c> (a <see cref="ConfigSchema{T}"/>) in
+    /// its method's folder; each registers itself here under its type name, so a new method adds no line to this file.
+    /// </summary>
     static ConfigRegistry()
     {
-        Builtin(nameof(FullSpace), _ => FullSpace.Instance);
-        Builtin(nameof(SvdProjection), SvdProjection.Schema.Read);
-        Builtin(nameof(RandomizedSvdProjection), RandomizedSvdProjection.Schema.Read);
-        Builtin(nameof(DctProjection), DctProjection.Schema.Read);
-        Builtin(nameof(OnlinePcaProjection), OnlinePcaProjection.Schema.Read);
-        Builtin(nameof(GaLorePlusProjection), GaLorePlusProjection.Schema.Read);
-        Builtin(nameof(AdamConfig), AdamConfig.Schema.Read);
-        Builtin(nameof(AdafactorConfig), AdafactorConfig.Schema.Read);
-        Builtin(nameof(SgdConfig), SgdConfig.Schema.Read);
-        Builtin(nameof(SmmfConfig), SmmfConfig.Schema.Read);
+        foreach (var type in typeof(ConfigRegistry).Assembly.GetTypes())
+            if (type.GetField("Schema", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)?.GetValue(null) is IConfigSchema schema)
+                Add(type, type.Name, schema.Read, builtin: true);
     }
 
     /// <summary>
@@ -110,8 +109,6 @@ public static class ConfigRegistry
         return registration.Read(reader) as TConfig ?? throw new InvalidDataException(
             $"{reader.Context}: the reader registered for kind '{kind}' returned no {typeof(TConfig).Name}.");
     }
-
-    private static void Builtin<T>(string kind, Func<StateReader, T> read) where T : class => Add(typeof(T), kind, read, builtin: true);
 
     private static void Add(Type type, string kind, Func<StateReader, object> read, bool builtin)
     {

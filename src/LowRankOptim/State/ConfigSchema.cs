@@ -13,7 +13,7 @@ namespace LowRankOptim;
 /// Checks that relate fields to each other stay as code next to the schema, in the config's <c>Validate</c>.
 /// Execution policy (a kernel choice) is validated but never saved (<see cref="ExecutionPolicy"/>).
 /// </summary>
-internal sealed class ConfigSchema<T> where T : class
+internal sealed class ConfigSchema<T> : IConfigSchema where T : class
 {
     private readonly T _defaults;
     private readonly List<IField> _fields = [];
@@ -97,6 +97,8 @@ internal sealed class ConfigSchema<T> where T : class
     /// <summary>Reads the fields in order into the default instance.</summary>
     public T Read(StateReader reader) => ReadInto(_defaults, reader);
 
+    object IConfigSchema.Read(StateReader reader) => Read(reader);
+
     private T ReadInto(T config, StateReader reader)
     {
         foreach (var field in _fields) config = field.Read(config, reader);
@@ -175,4 +177,11 @@ internal sealed class ConfigSchema<T> where T : class
             return config;
         }
     }
+}
+
+/// <summary>A <see cref="ConfigSchema{T}"/> seen without its type: how <see cref="ConfigRegistry"/> finds the library's configs.</summary>
+internal interface IConfigSchema
+{
+    /// <summary>Reads a config written by the schema's <c>Save</c>.</summary>
+    object Read(StateReader reader);
 }

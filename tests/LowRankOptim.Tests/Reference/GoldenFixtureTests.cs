@@ -64,7 +64,12 @@ public sealed class GoldenFixtureTests
             var refreshed = states.Where(kv => kv.Value.Refreshes > refreshesBefore[kv.Key]).Select(kv => kv.Key).Order().ToList();
             var svd = step.Extra?["svd_refresh"]?.AsArray().Select(n => (string)n!) ?? [];
             var dct = step.Extra?["dct_indices"]?.AsObject() ?? [];
-            refreshed.Should().Equal(svd.Concat(dct.Select(kv => kv.Key)).Order(), $"{where}: the parameters whose subspace was recomputed");
+            var random = step.Extra?["random_projection"]?.AsObject() ?? [];
+            refreshed.Should().Equal(svd.Concat(dct.Select(kv => kv.Key)).Concat(random.Select(kv => kv.Key)).Order(),
+                $"{where}: the parameters whose subspace was recomputed");
+            // A seeded random projection declares the seed of its current matrix as the state counter 'projection_seed'.
+            foreach (var (pname, projection) in random)
+                states[pname].Subspace!.State.Counter("projection_seed").Value.Should().Be((long)projection!["seed"]!, $"{where}: the seed of '{pname}''s new random matrix");
             foreach (var (pname, expected) in dct)
             {
                 var subspace = states[pname].Subspace.Should().BeOfType<DctSubspace>($"{where}: '{pname}' is a DCT parameter").Subject;

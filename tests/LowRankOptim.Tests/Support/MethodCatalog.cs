@@ -12,7 +12,8 @@ namespace LowRankOptim.Tests.Support;
 /// </summary>
 /// <param name="Name">The row's name in test names.</param>
 /// <param name="Create">Builds the optimizer through the public factories (one line: switching to presets is a rename).</param>
-public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer> Create)
+/// <param name="Replays">The golden-fixture algorithms this row's factory reproduces (fixture replay goes through it), if any.</param>
+public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer> Create, FixtureReplay? Replays = null)
 {
     public override string ToString() => Name;
 
@@ -54,7 +55,8 @@ public static class MethodCatalog
 
     public static readonly IReadOnlyList<CatalogMethod> All =
     [
-        new("galore-std", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1)),
+        new("galore-std", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1),
+            new(["adamw_hf", "galore_adamw"], FixtureCatalog.GaLore)),
         new("galore-full", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full)),
         // Refreshes at steps 1, 4, 7, 10: the sketch of a refresh after a load must be the same draw.
         new("galore-randomized", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1,
@@ -63,14 +65,16 @@ public static class MethodCatalog
             projector: GaLoreProjector.RandomizedSvd, oversampling: 2)),
         // A fixed rate, as GaLore's training script runs it.
         new("galore-adafactor-momentum", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), lr: 0.01, relative_step: false, beta1: 0.9,
-            rank: 3, update_proj_gap: 3, weight_decay: 0.05)),
+            rank: 3, update_proj_gap: 3, weight_decay: 0.05), new(["galore_adafactor"], FixtureCatalog.GaLoreAdafactor)),
         // Hugging Face's defaults: relative step size and parameter scaling (lr unset).
         new("galore-adafactor-relative-step", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), beta1: 0.9, rank: 3, update_proj_gap: 3, weight_decay: 0.05)),
         // Re-selections at steps 1, 2, 4, 6, …: the indices are the whole projector state.
-        new("dct-adamw", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 2)),
+        new("dct-adamw", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 2),
+            new(["dct_adamw"], FixtureCatalog.DctAdamW)),
         new("dct-adamw-fast", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform)),
         // P takes a step of its own optimizer every step: its moments and step count are state too.
-        new("osd-adamw", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1)),
+        new("osd-adamw", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1),
+            new(["osd_adamw"], FixtureCatalog.OnlineSubspaceDescent)),
         new("osd-adafactor-basis", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5,
             p_optimizer: new AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0)),
         // Heads on fc1 and fc2, a sparse residual whose 7-step warm-up spans a save at step 5.
@@ -79,7 +83,7 @@ public static class MethodCatalog
         // Per-head bases; after a 2-step warm-up the residual indices are re-chosen at every refresh (steps 4, 7, 10).
         new("galore-plus-per-head-residual-reestimated", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, rank: 2, update_proj_gap: 3, seed: 9,
             cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.3, residual_warmup: 2, residual_reestimate: true, residual_scale: 0.5)),
-        new("smmf", m => LowRank.Smmf(m.parameters(), lr: 0.01, weight_decay: 0.01)),
+        new("smmf", m => LowRank.Smmf(m.parameters(), lr: 0.01, weight_decay: 0.01), new(["smmf"], FixtureCatalog.Smmf)),
         new("smmf-reference-beta-none-no-vector-reshape", m => LowRank.Smmf(m.parameters(), lr: 0.01, beta: null, vector_reshape: false,
             decay_rate: -0.8, kernel: KernelPreference.Reference)),
         // One optimizer, one state file: GaLore-Adam (galore_torch conventions) on the Linear weights, SMMF with L2 decay on the rest.

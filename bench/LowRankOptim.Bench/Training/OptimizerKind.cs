@@ -82,18 +82,17 @@ public static class OptimizerCatalog
     {
         var defaults = kind switch
         {
-            OptimizerKind.AdamW => LowRank.AdamW([], lr: lr).Defaults,
-            OptimizerKind.GaLore => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
-            OptimizerKind.GaLoreAdafactor => LowRank.GaLoreAdafactor([], lr: lr, relative_step: false, scale_parameter: false,
-                beta1: 0.9, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
-            OptimizerKind.GaLoreRandomized => LowRank.GaLore(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
-                projector: GaLoreProjector.RandomizedSvd, seed: 0).Defaults,
-            OptimizerKind.Dct => WithProjection(LowRank.DctAdamW(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap).Defaults,
-                p => ((DctProjection)p) with { Scale = s.Scale }),
-            OptimizerKind.Osd => LowRank.OnlineSubspaceDescent(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
+            OptimizerKind.AdamW => LowRankPresets.AdamW(lr: lr),
+            OptimizerKind.GaLore => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+            OptimizerKind.GaLoreAdafactor => LowRankPresets.GaLoreAdafactor(lr: lr, beta1: 0.9, scale_parameter: false, relative_step: false,
+                rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+            OptimizerKind.GaLoreRandomized => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
+                projector: GaLoreProjector.RandomizedSvd, seed: 0),
+            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+            OptimizerKind.Osd => LowRankPresets.OnlineSubspaceDescent(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
             // SMMF factorizes every tensor itself: both groups train in the full space.
-            OptimizerKind.Smmf => LowRank.Smmf(Array.Empty<LowRankParamGroup>(), lr: lr, decay_rate: -0.8).Defaults,
-            OptimizerKind.GaLorePlus => LowRank.GaLorePlus(Array.Empty<LowRankParamGroup>(), lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale).Defaults,
+            OptimizerKind.Smmf => LowRankPresets.Smmf(lr: lr, decay_rate: -0.8),
+            OptimizerKind.GaLorePlus => LowRankPresets.GaLorePlus(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         var full = new LowRankOptions { Projection = FullSpace.Instance };
@@ -118,12 +117,6 @@ public static class OptimizerCatalog
         };
     }
 
-    private static LowRankOptions WithProjection(LowRankOptions options, Func<IProjectionConfig, IProjectionConfig> change)
-    {
-        options.Projection = change(options.Projection!);
-        return options;
-    }
-
     /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
     public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s)
     {
@@ -132,8 +125,7 @@ public static class OptimizerCatalog
         {
             var config = (model as LlamaModel)?.Config ?? throw new ArgumentException("galore-plus needs a LlamaModel (head counts per attention weight).", nameof(model));
             var (defaults, _) = GroupOptions(kind, lr, s);
-            return LowRank.GaLorePlus(LowRank.HeadGroups(model, config.AttentionHeadsOf, (GaLorePlusProjection)defaults.Projection!, IsProjected),
-                lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale);
+            return new LowRankOptimizer(LowRank.HeadGroups(model, config.AttentionHeadsOf, (GaLorePlusProjection)defaults.Projection!, IsProjected), defaults);
         }
         var (projected, full) = GroupOptions(kind, lr, s);
         var groups = LowRank.SplitParameters(model, IsProjected);

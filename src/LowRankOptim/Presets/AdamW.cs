@@ -1,0 +1,76 @@
+using System.Runtime.CompilerServices;
+using TorchSharp.Modules;
+
+namespace LowRankOptim;
+
+public static partial class LowRankPresets
+{
+    /// <summary>
+    /// Plain AdamW in the full space with torch.optim's conventions and TorchSharp's defaults (note:
+    /// TorchSharp's <c>weight_decay</c> default is 0, PyTorch's 0.01): equal to TorchSharp's
+    /// <c>torch.optim.AdamW</c>, and the baseline the low-rank optimizers are compared with.
+    /// </summary>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <returns>New, validated options: Adam options in the full space (<see cref="FullSpace.Instance"/>).</returns>
+    public static LowRankOptions AdamW(
+        double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0,
+        AdamConventions conventions = AdamConventions.TorchOptim) =>
+        AdamOptions(lr, beta1, beta2, eps, weight_decay, true, conventions, FullSpace.Instance);
+}
+
+public static partial class LowRank
+{
+    /// <summary>AdamW over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.AdamW(...))</c>; see <see cref="LowRankPresets.AdamW"/>.</summary>
+    /// <example><code>
+    /// var opt = LowRank.AdamW(model.parameters(), lr: 1e-3, weight_decay: 0.01);
+    /// </code></example>
+    /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer AdamW(
+        IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+        double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim) =>
+        new(groups, LowRankPresets.AdamW(
+            lr, beta1, beta2, eps, weight_decay, conventions));
+
+    /// <summary>AdamW over a flat parameter list (one group): no projection.</summary>
+    /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <returns>The optimizer.</returns>
+    [OverloadResolutionPriority(1)]
+    public static LowRankOptimizer AdamW(
+        IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0,
+        AdamConventions conventions = AdamConventions.TorchOptim) =>
+        new(OneGroup(parameters), LowRankPresets.AdamW(
+            lr, beta1, beta2, eps, weight_decay, conventions));
+
+    /// <summary>AdamW over named parameters (one group): no projection.</summary>
+    /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer AdamW(
+        IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+        double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim) =>
+        new(OneGroup(parameters), LowRankPresets.AdamW(
+            lr, beta1, beta2, eps, weight_decay, conventions));
+}

@@ -1,0 +1,125 @@
+using TorchSharp.Modules;
+
+namespace LowRankOptim;
+
+public static partial class LowRankPresets
+{
+    /// <summary>
+    /// GaLore with AdamW (Zhao et al. 2024): every 2-D parameter's gradient is projected onto its top-r
+    /// singular subspace, refreshed by SVD every <paramref name="update_proj_gap"/> steps; Adam runs there;
+    /// the update is projected back and scaled by <paramref name="scale"/>. Other tensors get plain AdamW.
+    /// Defaults follow galore_torch's <c>AdamW</c> (ε = 1e-6, weight decay 0, ε on the uncorrected √v, decay after
+    /// the update) and the paper (rank 128, T = 200, α = 0.25); <c>projector: GaLoreProjector.RandomizedSvd</c>
+    /// estimates the subspace by randomized subspace iteration instead (as GaLore+ and GaLore 2).
+    /// </summary>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="correct_bias">Adam's bias corrections.</param>
+    /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>New, validated options: Adam options with an <see cref="SvdProjection"/> or a <see cref="RandomizedSvdProjection"/>.</returns>
+    public static LowRankOptions GaLore(
+        double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
+        int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, bool correct_bias = true,
+        AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
+        int? power_iterations = null, long? seed = null) =>
+        AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
+            GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed));
+}
+
+public static partial class LowRank
+{
+    /// <summary>GaLore with AdamW over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.GaLore(...))</c>; see <see cref="LowRankPresets.GaLore"/>.</summary>
+    /// <example><code>
+    /// var opt = LowRank.GaLore(LowRank.SplitParameters(model), lr: 0.01, rank: 128, update_proj_gap: 200, scale: 0.25);
+    /// </code></example>
+    /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="correct_bias">Adam's bias corrections.</param>
+    /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer GaLore(
+        IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
+        double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
+        bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd,
+        int? oversampling = null, int? power_iterations = null, long? seed = null) =>
+        new(groups, LowRankPresets.GaLore(
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
+            power_iterations, seed));
+
+    /// <summary>GaLore with AdamW over a flat parameter list (one group): every 2-D parameter is projected.</summary>
+    /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="correct_bias">Adam's bias corrections.</param>
+    /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer GaLore(
+        IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
+        int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, bool correct_bias = true,
+        AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
+        int? power_iterations = null, long? seed = null) =>
+        new(OneGroup(parameters), LowRankPresets.GaLore(
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
+            power_iterations, seed));
+
+    /// <summary>GaLore with AdamW over named parameters (one group): every 2-D parameter is projected.</summary>
+    /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
+    /// <param name="lr">η.</param>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
+    /// <param name="eps">ε.</param>
+    /// <param name="weight_decay">λ, decoupled.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="correct_bias">Adam's bias corrections.</param>
+    /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer GaLore(
+        IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
+        double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
+        bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd,
+        int? oversampling = null, int? power_iterations = null, long? seed = null) =>
+        new(OneGroup(parameters), LowRankPresets.GaLore(
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
+            power_iterations, seed));
+}

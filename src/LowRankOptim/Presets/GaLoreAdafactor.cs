@@ -1,0 +1,153 @@
+using System.Runtime.CompilerServices;
+using TorchSharp.Modules;
+
+namespace LowRankOptim;
+
+public static partial class LowRankPresets
+{
+    /// <summary>
+    /// GaLore with Adafactor (galore_torch's <c>Adafactor</c>, a copy of Hugging Face's): factored second
+    /// moment in the subspace, update clipping, relative step size. Defaults are Hugging Face's
+    /// (relative_step and scale_parameter on, lr unset); pass <paramref name="lr"/> with
+    /// <c>relative_step: false</c> for a fixed rate, as GaLore's training script does. <paramref name="projector"/>
+    /// (with <paramref name="oversampling"/>, <paramref name="power_iterations"/>, <paramref name="seed"/>) selects
+    /// randomized subspace iteration instead of the exact SVD, as in <see cref="GaLore"/>. Weight decay is decoupled
+    /// and applied before the update.
+    /// </summary>
+    /// <param name="lr">η: null with <paramref name="relative_step"/> (the default), required without it.</param>
+    /// <param name="eps1">ε1 &gt; 0, added to g².</param>
+    /// <param name="eps2">ε2 ≥ 0, lower bound of the parameter scale RMS(W) (with <paramref name="scale_parameter"/>).</param>
+    /// <param name="clip_threshold">d &gt; 0: the update is divided by max(1, RMS(update)/d).</param>
+    /// <param name="decay_rate">c &lt; 0: β2,k = 1 − kᶜ.</param>
+    /// <param name="beta1">Momentum β1 in [0, 1), or null for none (no first moment).</param>
+    /// <param name="weight_decay">λ, decoupled, applied before the update.</param>
+    /// <param name="scale_parameter">Multiply the step size by max(ε2, RMS(W)).</param>
+    /// <param name="relative_step">Use the step size min(1e-2, 1/√k) instead of <paramref name="lr"/>.</param>
+    /// <param name="warmup_init">With <paramref name="relative_step"/>: the step size grows as 1e-6·k.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>New, validated options: Adafactor options (learning rate 0 under <paramref name="relative_step"/>) with an <see cref="SvdProjection"/> or a <see cref="RandomizedSvdProjection"/>.</returns>
+    public static LowRankOptions GaLoreAdafactor(
+        double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3, double clip_threshold = 1.0, double decay_rate = -0.8, double? beta1 = null,
+        double weight_decay = 0.0, bool scale_parameter = true, bool relative_step = true, bool warmup_init = false, int rank = 128,
+        int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, GaLoreProjector projector = GaLoreProjector.Svd,
+        int? oversampling = null, int? power_iterations = null, long? seed = null)
+    {
+        if (relative_step && lr is not null)
+            throw new ArgumentException($"lr = {lr} cannot be combined with relative_step = true; leave lr null or pass relative_step: false.", nameof(lr));
+        if (!relative_step && lr is null)
+            throw new ArgumentException("lr is required when relative_step = false.", nameof(lr));
+        return Validated(new LowRankOptions
+        {
+            LearningRate = lr ?? 0.0,
+            WeightDecay = weight_decay,
+            DecayOrder = WeightDecayOrder.BeforeUpdate,
+            Projection = GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed),
+            Rule = new AdafactorConfig(beta1, eps1, eps2, clip_threshold, decay_rate, relative_step, scale_parameter, warmup_init),
+        });
+    }
+}
+
+public static partial class LowRank
+{
+    /// <summary>GaLore with Adafactor over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.GaLoreAdafactor(...))</c>; see <see cref="LowRankPresets.GaLoreAdafactor"/>.</summary>
+    /// <example><code>
+    /// var opt = LowRank.GaLoreAdafactor(LowRank.SplitParameters(model), lr: 0.01, relative_step: false, scale_parameter: false, beta1: 0.9);
+    /// </code></example>
+    /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>
+    /// <param name="lr">η: null with <paramref name="relative_step"/> (the default), required without it.</param>
+    /// <param name="eps1">ε1 &gt; 0, added to g².</param>
+    /// <param name="eps2">ε2 ≥ 0, lower bound of the parameter scale RMS(W) (with <paramref name="scale_parameter"/>).</param>
+    /// <param name="clip_threshold">d &gt; 0: the update is divided by max(1, RMS(update)/d).</param>
+    /// <param name="decay_rate">c &lt; 0: β2,k = 1 − kᶜ.</param>
+    /// <param name="beta1">Momentum β1 in [0, 1), or null for none (no first moment).</param>
+    /// <param name="weight_decay">λ, decoupled, applied before the update.</param>
+    /// <param name="scale_parameter">Multiply the step size by max(ε2, RMS(W)).</param>
+    /// <param name="relative_step">Use the step size min(1e-2, 1/√k) instead of <paramref name="lr"/>.</param>
+    /// <param name="warmup_init">With <paramref name="relative_step"/>: the step size grows as 1e-6·k.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>The optimizer.</returns>
+    [OverloadResolutionPriority(1)]
+    public static LowRankOptimizer GaLoreAdafactor(
+        IEnumerable<LowRankParamGroup> groups, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3, double clip_threshold = 1.0,
+        double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0, bool scale_parameter = true, bool relative_step = true,
+        bool warmup_init = false, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
+        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null) =>
+        new(groups, LowRankPresets.GaLoreAdafactor(
+            lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, relative_step, warmup_init, rank, update_proj_gap, scale,
+            proj_type, projector, oversampling, power_iterations, seed));
+
+    /// <summary>GaLore with Adafactor over a flat parameter list (one group): every 2-D parameter is projected.</summary>
+    /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
+    /// <param name="lr">η: null with <paramref name="relative_step"/> (the default), required without it.</param>
+    /// <param name="eps1">ε1 &gt; 0, added to g².</param>
+    /// <param name="eps2">ε2 ≥ 0, lower bound of the parameter scale RMS(W) (with <paramref name="scale_parameter"/>).</param>
+    /// <param name="clip_threshold">d &gt; 0: the update is divided by max(1, RMS(update)/d).</param>
+    /// <param name="decay_rate">c &lt; 0: β2,k = 1 − kᶜ.</param>
+    /// <param name="beta1">Momentum β1 in [0, 1), or null for none (no first moment).</param>
+    /// <param name="weight_decay">λ, decoupled, applied before the update.</param>
+    /// <param name="scale_parameter">Multiply the step size by max(ε2, RMS(W)).</param>
+    /// <param name="relative_step">Use the step size min(1e-2, 1/√k) instead of <paramref name="lr"/>.</param>
+    /// <param name="warmup_init">With <paramref name="relative_step"/>: the step size grows as 1e-6·k.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer GaLoreAdafactor(
+        IEnumerable<Parameter> parameters, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3, double clip_threshold = 1.0,
+        double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0, bool scale_parameter = true, bool relative_step = true,
+        bool warmup_init = false, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
+        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null) =>
+        new(OneGroup(parameters), LowRankPresets.GaLoreAdafactor(
+            lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, relative_step, warmup_init, rank, update_proj_gap, scale,
+            proj_type, projector, oversampling, power_iterations, seed));
+
+    /// <summary>GaLore with Adafactor over named parameters (one group): every 2-D parameter is projected.</summary>
+    /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
+    /// <param name="lr">η: null with <paramref name="relative_step"/> (the default), required without it.</param>
+    /// <param name="eps1">ε1 &gt; 0, added to g².</param>
+    /// <param name="eps2">ε2 ≥ 0, lower bound of the parameter scale RMS(W) (with <paramref name="scale_parameter"/>).</param>
+    /// <param name="clip_threshold">d &gt; 0: the update is divided by max(1, RMS(update)/d).</param>
+    /// <param name="decay_rate">c &lt; 0: β2,k = 1 − kᶜ.</param>
+    /// <param name="beta1">Momentum β1 in [0, 1), or null for none (no first moment).</param>
+    /// <param name="weight_decay">λ, decoupled, applied before the update.</param>
+    /// <param name="scale_parameter">Multiply the step size by max(ε2, RMS(W)).</param>
+    /// <param name="relative_step">Use the step size min(1e-2, 1/√k) instead of <paramref name="lr"/>.</param>
+    /// <param name="warmup_init">With <paramref name="relative_step"/>: the step size grows as 1e-6·k.</param>
+    /// <param name="rank">r.</param>
+    /// <param name="update_proj_gap">T, the refresh period.</param>
+    /// <param name="scale">α, multiplies the back-projected update.</param>
+    /// <param name="proj_type">The projected side(s).</param>
+    /// <param name="projector">How a refresh estimates the subspace: exact SVD (default) or randomized subspace iteration.</param>
+    /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
+    /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
+    /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <returns>The optimizer.</returns>
+    public static LowRankOptimizer GaLoreAdafactor(
+        IEnumerable<(string name, Parameter parameter)> parameters, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3,
+        double clip_threshold = 1.0, double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0, bool scale_parameter = true,
+        bool relative_step = true, bool warmup_init = false, int rank = 128, int update_proj_gap = 200, double scale = 0.25,
+        ProjectionType proj_type = ProjectionType.Std, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
+        int? power_iterations = null, long? seed = null) =>
+        new(OneGroup(parameters), LowRankPresets.GaLoreAdafactor(
+            lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, relative_step, warmup_init, rank, update_proj_gap, scale,
+            proj_type, projector, oversampling, power_iterations, seed));
+}

@@ -13,7 +13,8 @@ namespace LowRankOptim.Tests.Support;
 /// <param name="Name">The row's name in test names.</param>
 /// <param name="Create">Builds the optimizer through the public factories (one line: switching to presets is a rename).</param>
 /// <param name="Replays">The golden-fixture algorithms this row's factory reproduces (fixture replay goes through it), if any.</param>
-public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer> Create, FixtureReplay? Replays = null)
+/// <param name="Presets">Knob settings of the method's preset (one row per preset has them) that together give every knob a non-default value.</param>
+public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer> Create, FixtureReplay? Replays = null, IReadOnlyList<PresetSetting>? Presets = null)
 {
     public override string ToString() => Name;
 
@@ -37,6 +38,12 @@ public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer
     });
 }
 
+/// <summary>A preset's knob setting for the preset tests (tests/LowRankOptim.Tests/Presets).</summary>
+/// <param name="Preset">The <see cref="LowRankPresets"/> method.</param>
+/// <param name="Case">What the setting exercises.</param>
+/// <param name="Knobs">Knob values by name.</param>
+public sealed record PresetSetting(string Preset, string Case, Dictionary<string, object?> Knobs);
+
 /// <summary>
 /// THE list of methods the conformance tests (tests/LowRankOptim.Tests/Conformance) run over: resume,
 /// native memory, planner = allocated, bad input, schedulers, dtypes, kernel choice across loads. A method
@@ -56,7 +63,17 @@ public static class MethodCatalog
     public static readonly IReadOnlyList<CatalogMethod> All =
     [
         new("galore-std", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1),
-            new(["adamw_hf", "galore_adamw"], FixtureCatalog.GaLore)),
+            new(["adamw_hf", "galore_adamw"], FixtureCatalog.GaLore),
+            Presets: [
+                new("GaLore", "exact SVD", new()
+                    {
+                        ["lr"] = 0.02, ["beta1"] = 0.8, ["beta2"] = 0.95, ["eps"] = 1e-7, ["weight_decay"] = 0.1, ["rank"] = 7, ["update_proj_gap"] = 11,
+                        ["scale"] = 0.5, ["proj_type"] = ProjectionType.Left, ["correct_bias"] = false, ["conventions"] = AdamConventions.TorchOptim,
+                    }),
+                new("GaLore", "randomized", new()
+                    {
+                        ["rank"] = 5, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 3, ["power_iterations"] = 1, ["seed"] = 5L,
+                    })]),
         new("galore-full", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full)),
         // Refreshes at steps 1, 4, 7, 10: the sketch of a refresh after a load must be the same draw.
         new("galore-randomized", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 3, scale: 0.5, weight_decay: 0.1,
@@ -65,25 +82,59 @@ public static class MethodCatalog
             projector: GaLoreProjector.RandomizedSvd, oversampling: 2)),
         // A fixed rate, as GaLore's training script runs it.
         new("galore-adafactor-momentum", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), lr: 0.01, relative_step: false, beta1: 0.9,
-            rank: 3, update_proj_gap: 3, weight_decay: 0.05), new(["galore_adafactor"], FixtureCatalog.GaLoreAdafactor)),
+            rank: 3, update_proj_gap: 3, weight_decay: 0.05), new(["galore_adafactor"], FixtureCatalog.GaLoreAdafactor),
+            Presets: [
+                new("GaLoreAdafactor", "fixed lr", new()
+                    {
+                        ["lr"] = 0.03, ["eps1"] = 1e-20, ["eps2"] = 2e-3, ["clip_threshold"] = 2.0, ["decay_rate"] = -0.7, ["beta1"] = 0.85, ["weight_decay"] = 0.2,
+                        ["scale_parameter"] = false, ["relative_step"] = false, ["rank"] = 6, ["update_proj_gap"] = 13, ["scale"] = 0.75,
+                        ["proj_type"] = ProjectionType.Right, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 4, ["power_iterations"] = 3, ["seed"] = 9L,
+                    }),
+                new("GaLoreAdafactor", "warm-up", new() { ["warmup_init"] = true, ["rank"] = 3 })]),
         // Hugging Face's defaults: relative step size and parameter scaling (lr unset).
         new("galore-adafactor-relative-step", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), beta1: 0.9, rank: 3, update_proj_gap: 3, weight_decay: 0.05)),
         // Re-selections at steps 1, 2, 4, 6, …: the indices are the whole projector state.
         new("dct-adamw", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 2),
-            new(["dct_adamw"], FixtureCatalog.DctAdamW)),
+            new(["dct_adamw"], FixtureCatalog.DctAdamW),
+            Presets: [
+                new("DctAdamW", "every knob", new()
+                    {
+                        ["lr"] = 0.04, ["beta1"] = 0.7, ["beta2"] = 0.9, ["eps"] = 1e-6, ["weight_decay"] = 0.3, ["rank"] = 5, ["update_proj_gap"] = 3, ["scale"] = 0.5,
+                        ["proj_type"] = ProjectionType.ReverseStd, ["sim_type"] = DctTransformMethod.FastTransform, ["ell_norm"] = 2.0, ["max_shape"] = 1000L,
+                    })]),
         new("dct-adamw-fast", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform)),
         // P takes a step of its own optimizer every step: its moments and step count are state too.
         new("osd-adamw", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1),
-            new(["osd_adamw"], FixtureCatalog.OnlineSubspaceDescent)),
+            new(["osd_adamw"], FixtureCatalog.OnlineSubspaceDescent),
+            Presets: [
+                new("OnlineSubspaceDescent", "every knob", new()
+                    {
+                        ["lr"] = 0.05, ["beta1"] = 0.6, ["beta2"] = 0.97, ["eps"] = 1e-5, ["weight_decay"] = 0.4, ["rank"] = 4, ["update_proj_gap"] = 17, ["scale"] = 2.0,
+                        ["proj_type"] = ProjectionType.Right, ["p_optimizer"] = new SgdConfig(0.5), ["p_weight_decay"] = 0.02, ["correct_bias"] = false,
+                        ["conventions"] = AdamConventions.TorchOptim,
+                    })]),
         new("osd-adafactor-basis", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5,
             p_optimizer: new AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0)),
         // Heads on fc1 and fc2, a sparse residual whose 7-step warm-up spans a save at step 5.
         new("galore-plus-heads-residual", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 3,
-            power_iterations: 1, seed: 4, residual_density: 0.2, residual_warmup: 7)),
+            power_iterations: 1, seed: 4, residual_density: 0.2, residual_warmup: 7),
+            Presets: [
+                new("GaLorePlus", "every knob", new()
+                    {
+                        ["lr"] = 0.06, ["beta1"] = 0.5, ["beta2"] = 0.98, ["eps"] = 1e-4, ["weight_decay"] = 0.5, ["rank"] = 3, ["update_proj_gap"] = 19, ["scale"] = 1.5,
+                        ["oversampling"] = 5, ["power_iterations"] = 4, ["seed"] = 12L, ["cross_head"] = CrossHeadReading.PerHeadShortSide, ["residual_density"] = 0.05,
+                        ["residual_warmup"] = 7, ["residual_reestimate"] = true, ["residual_scale"] = 0.3, ["correct_bias"] = false, ["conventions"] = AdamConventions.TorchOptim,
+                    })]),
         // Per-head bases; after a 2-step warm-up the residual indices are re-chosen at every refresh (steps 4, 7, 10).
         new("galore-plus-per-head-residual-reestimated", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, rank: 2, update_proj_gap: 3, seed: 9,
             cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.3, residual_warmup: 2, residual_reestimate: true, residual_scale: 0.5)),
-        new("smmf", m => LowRank.Smmf(m.parameters(), lr: 0.01, weight_decay: 0.01), new(["smmf"], FixtureCatalog.Smmf)),
+        new("smmf", m => LowRank.Smmf(m.parameters(), lr: 0.01, weight_decay: 0.01), new(["smmf"], FixtureCatalog.Smmf),
+            Presets: [
+                new("Smmf", "every knob", new()
+                    {
+                        ["lr"] = 0.07, ["beta"] = null, ["eps"] = 1e-6, ["weight_decay"] = 0.6, ["decay_rate"] = -0.8, ["growth_rate"] = 0.9, ["vector_reshape"] = false,
+                        ["weight_decay_mode"] = SmmfWeightDecayMode.Adam, ["kernel"] = KernelPreference.Reference,
+                    })]),
         new("smmf-reference-beta-none-no-vector-reshape", m => LowRank.Smmf(m.parameters(), lr: 0.01, beta: null, vector_reshape: false,
             decay_rate: -0.8, kernel: KernelPreference.Reference)),
         // One optimizer, one state file: GaLore-Adam (galore_torch conventions) on the Linear weights, SMMF with L2 decay on the rest.
@@ -96,7 +147,12 @@ public static class MethodCatalog
                 }),
              new LowRankParamGroup(LowRank.SplitParameters(m)[1].Parameters)],
             lr: 0.01, weight_decay: 0.05, weight_decay_mode: SmmfWeightDecayMode.Adam)),
-        new("adamw", m => LowRank.AdamW(m.parameters(), lr: 0.01, weight_decay: 0.01)),
+        new("adamw", m => LowRank.AdamW(m.parameters(), lr: 0.01, weight_decay: 0.01),
+            Presets: [
+                new("AdamW", "every knob", new()
+                    {
+                        ["lr"] = 0.08, ["beta1"] = 0.55, ["beta2"] = 0.96, ["eps"] = 1e-3, ["weight_decay"] = 0.7, ["conventions"] = AdamConventions.GaLoreReference,
+                    })]),
         // No factory: the rule through LowRankOptions.
         new("sgd-momentum", m => new LowRankOptimizer([new LowRankParamGroup(m.parameters())], new LowRankOptions
         {

@@ -103,16 +103,19 @@ public static class FixtureCatalog
 
     internal sealed record Projected(int Rank, int Gap, double Scale, string ProjType)
     {
-        public ProjectionType Type => ProjType switch
-        {
-            "std" => ProjectionType.Std,
-            "reverse_std" => ProjectionType.ReverseStd,
-            "left" => ProjectionType.Left,
-            "right" => ProjectionType.Right,
-            "full" => ProjectionType.Full,
-            var t => throw new NotSupportedException($"unknown proj_type '{t}'"),
-        };
+        public ProjectionType Type => ProjectionTypeOf(ProjType);
     }
+
+    /// <summary>A reference's <c>proj_type</c> string as a <see cref="ProjectionType"/>.</summary>
+    internal static ProjectionType ProjectionTypeOf(string projType) => projType switch
+    {
+        "std" => ProjectionType.Std,
+        "reverse_std" => ProjectionType.ReverseStd,
+        "left" => ProjectionType.Left,
+        "right" => ProjectionType.Right,
+        "full" => ProjectionType.Full,
+        var t => throw new NotSupportedException($"unknown proj_type '{t}'"),
+    };
 
     /// <summary>
     /// The projection arguments of the fixture's group with <c>rank</c> (they become the factory's), or null when no

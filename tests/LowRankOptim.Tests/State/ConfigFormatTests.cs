@@ -152,8 +152,20 @@ public sealed class ConfigFormatTests
     {
         var configTypes = typeof(LowRankOptimizer).Assembly.GetExportedTypes()
             .Where(t => !t.IsAbstract && (typeof(IProjectionConfig).IsAssignableFrom(t) || typeof(IUpdateRuleConfig).IsAssignableFrom(t)));
-        RandomConfigs.Keys.Should().BeEquivalentTo(configTypes);
+        configTypes.Should().OnlyContain(t => RandomConfigs.ContainsKey(t) || CatalogConfigs().Any(c => c.GetType() == t),
+            "every library config is round-tripped: from random values, or from the method catalog's preset settings");
         configTypes.Should().OnlyContain(t => ConfigRegistry.IsRegistered(t));
+    }
+
+    /// <summary>The projection and rule of every preset setting of the method catalog (each knob at a non-default value somewhere).</summary>
+    private static IEnumerable<object> CatalogConfigs() => Presets.PresetCatalog.Settings
+        .Select(s => Presets.PresetCatalog.Call<LowRankOptions>(Presets.PresetCatalog.Preset(s.Preset), s.Knobs))
+        .SelectMany(o => new object[] { o.Projection!, o.Rule! });
+
+    [Fact]
+    public void EveryPresetSettingsConfigReadsBackToAnEqualRecord()
+    {
+        foreach (var config in CatalogConfigs()) RoundTrips(config, $"{config.GetType().Name}: {config}");
     }
 
     [Fact]
@@ -164,22 +176,27 @@ public sealed class ConfigFormatTests
             for (var i = 0; i < 200; i++)
             {
                 var config = generate(random);
-                var what = $"{type.Name} #{i}: {config}";
-                var bytes = Write([config]);
-                using var binary = new BinaryReader(new MemoryStream(bytes));
-                var read = Read(new StateReader(binary, what), config);
-                binary.BaseStream.Position.Should().Be(bytes.Length, what);
-
-                // The math comes back; execution policy is never saved (a load keeps the loading optimizer's).
-                read.Should().BeOfType(type, what);
-                Write([read]).Should().Equal(bytes, what);
-                object restored = read is IProjectionConfig p
-                    ? p.WithExecutionPolicyOf((IProjectionConfig)config)
-                    : ((IUpdateRuleConfig)read).WithExecutionPolicyOf((IUpdateRuleConfig)config);
-                restored.Should().Be(config, what);
-                var validate = () => Validate(read);
-                validate.Should().NotThrow(what, "a valid config reads back valid");
+                config.GetType().Should().Be(type);
+                RoundTrips(config, $"{type.Name} #{i}: {config}");
             }
+    }
+
+    private static void RoundTrips(object config, string what)
+    {
+        var bytes = Write([config]);
+        using var binary = new BinaryReader(new MemoryStream(bytes));
+        var read = Read(new StateReader(binary, what), config);
+        binary.BaseStream.Position.Should().Be(bytes.Length, what);
+
+        // The math comes back; execution policy is never saved (a load keeps the loading optimizer's).
+        read.Should().BeOfType(config.GetType(), what);
+        Write([read]).Should().Equal(bytes, what);
+        object restored = read is IProjectionConfig p
+            ? p.WithExecutionPolicyOf((IProjectionConfig)config)
+            : ((IUpdateRuleConfig)read).WithExecutionPolicyOf((IUpdateRuleConfig)config);
+        restored.Should().Be(config, what);
+        var validate = () => Validate(read);
+        validate.Should().NotThrow(what, "a valid config reads back valid");
     }
 
     private static void Validate(object config)

@@ -26,6 +26,10 @@ public enum OptimizerKind
     Smmf,
     /// <summary>GaLore+ + AdamW: randomized subspace iteration, cross-head bases on q/k/v/o (LLaMA head counts), no sparse residual.</summary>
     GaLorePlus,
+    /// <summary>APOLLO: channel-wise scaling of the raw gradient from Adam on a seeded random projection (the comparison's rank and T; its own scale 1).</summary>
+    Apollo,
+    /// <summary>APOLLO-Mini: rank 1, tensor-wise scaling, scale 128 (the comparison's T).</summary>
+    ApolloMini,
 }
 
 /// <summary>Names, default learning rates and construction of each <see cref="OptimizerKind"/>.</summary>
@@ -42,6 +46,8 @@ public static class OptimizerCatalog
         OptimizerKind.Osd => "osd",
         OptimizerKind.Smmf => "smmf",
         OptimizerKind.GaLorePlus => "galore-plus",
+        OptimizerKind.Apollo => "apollo",
+        OptimizerKind.ApolloMini => "apollo-mini",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -64,6 +70,8 @@ public static class OptimizerCatalog
         OptimizerKind.Osd => 2e-2,
         OptimizerKind.Smmf => 3e-3,
         OptimizerKind.GaLorePlus => 2e-2,
+        OptimizerKind.Apollo => 2e-2,
+        OptimizerKind.ApolloMini => 2e-2,
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -93,6 +101,9 @@ public static class OptimizerCatalog
             // SMMF factorizes every tensor itself: both groups train in the full space.
             OptimizerKind.Smmf => LowRankPresets.Smmf(lr: lr, decay_rate: -0.8),
             OptimizerKind.GaLorePlus => LowRankPresets.GaLorePlus(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+            // APOLLO's scale is not GaLore's α (the update is multiplied by √scale): it keeps its own defaults.
+            OptimizerKind.Apollo => LowRankPresets.Apollo(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap),
+            OptimizerKind.ApolloMini => LowRankPresets.ApolloMini(lr: lr, update_proj_gap: s.UpdateProjGap),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         var full = new LowRankOptions { Projection = FullSpace.Instance };

@@ -147,6 +147,30 @@ public static class MethodCatalog
                 }),
              new LowRankParamGroup(LowRank.SplitParameters(m)[1].Parameters)],
             lr: 0.01, weight_decay: 0.05, weight_decay_mode: SmmfWeightDecayMode.Adam)),
+        // A new random matrix at steps 1, 4, 7, 10 (drawn from the seed chain, so a resumed run draws the same ones).
+        new("apollo", m => LowRank.Apollo(LowRank.SplitParameters(m), lr: 0.01, weight_decay: 0.05, rank: 3, update_proj_gap: 3),
+            new(["apollo"], (f, parameters, _) =>
+            {
+                var (o, g) = (f.Optimizer, f.Groups.Single(g => g.ContainsKey("rank")));
+                return LowRank.Apollo(FixtureCatalog.Groups(f, parameters), lr: (double)o["lr"]!, beta1: (double)o["betas"]![0]!, beta2: (double)o["betas"]![1]!,
+                    eps: (double)o["eps"]!, weight_decay: (double)o["weight_decay"]!, rank: (int)g["rank"]!, update_proj_gap: (int)g["update_proj_gap"]!,
+                    scale: (double)g["scale"]!, proj_type: FixtureCatalog.ProjectionTypeOf((string)g["proj_type"]!),
+                    scale_type: (string)g["scale_type"]! == "channel" ? ApolloScaling.Channel : ApolloScaling.Tensor,
+                    proj: (string)g["proj"]! == "svd" ? ApolloProjector.Svd : ApolloProjector.Random,
+                    scale_front: (bool)o["scale_front"]!, disable_nl: (bool)o["disable_nl"]!, correct_bias: (bool)o["correct_bias"]!);
+            }),
+            Presets: [
+                new("Apollo", "every knob", new()
+                    {
+                        ["lr"] = 0.09, ["beta1"] = 0.8, ["beta2"] = 0.9, ["eps"] = 1e-7, ["weight_decay"] = 0.1, ["rank"] = 5, ["update_proj_gap"] = 7,
+                        ["scale"] = 2.0, ["proj_type"] = ProjectionType.Left, ["scale_type"] = ApolloScaling.Tensor, ["proj"] = ApolloProjector.Svd,
+                        ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false,
+                    }),
+                new("ApolloMini", "every knob", new()
+                    {
+                        ["lr"] = 0.02, ["beta1"] = 0.7, ["beta2"] = 0.95, ["eps"] = 1e-5, ["weight_decay"] = 0.2, ["update_proj_gap"] = 9, ["scale"] = 64.0,
+                        ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false,
+                    })]),
         new("adamw", m => LowRank.AdamW(m.parameters(), lr: 0.01, weight_decay: 0.01),
             Presets: [
                 new("AdamW", "every knob", new()

@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// the left basis U_r (m×r) and/or the right basis V_rᵀ (r×n). Projection, back-projection and state
 /// handling are shared; derived classes say how a refresh estimates the basis.
 /// </summary>
-public abstract class BasisSubspace : ISubspace
+internal abstract class BasisSubspace : ISubspace
 {
     private readonly TensorSlot _left;   // U_r, m×r
     private readonly TensorSlot _right;  // V_rᵀ, r×n

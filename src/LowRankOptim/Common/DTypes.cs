@@ -3,7 +3,7 @@ using TorchSharp;
 namespace LowRankOptim;
 
 /// <summary>Sizes of tensors computed from shapes and dtypes, without allocating.</summary>
-public static class DTypes
+internal static class DTypes
 {
     /// <summary>Bytes per element of a floating-point or integer dtype.</summary>
     public static long ElementSize(torch.ScalarType dtype) => dtype switch

@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// The per-parameter state of <see cref="AdafactorConfig"/>: row and column statistics (factored, ≥ 2 dims)
 /// or a full second moment (0-D and 1-D), plus the first moment when β1 is set.
 /// </summary>
-public sealed class AdafactorRule : IUpdateRule
+internal sealed class AdafactorRule : IUpdateRule
 {
     private readonly bool _factored;
     private readonly TensorSlot _row;        // shape[..-1]

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
-public sealed class AdamRule : IUpdateRule
+internal sealed class AdamRule : IUpdateRule
 {
     private readonly ScalarType _dtype;
     private readonly TensorSlot _expAvg;

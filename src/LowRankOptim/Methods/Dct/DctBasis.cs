@@ -9,7 +9,7 @@ namespace LowRankOptim;
 /// columns of C. A process-wide cache keeps one copy per (size, dtype, device), shared by every parameter
 /// that needs it and released when the last one is disposed.
 /// </summary>
-public static class DctBasis
+internal static class DctBasis
 {
     private const long BlockRows = 256;
     private static readonly object Gate = new();

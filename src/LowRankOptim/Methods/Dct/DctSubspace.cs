@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
 /// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
 /// </summary>
-public sealed class DctSubspace : ISubspace
+internal sealed class DctSubspace : ISubspace
 {
     private readonly DctProjection _config;
     private readonly ScalarType _dtype;

@@ -14,7 +14,7 @@ namespace LowRankOptim;
 /// </list>
 /// Float64 inputs are transformed in float64, everything else in float32, and the result is cast back.
 /// </summary>
-public static class DctTransform
+internal static class DctTransform
 {
     /// <summary>
     /// x·C (<paramref name="dim"/> = 1, rows transformed) or Cᵀ·x (<paramref name="dim"/> = 0, columns

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>The subspace of <see cref="RandomizedSvdProjection"/>: randomized subspace iteration at each refresh.</summary>
-public sealed class RandomizedSvdSubspace : BasisSubspace
+internal sealed class RandomizedSvdSubspace : BasisSubspace
 {
     private readonly RandomizedSvdProjection _config;
 

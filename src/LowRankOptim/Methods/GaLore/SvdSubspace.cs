@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>The subspace of <see cref="SvdProjection"/>: exact thin SVD at each refresh.</summary>
-public sealed class SvdSubspace : BasisSubspace
+internal sealed class SvdSubspace : BasisSubspace
 {
     internal SvdSubspace(StateDeclaration declaration, MatrixShape matrix, ProjectionSide side, long rank, long gap, double scale, ScalarType dtype, Device device)
         : base(declaration, matrix, side, rank, gap, scale, dtype, device) { }

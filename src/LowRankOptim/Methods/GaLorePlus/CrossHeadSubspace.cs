@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// side of the whole matrix, estimated by randomized subspace iteration from the drawn head's block (or the
 /// whole matrix without heads), plus the optional sparse residual.
 /// </summary>
-public sealed class CrossHeadSubspace : BasisSubspace
+internal sealed class CrossHeadSubspace : BasisSubspace
 {
     private readonly GaLorePlusProjection _config;
     private readonly GaLorePlusProjection.Layout _layout;

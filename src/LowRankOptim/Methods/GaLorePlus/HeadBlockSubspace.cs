@@ -7,7 +7,7 @@ namespace LowRankOptim;
 /// The subspace of <see cref="GaLorePlusProjection"/> with reading (b): a rank-r basis on the head side d_h,
 /// estimated from the drawn head's block, projecting every head block separately (effective rank h·r).
 /// </summary>
-public sealed class HeadBlockSubspace : ISubspace
+internal sealed class HeadBlockSubspace : ISubspace
 {
     private readonly GaLorePlusProjection _config;
     private readonly GaLorePlusProjection.Layout _layout;

@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// accumulator of |E| with E = G − Back(Proj(G)) (no α), then k kept entries Ω (sorted flat indices) with Adam
 /// moments of their own, updated with the group's Adam config and an own step count.
 /// </summary>
-public sealed class SparseResidual
+internal sealed class SparseResidual
 {
     private readonly MatrixShape _matrix;
     private readonly long _k;

@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// right) from one SVD, then one step of P's own optimizer after every weight step from step 2 on.
 /// P is not re-orthonormalized (as the reference). State: P, P's rule state and its step count.
 /// </summary>
-public sealed class OnlinePcaSubspace : BasisSubspace
+internal sealed class OnlinePcaSubspace : BasisSubspace
 {
     private readonly OnlinePcaProjection _config;
     private readonly IUpdateRule _rule;

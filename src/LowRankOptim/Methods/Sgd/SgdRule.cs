@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>The per-parameter state of <see cref="SgdConfig"/>: the momentum buffer, when μ ≠ 0.</summary>
-public sealed class SgdRule : IUpdateRule
+internal sealed class SgdRule : IUpdateRule
 {
     private readonly TensorSlot _buffer;
 

@@ -10,7 +10,7 @@ namespace LowRankOptim;
 /// (⌈N/8⌉ bytes), ρ_V (n̂), γ_V (m̂), i.e. 2·(n̂ + m̂)·4 + ⌈N/8⌉ bytes ((n̂ + m̂)·4 without β). Unfactorized
 /// (1-D with vector_reshape = false): full M and V in the working dtype.
 /// </summary>
-public sealed class SmmfRule : IUpdateRule
+internal sealed class SmmfRule : IUpdateRule
 {
     private readonly long[] _shape;
     private readonly long _count;

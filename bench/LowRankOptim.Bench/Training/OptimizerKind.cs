@@ -70,8 +70,8 @@ public static class OptimizerCatalog
         OptimizerKind.Osd => 2e-2,
         OptimizerKind.Smmf => 3e-3,
         OptimizerKind.GaLorePlus => 2e-2,
-        OptimizerKind.Apollo => 2e-2,
-        OptimizerKind.ApolloMini => 2e-2,
+        OptimizerKind.Apollo => 1e-2,
+        OptimizerKind.ApolloMini => 5e-3,
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 

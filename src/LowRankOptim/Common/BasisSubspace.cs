@@ -70,7 +70,7 @@ internal abstract class BasisSubspace : ISubspace
     public Tensor? Right => _right.Value;
 
     /// <summary>GaLore's schedule: at the first step and at steps 1, T+1, 2T+1, …</summary>
-    public virtual bool NeedsRefresh(long step) => !HasBasis || (step - 1) % UpdateProjGap == 0;
+    public virtual bool NeedsRefresh(long step) => RefreshSchedule.EveryGapFromFirstStep(UpdateProjGap).IsDue(step, HasBasis);
 
     /// <inheritdoc />
     public Tensor? Refresh(Tensor gradient, in SubspaceContext context)

@@ -39,7 +39,7 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
         var working = rule.WorkingType(grad.dtype);
         s.Working = s.Decay.CoupleToGradient(grad.dtype == working ? grad : grad.to(working), p);
         s.Subspace = new SubspaceContext(state.Index, s.Step, options.Lr, options.InitialLearningRate);
-        s.Rule = new RuleContext(s.Step, options.Lr, rule, () => ParameterRms(p), s.Decay);
+        s.Rule = new RuleContext(s.Step, options.Lr, rule, () => Rms.OfParameter(p), s.Decay);
         if (state.Subspace is null) return;
         s.View = options.Projection!.MatrixViewOf(state.Shape)!.Value;
         s.Matrix = s.Working.reshape(s.View.Rows, s.View.Cols);
@@ -128,12 +128,5 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
         {
             reportFailure(s.State, subspace, s.Step, e.Message);
         }
-    }
-
-    private static double ParameterRms(Tensor p)
-    {
-        using var scope = NewDisposeScope();
-        var w = p.to(ScalarType.Float32);
-        return w.norm().div_(Math.Sqrt(w.numel())).item<float>();
     }
 }

@@ -69,7 +69,7 @@ internal sealed class AdafactorRule : IUpdateRule
             expAvgSq.mul_(beta2t).add_(q, alpha: 1 - beta2t);
             update = expAvgSq.rsqrt().mul_(gradient);
         }
-        update.div_(Rms(update).div_(c.ClipThreshold).clamp_(min: 1.0));
+        update.div_(Rms.Of(update).div_(c.ClipThreshold).clamp_(min: 1.0));
         update.mul_(lr);
         if (c.Beta1 is double b1)
         {
@@ -77,8 +77,5 @@ internal sealed class AdafactorRule : IUpdateRule
         }
         return new RuleUpdate(update, 1.0, lr);
     }
-
-    /// <summary>RMS(x) = ‖x‖₂ / √numel(x), as a 0-dim tensor.</summary>
-    internal static Tensor Rms(Tensor x) => x.norm().div_(Math.Sqrt(x.numel()));
 
 }

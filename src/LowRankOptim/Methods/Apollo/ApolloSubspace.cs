@@ -45,7 +45,7 @@ internal sealed class ApolloSubspace : ISubspace
     public long Seed => _seed.Value;
 
     /// <summary>A new matrix at steps 1, T+1, 2T+1, … of this parameter.</summary>
-    public bool NeedsRefresh(long step) => !HasBasis || (step - 1) % _config.UpdateProjGap == 0;
+    public bool NeedsRefresh(long step) => RefreshSchedule.EveryGapFromFirstStep(_config.UpdateProjGap).IsDue(step, HasBasis);
 
     /// <summary>
     /// Random: the next seed of the chain (the 1-based parameter index for the first matrix); SVD: the top-r

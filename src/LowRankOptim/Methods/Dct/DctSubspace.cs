@@ -53,7 +53,7 @@ internal sealed class DctSubspace : ISubspace
     /// <summary>The selected column indices in slot order (descending score at the last re-selection), or null before the first.</summary>
     public long[]? Indices => _indices.Value?.cpu().data<long>().ToArray();
     /// <summary>The reference's schedule: k = 1 and k mod T = 0 (and whenever no selection exists yet).</summary>
-    public bool NeedsRefresh(long step) => !_indices.HasValue || step == 1 || step % _config.UpdateProjGap == 0;
+    public bool NeedsRefresh(long step) => RefreshSchedule.FirstStepAndMultiplesOfGap(_config.UpdateProjGap).IsDue(step, HasBasis);
 
     /// <inheritdoc />
     public Tensor? Refresh(Tensor gradient, in SubspaceContext context)

@@ -58,7 +58,7 @@ internal sealed class HeadBlockSubspace : ISubspace
     private bool Rows => _layout.Axis == HeadAxis.Rows;
 
     /// <inheritdoc />
-    public bool NeedsRefresh(long step) => !HasBasis || (step - 1) % _config.UpdateProjGap == 0;
+    public bool NeedsRefresh(long step) => RefreshSchedule.EveryGapFromFirstStep(_config.UpdateProjGap).IsDue(step, HasBasis);
 
     /// <inheritdoc />
     public Tensor? Refresh(Tensor gradient, in SubspaceContext context)

@@ -33,7 +33,7 @@ internal sealed class OnlinePcaSubspace : BasisSubspace
     public IUpdateRule BasisRuleState => _rule;
 
     /// <summary>Only the first step computes a basis (by SVD); afterwards P moves by <see cref="AfterUpdate"/>.</summary>
-    public override bool NeedsRefresh(long step) => !HasBasis;
+    public override bool NeedsRefresh(long step) => RefreshSchedule.FirstStepOnly.IsDue(step, HasBasis);
 
     /// <inheritdoc />
     protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context) =>
@@ -58,7 +58,7 @@ internal sealed class OnlinePcaSubspace : BasisSubspace
         var ratio = context.InitialLearningRate != 0 ? context.LearningRate / context.InitialLearningRate : 1.0;
         var lr = ratio / _config.UpdateProjGap;
         var decay = new WeightDecayPolicy(_config.BasisWeightDecay, WeightDecayOrder.BeforeUpdate);
-        var update = _rule.Compute(grad, new RuleContext(++_basisSteps.Value, lr, _config.BasisRule, () => Rms(p), decay));
+        var update = _rule.Compute(grad, new RuleContext(++_basisSteps.Value, lr, _config.BasisRule, () => Rms.OfParameter(p), decay));
         decay.ApplyBeforeUpdate(p, update.DecayLearningRate);
         p.add_(update.Direction.to(p.dtype), alpha: -update.Coefficient);
     }
@@ -96,12 +96,4 @@ internal sealed class OnlinePcaSubspace : BasisSubspace
         }
         return result;
     }
-
-    private static double Rms(Tensor p)
-    {
-        using var scope = NewDisposeScope();
-        var w = p.to(ScalarType.Float32);
-        return w.norm().div_(Math.Sqrt(w.numel())).item<float>();
-    }
-
 }

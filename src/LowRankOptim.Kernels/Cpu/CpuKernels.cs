@@ -16,6 +16,7 @@ namespace LowRankOptim.Kernels;
 /// the same for any thread count.
 /// </summary>
 /// <remarks>
+/// <para>
 /// The Adam kernel rounds where the reference rounds: for float32 each reference op is one float operation
 /// here (the moments' add_ and addcmul_ are fused multiply-adds, as libtorch's vectorized loops), so the
 /// moments are bit-identical; the square root here is IEEE, libtorch's float32 sqrt on x86 is not correctly
@@ -25,8 +26,14 @@ namespace LowRankOptim.Kernels;
 /// rounded to bfloat16 where libtorch rounds them (mul_, add_, div; not the addcmul_/addcdiv_ values). The Adafactor statistics and ℓ1 norms sum in float64 where the reference sums in
 /// float32, so they agree to float32 rounding. SMMF is <see cref="SmmfCpuKernel"/> (float32 only: SMMF keeps
 /// float32 state and computes in float32 for bf16 parameters). Pointers come from <see cref="RawTensor"/> only.
+/// </para>
+/// <para>
+/// Registered in <see cref="KernelRegistry"/> as <see cref="KernelBackend.Cpu"/>: Adam's direction and update,
+/// Adafactor statistics and ℓ1 norms for dense float32 and bfloat16, SMMF for float32; every tensor under
+/// <see cref="RawTensor.MaxBytes"/> bytes (TorchSharp's byte spans stop at 2 GiB).
+/// </para>
 /// </remarks>
-public sealed unsafe class CpuKernels : IOptimizerKernels
+internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel
 {
     /// <summary>The shared instance; the class has no state.</summary>
     public static CpuKernels Instance { get; } = new();
@@ -40,24 +47,14 @@ public sealed unsafe class CpuKernels : IOptimizerKernels
     private CpuKernels() { }
 
     /// <inheritdoc />
-    public string Name => "cpu";
+    public KernelBackend Backend => KernelBackend.Cpu;
 
     /// <inheritdoc />
-    public bool Supports(KernelOperation operation, Device device, ScalarType dtype, out string reason)
-    {
-        if (device.type != DeviceType.CPU)
-        {
-            reason = $"the CPU kernels need CPU tensors, but the state is on {device}.";
-            return false;
-        }
-        var ok = operation == KernelOperation.SmmfStep
-            ? dtype == ScalarType.Float32
-            : dtype is ScalarType.Float32 or ScalarType.BFloat16;
-        reason = ok ? "" : operation == KernelOperation.SmmfStep
-            ? $"the CPU SMMF kernel needs float32 state, not {dtype}."
-            : $"the CPU {operation} kernel needs float32 or bfloat16 tensors, not {dtype}.";
-        return ok;
-    }
+    public string? UnavailableReason => null;
+
+    /// <inheritdoc />
+    /// <remarks>Every tensor a kernel reads through a pointer must stay under <see cref="RawTensor.MaxBytes"/> bytes.</remarks>
+    public long MaxElements(KernelStorage storage) => (RawTensor.MaxBytes - 1) / storage.ElementSize;
 
     /// <inheritdoc />
     public bool Accepts(params ReadOnlySpan<Tensor?> tensors)

@@ -17,11 +17,6 @@ internal static unsafe class RawTensor
     /// <summary>The largest byte size <c>Tensor.bytes</c> can span.</summary>
     public const long MaxBytes = int.MaxValue;
 
-    /// <summary>True when <see cref="Pointer{T}"/> would accept <paramref name="tensor"/> as <paramref name="dtype"/>.</summary>
-    public static bool Fits(torch.Tensor tensor, torch.ScalarType dtype) =>
-        tensor.device_type == DeviceType.CPU && tensor.dtype == dtype && tensor.is_contiguous() &&
-        tensor.numel() * tensor.element_size() < MaxBytes;
-
     /// <summary>
     /// A pointer to the first element of <paramref name="tensor"/>, which must be a contiguous CPU tensor of
     /// <paramref name="dtype"/> with <paramref name="count"/> elements.

@@ -21,7 +21,7 @@ namespace LowRankOptim.Kernels;
 /// same instruction set. Sums are accumulated in float64. Bands start on rows whose first element is a
 /// multiple of 8, so every packed sign byte belongs to one band and no two threads write the same byte.
 /// </remarks>
-public static unsafe class SmmfCpuKernel
+internal static unsafe class SmmfCpuKernel
 {
     /// <summary>About this many elements per band; tensors smaller than that run on the calling thread.</summary>
     internal const long ElementsPerBand = 1 << 16;
@@ -37,11 +37,11 @@ public static unsafe class SmmfCpuKernel
     /// </summary>
     internal const long StreamingBytes = 16L << 20;
 
-    /// <summary>The most elements a tensor may have for this kernel (TorchSharp's byte spans stop at 2 GiB).</summary>
+    /// <summary>
+    /// The most elements a tensor may have for this kernel (TorchSharp's byte spans stop at 2 GiB): what
+    /// <see cref="CpuKernels.MaxElements"/> reports for float32, which the selection checks.
+    /// </summary>
     public const long MaxElements = (RawTensor.MaxBytes - 1) / sizeof(float);
-
-    /// <summary>True when <paramref name="tensor"/> can be read or written by this kernel: contiguous float32 on the CPU, under 2 GiB.</summary>
-    public static bool Supports(torch.Tensor tensor) => RawTensor.Fits(tensor, torch.ScalarType.Float32);
 
     /// <summary>
     /// Updates <paramref name="state"/> with <paramref name="gradient"/> and writes the direction U into

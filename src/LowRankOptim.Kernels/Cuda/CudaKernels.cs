@@ -12,8 +12,13 @@ namespace LowRankOptim.Kernels;
 /// deterministic launches without atomics, see <see cref="SmmfStep"/>). Outputs and scratch are allocated as
 /// torch tensors (libtorch's caching allocator), never with cuMemAlloc.
 /// </summary>
-/// <remarks>Not executed on a GPU in this repository's CI (it has none); the kernels are compiled there with NVRTC.</remarks>
-public sealed class CudaKernels : IOptimizerKernels
+/// <remarks>
+/// Registered in <see cref="KernelRegistry"/> as <see cref="KernelBackend.Cuda"/>: Adam's direction and update,
+/// Adafactor statistics and ℓ1 norms for dense float32 and bfloat16 (the ℓ1 norms for an explicit choice only),
+/// SMMF for float32. Not executed on a GPU in this repository's CI (it has none); the kernels are compiled there
+/// with NVRTC.
+/// </remarks>
+internal sealed class CudaKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel
 {
     /// <summary>The shared instance.</summary>
     public static CudaKernels Instance { get; } = new();
@@ -23,7 +28,7 @@ public sealed class CudaKernels : IOptimizerKernels
     private CudaKernels() { }
 
     /// <inheritdoc />
-    public string Name => "cuda";
+    public KernelBackend Backend => KernelBackend.Cuda;
 
     /// <summary>Null when CUDA kernels can run in this process, else why not (TorchSharp backend, driver, devices, NVRTC).</summary>
     public static string? UnavailableReason => Unavailable.Value;
@@ -51,26 +56,10 @@ public sealed class CudaKernels : IOptimizerKernels
     }
 
     /// <inheritdoc />
-    public bool Supports(KernelOperation operation, Device device, ScalarType dtype, out string reason)
-    {
-        if (device.type != DeviceType.CUDA)
-        {
-            reason = $"the CUDA kernels need CUDA tensors, but the state is on {device}.";
-            return false;
-        }
-        if (operation == KernelOperation.SmmfStep && dtype != ScalarType.Float32)
-        {
-            reason = $"the CUDA SMMF kernel needs float32 tensors, not {dtype}.";
-            return false;
-        }
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
-        {
-            reason = $"the CUDA {operation} kernel needs float32 or bfloat16 tensors, not {dtype}.";
-            return false;
-        }
-        reason = UnavailableReason ?? "";
-        return UnavailableReason is null;
-    }
+    string? IKernel.UnavailableReason => UnavailableReason;
+
+    /// <inheritdoc />
+    public long MaxElements(KernelStorage storage) => long.MaxValue;
 
     /// <inheritdoc />
     public bool Accepts(params ReadOnlySpan<Tensor?> tensors)

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LowRankOptim;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// SMMF's rank-1 non-negative factorization of an n̂×m̂ matrix X ≥ 0, in TorchSharp ops (any device):

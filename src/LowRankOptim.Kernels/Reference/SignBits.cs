@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LowRankOptim;
+namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// A boolean tensor of N elements packed into ⌈N/8⌉ uint8 bytes, in TorchSharp ops (any device).

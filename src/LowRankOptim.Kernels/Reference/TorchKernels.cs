@@ -8,20 +8,25 @@ namespace LowRankOptim.Kernels;
 /// follows TorchSharp's own <c>torch.optim.AdamW</c>, so a full-space Adam with torch conventions matches it
 /// bit for bit. Every other implementation is tested against this one.
 /// </summary>
-public sealed class TorchKernels : IOptimizerKernels
+/// <remarks>
+/// Registered in <see cref="KernelRegistry"/> for every operation and every dense dtype as
+/// <see cref="KernelBackend.Reference"/>; rules reach it through <see cref="KernelSelection"/>, never by name.
+/// </remarks>
+internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel
 {
     /// <summary>The shared instance; the class has no state.</summary>
     public static TorchKernels Instance { get; } = new();
 
-    /// <inheritdoc />
-    public string Name => "reference";
+    private TorchKernels() { }
 
     /// <inheritdoc />
-    public bool Supports(KernelOperation operation, Device device, ScalarType dtype, out string reason)
-    {
-        reason = "";
-        return true;
-    }
+    public KernelBackend Backend => KernelBackend.Reference;
+
+    /// <inheritdoc />
+    public string? UnavailableReason => null;
+
+    /// <inheritdoc />
+    public long MaxElements(KernelStorage storage) => long.MaxValue;
 
     /// <inheritdoc />
     public bool Accepts(params ReadOnlySpan<Tensor?> tensors) => true;

@@ -161,7 +161,7 @@ public sealed class CudaKernelTests
         using var scope = NewDisposeScope();
         var cuda = new Device(DeviceType.CUDA, 0);
         // Explicit preferences only: KernelLayoutAndSelectionTests may set LOWRANKOPTIM_KERNELS, which Auto reads, in parallel.
-        KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, cuda, ScalarType.Float32).Should().BeSameAs(CudaKernels.Instance);
+        KernelSelection.Select<ISmmfStepKernel>(KernelBackend.Cuda, cuda, KernelStorage.Dense(ScalarType.Float32), 33 * 21).Should().BeSameAs(CudaKernels.Instance);
         var gen = new Generator(5);
         var initial = randn([33, 21], generator: gen);
         (TorchSharp.Modules.Parameter P, LowRankOptimizer Opt) Build(KernelPreference kernel)
@@ -201,8 +201,9 @@ public sealed class CudaKernelTests
         noColumns.Should().Throw<ArgumentException>().WithMessage("the matrix view must have rows >= 0 and cols >= 1 (got 0×0)*");
         var partial = () => CudaKernels.Instance.SmmfStep(zeros([4, 2]), state with { MomentSigns = null }, s, zeros([4, 2]), updateWeights: true);
         partial.Should().Throw<ArgumentException>().WithMessage("the first-moment rows, cols and signs must be all present or all null*");
-        var support = CudaKernels.Instance.Supports(KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.BFloat16, out var reason);
-        support.Should().BeFalse();
-        reason.Should().Be("the CUDA SMMF kernel needs float32 tensors, not BFloat16.");
+        // SMMF computes in float32: the CUDA backend registers no bf16 SMMF kernel.
+        KernelRegistry.Find(KernelOperation.SmmfStep, KernelBackend.Cuda, KernelStorage.Dense(ScalarType.BFloat16)).Should().BeNull();
+        var bf16 = () => KernelSelection.Select<ISmmfStepKernel>(KernelBackend.Cuda, new Device(DeviceType.CUDA, 0), KernelStorage.Dense(ScalarType.BFloat16), 8);
+        bf16.Should().Throw<ArgumentException>().WithMessage("kernel = Cuda needs float32 state on a CUDA device to run SmmfStep, but the state is BFloat16 on cuda:0*");
     }
 }

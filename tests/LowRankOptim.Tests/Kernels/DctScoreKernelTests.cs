@@ -72,9 +72,10 @@ public sealed class DctScoreKernelTests
     public void AnExplicitKernelThatCannotRunFailsWhenTheSubspaceIsCreated()
     {
         var create = () => new DctProjection(4) { Kernel = KernelPreference.Cuda }.Create(new MatrixShape(16, 8), ScalarType.Float32, CPU);
-        create.Should().Throw<NotSupportedException>().WithMessage("*Cuda*");
+        create.Should().ThrowExactly<ArgumentException>().WithMessage("kernel = Cuda needs float32 or bfloat16 state on a CUDA device to run L1Norms, but the transformed gradient of shape [16, 8] is Float32 on cpu*")
+            .Which.ParamName.Should().Be("kernel");
         var float64 = () => new DctProjection(4) { Kernel = KernelPreference.Cpu }.Create(new MatrixShape(16, 8), ScalarType.Float64, CPU);
-        float64.Should().Throw<NotSupportedException>().WithMessage("*float32 or bfloat16*");
+        float64.Should().ThrowExactly<ArgumentException>().WithMessage("kernel = Cpu needs float32 or bfloat16 state on the CPU*Float64 on cpu*");
         // ℓ2 scores have no kernel: an explicit choice is not consulted.
         using var l2 = new DctProjection(4, ScoreNorm: 2) { Kernel = KernelPreference.Cuda }.Create(new MatrixShape(16, 8), ScalarType.Float32, CPU);
     }

@@ -37,10 +37,11 @@ public sealed class KernelLayoutAndSelectionTests
         m.count_nonzero().item<long>().Should().Be(0);
 
         // Auto falls back to the reference for this call; an explicit Cpu keeps the kernel (which rejects it).
-        var choice = new KernelChoice(KernelOperation.AdamDirection);
-        choice.ForCall(KernelPreference.Auto, CPU, dtype, transposed, m, v).Should().BeSameAs(TorchKernels.Instance);
-        choice.ForCall(KernelPreference.Auto, CPU, dtype, wide.t().contiguous(), m, v).Should().BeSameAs(CpuKernels.Instance);
-        choice.ForCall(KernelPreference.Cpu, CPU, dtype, transposed, m, v).Should().BeSameAs(CpuKernels.Instance);
+        var choice = new KernelChoice<IAdamDirectionKernel>();
+        var storage = KernelStorage.Dense(dtype);
+        choice.ForCall(null, CPU, storage, 48, transposed, m, v).Should().BeSameAs(TorchKernels.Instance);
+        choice.ForCall(null, CPU, storage, 48, wide.t().contiguous(), m, v).Should().BeSameAs(CpuKernels.Instance);
+        choice.ForCall(KernelBackend.Cpu, CPU, storage, 48, transposed, m, v).Should().BeSameAs(CpuKernels.Instance);
     }
 
     [Fact]
@@ -58,47 +59,59 @@ public sealed class KernelLayoutAndSelectionTests
         auto.Dispose(); cpu.Dispose(); reference.Dispose();
     }
 
+    private static IKernel Select<TKernel>(KernelBackend? backend, Device device, ScalarType dtype, long count = 32) where TKernel : class, IKernel =>
+        KernelSelection.Select<TKernel>(backend, device, KernelStorage.Dense(dtype), count);
+
     [Fact]
     public void SelectionFollowsDeviceDtypeAndPreference()
     {
-        KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, CPU, ScalarType.Float32).Should().BeSameAs(CpuKernels.Instance);
-        KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, CPU, ScalarType.BFloat16).Should().BeSameAs(CpuKernels.Instance);
-        KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, CPU, ScalarType.Float64).Should().BeSameAs(TorchKernels.Instance);
-        KernelSelection.Select(KernelPreference.Auto, KernelOperation.SmmfStep, CPU, ScalarType.BFloat16).Should().BeSameAs(TorchKernels.Instance);
-        KernelSelection.Select(KernelPreference.Reference, KernelOperation.L1Norms, CPU, ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
+        var cuda0 = new Device(DeviceType.CUDA, 0);
+        Select<IAdamDirectionKernel>(null, CPU, ScalarType.Float32).Should().BeSameAs(CpuKernels.Instance);
+        Select<IAdamDirectionKernel>(null, CPU, ScalarType.BFloat16).Should().BeSameAs(CpuKernels.Instance);
+        Select<IAdamDirectionKernel>(null, CPU, ScalarType.Float64).Should().BeSameAs(TorchKernels.Instance);
+        Select<ISmmfStepKernel>(null, CPU, ScalarType.BFloat16).Should().BeSameAs(TorchKernels.Instance);
+        Select<IL1NormsKernel>(KernelBackend.Reference, CPU, ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
+        // Auto respects the size limits: a float32 CPU tensor of 2 GiB or more takes the reference.
+        Select<ISmmfStepKernel>(null, CPU, ScalarType.Float32, SmmfCpuKernel.MaxElements).Should().BeSameAs(CpuKernels.Instance);
+        Select<ISmmfStepKernel>(null, CPU, ScalarType.Float32, SmmfCpuKernel.MaxElements + 1).Should().BeSameAs(TorchKernels.Instance);
+        Select<IAdamDirectionKernel>(null, CPU, ScalarType.BFloat16, 2 * SmmfCpuKernel.MaxElements + 1).Should().BeSameAs(CpuKernels.Instance);
+        Select<IAdamDirectionKernel>(null, CPU, ScalarType.BFloat16, 2 * SmmfCpuKernel.MaxElements + 2).Should().BeSameAs(TorchKernels.Instance);
 
-        var cpuOnFloat64 = () => KernelSelection.Select(KernelPreference.Cpu, KernelOperation.AdamDirection, CPU, ScalarType.Float64);
-        cpuOnFloat64.Should().Throw<NotSupportedException>().WithMessage("*float32 or bfloat16*Float64*");
-        var cudaOnCpu = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.AdamDirection, CPU, ScalarType.Float32);
-        cudaOnCpu.Should().Throw<NotSupportedException>().WithMessage("*CUDA tensors*cpu*");
-        var cpuOnCuda = () => KernelSelection.Select(KernelPreference.Cpu, KernelOperation.AdamDirection, new Device(DeviceType.CUDA, 0), ScalarType.Float32);
-        cpuOnCuda.Should().Throw<NotSupportedException>().WithMessage("*CPU tensors*cuda*");
-        var smmfCudaOnCpu = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, CPU, ScalarType.Float32);
-        smmfCudaOnCpu.Should().Throw<NotSupportedException>().WithMessage("kernel = Cuda cannot run SmmfStep: the CUDA kernels need CUDA tensors, but the state is on cpu*");
-        var smmfCudaOnFloat64 = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.Float64);
-        smmfCudaOnFloat64.Should().Throw<NotSupportedException>().WithMessage("*the CUDA SMMF kernel needs float32 tensors, not Float64*");
+        Unhonoured(() => Select<IAdamDirectionKernel>(KernelBackend.Cpu, CPU, ScalarType.Float64),
+            "kernel = Cpu needs float32 or bfloat16 state on the CPU to run AdamDirection, but the state is Float64 on cpu; use Auto or Reference.");
+        Unhonoured(() => Select<IAdamDirectionKernel>(KernelBackend.Cuda, CPU, ScalarType.Float32),
+            "kernel = Cuda needs float32 or bfloat16 state on a CUDA device to run AdamDirection, but the state is Float32 on cpu; use Auto or Reference.");
+        Unhonoured(() => Select<IAdamDirectionKernel>(KernelBackend.Cpu, cuda0, ScalarType.Float32), "*float32 or bfloat16 state on the CPU*Float32 on cuda:0*");
+        Unhonoured(() => Select<ISmmfStepKernel>(KernelBackend.Cuda, CPU, ScalarType.Float32),
+            "kernel = Cuda needs float32 state on a CUDA device to run SmmfStep, but the state is Float32 on cpu; use Auto or Reference.");
+        Unhonoured(() => Select<ISmmfStepKernel>(KernelBackend.Cuda, cuda0, ScalarType.Float64), "*needs float32 state on a CUDA device to run SmmfStep, but the state is Float64 on cuda:0*");
         if (CudaKernels.UnavailableReason is string reason)
         {
             // No CUDA here: Auto on a CUDA device falls back silently; an explicit Cuda says why.
-            KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, new Device(DeviceType.CUDA, 0), ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
-            var cuda = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.AdamDirection, new Device(DeviceType.CUDA, 0), ScalarType.Float32);
-            cuda.Should().Throw<NotSupportedException>().Which.Message.Should().Contain(reason);
-            KernelSelection.Select(KernelPreference.Auto, KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
-            var smmf = () => KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, new Device(DeviceType.CUDA, 0), ScalarType.Float32);
-            smmf.Should().Throw<NotSupportedException>().Which.Message.Should().Contain(reason);
+            Select<IAdamDirectionKernel>(null, cuda0, ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
+            Unhonoured(() => Select<IAdamDirectionKernel>(KernelBackend.Cuda, cuda0, ScalarType.Float32),
+                $"kernel = Cuda needs float32 or bfloat16 state on a CUDA device to run AdamDirection, but the Cuda kernels cannot run in this process: {reason.TrimEnd('.')}; use Auto or Reference.");
+            Select<ISmmfStepKernel>(null, cuda0, ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
+            Unhonoured(() => Select<ISmmfStepKernel>(KernelBackend.Cuda, cuda0, ScalarType.Float32), $"*cannot run in this process: {reason.TrimEnd('.')}*");
         }
     }
+
+    /// <summary>An explicit choice that cannot be honoured: one exception type, for the option 'kernel', with the whole message.</summary>
+    private static void Unhonoured(Action select, string message) =>
+        select.Should().ThrowExactly<ArgumentException>().WithMessage(message + " (Parameter 'kernel')").Which.ParamName.Should().Be("kernel");
 
     [Fact]
     public void AnExplicitChoiceThatCannotBeHonouredFailsWhenTheOptimizerIsBuilt()
     {
         using var scope = NewDisposeScope();
-        var adam = () => new AdamConfig(Kernel: KernelPreference.Cuda).Create([8, 4], ScalarType.Float32, CPU);
-        adam.Should().Throw<NotSupportedException>().WithMessage("*kernel = Cuda*CUDA tensors*");
-        var adafactor = () => new AdafactorConfig(Kernel: KernelPreference.Cpu).Create([8, 4], ScalarType.Float64, CPU);
-        adafactor.Should().Throw<NotSupportedException>().WithMessage("*kernel = Cpu*Float64*");
-        var smmf = () => new SmmfConfig(Kernel: KernelPreference.Cuda).Create([8, 4], ScalarType.Float32, CPU);
-        smmf.Should().Throw<NotSupportedException>().WithMessage("kernel = Cuda cannot run SmmfStep: the CUDA kernels need CUDA tensors*");
+        Unhonoured(() => new AdamConfig(Kernel: KernelPreference.Cuda).Create([8, 4], ScalarType.Float32, CPU),
+            "kernel = Cuda needs float32 or bfloat16 state on a CUDA device to run AdamDirection, but the Adam state of shape [8, 4] is Float32 on cpu; use Auto or Reference.");
+        Unhonoured(() => new AdafactorConfig(Kernel: KernelPreference.Cpu).Create([8, 4], ScalarType.Float64, CPU),
+            "kernel = Cpu needs float32 or bfloat16 state on the CPU to run AdafactorStatistics, but the Adafactor state of a gradient of shape [8, 4] is Float64 on cpu; use Auto or Reference.");
+        Unhonoured(() => new SmmfConfig(Kernel: KernelPreference.Cuda).Create([8, 4], ScalarType.Float32, CPU),
+            "kernel = Cuda needs float32 state on a CUDA device to run SmmfStep, but the parameter of shape [8, 4] is Float32 on cpu; use Auto or Reference.");
+        Unhonoured(() => new SmmfConfig(Kernel: KernelPreference.Cpu).Create([8, 4], ScalarType.Float64, CPU),
+            "kernel = Cpu needs float32 state on the CPU to run SmmfStep, but the parameter of shape [8, 4] is Float64 on cpu; use Auto or Reference.");
         // An unfactorized 1-D SMMF tensor never runs a kernel, so an explicit Cuda does not stop it.
         new SmmfConfig(VectorReshape: false, Kernel: KernelPreference.Cuda).Create([8], ScalarType.Float32, CPU).Dispose();
 
@@ -111,13 +124,17 @@ public sealed class KernelLayoutAndSelectionTests
         try
         {
             Environment.SetEnvironmentVariable(KernelSelection.EnvironmentVariable, "Reference");
-            KernelSelection.Effective(KernelPreference.Auto).Should().Be(KernelPreference.Reference);
-            KernelSelection.Effective(KernelPreference.Cpu).Should().Be(KernelPreference.Cpu);
-            KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, CPU, ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
+            KernelSelection.Effective(null).Should().Be(KernelBackend.Reference);
+            KernelSelection.Effective(KernelBackend.Cpu).Should().Be(KernelBackend.Cpu);
+            Select<IAdamDirectionKernel>(null, CPU, ScalarType.Float32).Should().BeSameAs(TorchKernels.Instance);
             Environment.SetEnvironmentVariable(KernelSelection.EnvironmentVariable, "cpu");
-            KernelSelection.Select(KernelPreference.Auto, KernelOperation.AdamDirection, CPU, ScalarType.Float32).Should().BeSameAs(CpuKernels.Instance);
+            Select<IAdamDirectionKernel>(null, CPU, ScalarType.Float32).Should().BeSameAs(CpuKernels.Instance);
+            // A backend named by the variable is explicit: it fails like one.
+            Unhonoured(() => Select<IAdamDirectionKernel>(null, CPU, ScalarType.Float64), "kernel = Cpu needs float32 or bfloat16 state on the CPU*Float64*");
+            Environment.SetEnvironmentVariable(KernelSelection.EnvironmentVariable, "auto");
+            KernelSelection.Effective(null).Should().BeNull();
             Environment.SetEnvironmentVariable(KernelSelection.EnvironmentVariable, "gpu");
-            var bad = () => KernelSelection.Effective(KernelPreference.Auto);
+            var bad = () => KernelSelection.Effective(null);
             bad.Should().Throw<ArgumentException>().WithMessage("*LOWRANKOPTIM_KERNELS='gpu'*auto, reference, cpu, cuda*");
         }
         finally

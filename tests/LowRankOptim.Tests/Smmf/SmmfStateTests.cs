@@ -1,4 +1,5 @@
 using FluentAssertions;
+using LowRankOptim.Kernels;
 using LowRankOptim.Tests.Support;
 using TorchSharp;
 using TorchSharp.Modules;

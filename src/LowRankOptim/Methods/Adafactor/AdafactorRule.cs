@@ -15,12 +15,15 @@ internal sealed class AdafactorRule : IUpdateRule
     private readonly TensorSlot _col;        // shape[..-2] + shape[-1]
     private readonly TensorSlot _expAvgSq;   // unfactored second moment
     private readonly TensorSlot _expAvg;     // momentum, when β1 is set
-    private readonly KernelChoice _kernels = new(KernelOperation.AdafactorStatistics);
+    private readonly long _count;            // gradient elements, for the kernels' size limits
+    private readonly KernelChoice<IAdafactorStatisticsKernel> _kernels;
 
     internal AdafactorRule(StateDeclaration declaration, long[] shape, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
         _factored = Factored(shape);
-        if (_factored) _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
+        _count = DTypes.Elements(shape);
+        _kernels = new($"the Adafactor state of a gradient of shape {StateReader.Format(shape)}");
+        if (_factored) _kernels.For(kernel.Backend(), device, KernelStorage.Dense(dtype), _count); // an explicit choice that cannot be honoured fails here, with the reason
         State = new StateSlots(declaration, device);
         (_row, _col, _expAvgSq, _expAvg) = (State.Tensor("exp_avg_sq_row"), State.Tensor("exp_avg_sq_col"), State.Tensor("exp_avg_sq"), State.Tensor("exp_avg"));
     }
@@ -53,11 +56,11 @@ internal sealed class AdafactorRule : IUpdateRule
         if (_factored)
         {
             var (row, col) = (_row.Required, _col.Required);
-            var kernels = gradient.dtype == row.dtype
-                ? _kernels.ForCall(c.Kernel, row.device, row.dtype, gradient, row, col)
-                : TorchKernels.Instance;
-            using (var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous())
-                kernels.AdafactorStatistics(contiguous ?? gradient, row, col, new AdafactorScalars(beta2t, c.Eps1));
+            var kernel = gradient.dtype == row.dtype
+                ? _kernels.ForCall(c.Kernel.Backend(), row.device, KernelStorage.Dense(row.dtype), _count, gradient, row, col)
+                : KernelSelection.Reference<IAdafactorStatisticsKernel>(KernelStorage.Dense(row.dtype));
+            using (var contiguous = kernel.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous())
+                kernel.AdafactorStatistics(contiguous ?? gradient, row, col, new AdafactorScalars(beta2t, c.Eps1));
             var rowFactor = row.div(row.mean([-1], keepdim: true)).rsqrt_().unsqueeze(-1);
             var colFactor = col.unsqueeze(-2).rsqrt();
             update = rowFactor.mul(colFactor).mul_(gradient);

@@ -9,15 +9,22 @@ namespace LowRankOptim;
 internal sealed class AdamRule : IUpdateRule
 {
     private readonly ScalarType _dtype;
+    private readonly KernelStorage _storage;
+    private readonly long _count;
     private readonly TensorSlot _expAvg;
     private readonly TensorSlot _expAvgSq;
-    private readonly KernelChoice _kernels = new(KernelOperation.AdamDirection);
-    private readonly KernelChoice _updateKernels = new(KernelOperation.AdamUpdate);
+    private readonly KernelChoice<IAdamDirectionKernel> _kernels;
+    private readonly KernelChoice<IAdamUpdateKernel> _updateKernels;
 
     internal AdamRule(StateDeclaration declaration, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
         _dtype = dtype;
-        _kernels.For(kernel, device, dtype); // an explicit choice that cannot be honoured fails here, with the reason
+        _storage = KernelStorage.Dense(dtype);
+        var shape = declaration.Entries.OfType<TensorEntry>().First(e => e.Name == "exp_avg").Shape;
+        _count = DTypes.Elements(shape);
+        var subject = $"the Adam state of shape {StateReader.Format(shape)}";
+        (_kernels, _updateKernels) = (new(subject), new(subject));
+        _kernels.For(kernel.Backend(), device, _storage, _count); // an explicit choice that cannot be honoured fails here, with the reason
         State = new StateSlots(declaration, device);
         _expAvg = State.Tensor("exp_avg");
         _expAvgSq = State.Tensor("exp_avg_sq");
@@ -39,11 +46,11 @@ internal sealed class AdamRule : IUpdateRule
     public RuleUpdate Compute(Tensor gradient, in RuleContext context)
     {
         var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
-        var kernels = gradient.dtype == _dtype
-            ? _kernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq)
-            : TorchKernels.Instance;
-        using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
-        return Update(c, contiguous ?? gradient, ExpAvg, ExpAvgSq, context.Step, context.LearningRate, kernels);
+        var kernel = gradient.dtype == _dtype
+            ? _kernels.ForCall(c.Kernel.Backend(), ExpAvg.device, _storage, _count, gradient, ExpAvg, ExpAvgSq)
+            : _kernels.Reference;
+        using var contiguous = kernel.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
+        return Update(c, contiguous ?? gradient, ExpAvg, ExpAvgSq, context.Step, context.LearningRate, kernel);
     }
 
     /// <summary>
@@ -59,24 +66,24 @@ internal sealed class AdamRule : IUpdateRule
         var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
         var lr = decayLearningRate = context.LearningRate;
         if (parameter.dtype != _dtype || gradient.dtype != _dtype) return false;
-        var kernels = _updateKernels.ForCall(c.Kernel, ExpAvg.device, _dtype, gradient, ExpAvg, ExpAvgSq, parameter);
-        if (!kernels.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
-        using var contiguous = kernels is TorchKernels || gradient.is_contiguous() ? null : gradient.contiguous();
+        var kernel = _updateKernels.ForCall(c.Kernel.Backend(), ExpAvg.device, _storage, _count, gradient, ExpAvg, ExpAvgSq, parameter);
+        if (!kernel.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
+        using var contiguous = kernel.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
         var (scalars, coefficient) = Scalars(c, context.Step, lr);
-        kernels.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
+        kernel.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
         return true;
     }
 
     /// <summary>
     /// One Adam step on moments <paramref name="expAvg"/>, <paramref name="expAvgSq"/> (updated in place) at
-    /// 1-based step <paramref name="k"/> with <paramref name="kernels"/> (the reference when null); shared with
+    /// 1-based step <paramref name="k"/> with <paramref name="kernel"/> (the reference when null); shared with
     /// other moment sets that follow the group's Adam config (GaLore+'s sparse residual).
     /// </summary>
-    internal static RuleUpdate Update(AdamConfig c, Tensor gradient, Tensor expAvg, Tensor expAvgSq, long k, double lr, IOptimizerKernels? kernels = null)
+    internal static RuleUpdate Update(AdamConfig c, Tensor gradient, Tensor expAvg, Tensor expAvgSq, long k, double lr, IAdamDirectionKernel? kernel = null)
     {
-        kernels ??= TorchKernels.Instance;
+        kernel ??= KernelSelection.Reference<IAdamDirectionKernel>(KernelStorage.Dense(expAvg.dtype));
         var (scalars, coefficient) = Scalars(c, k, lr);
-        return new RuleUpdate(kernels.AdamDirection(gradient, expAvg, expAvgSq, scalars), coefficient, lr);
+        return new RuleUpdate(kernel.AdamDirection(gradient, expAvg, expAvgSq, scalars), coefficient, lr);
     }
 
     /// <summary>The kernel scalars of step <paramref name="k"/> and the coefficient c of W ← W − c·direction.</summary>
@@ -91,7 +98,7 @@ internal sealed class AdamRule : IUpdateRule
             : (new AdamScalars(c.Beta1, c.Beta2, c.Eps, 1.0), lr * Math.Sqrt(bc2) / bc1);
     }
 
-    /// <summary>The kernels this rule's state currently runs on (for tests and logs).</summary>
-    internal IOptimizerKernels Kernels(KernelPreference preference) => _kernels.For(preference, ExpAvg.device, _dtype);
+    /// <summary>The direction kernel this rule's state currently runs on (for tests and logs).</summary>
+    internal IAdamDirectionKernel Kernels(KernelPreference preference) => _kernels.For(preference.Backend(), ExpAvg.device, _storage, _count);
 
 }

@@ -15,7 +15,7 @@ internal sealed class DctSubspace : ISubspace
     private Device _device;
     private DctBasis.Lease _basis;
     private readonly TensorSlot _indices; // int64 [r], descending score order
-    private readonly KernelChoice _l1 = new(KernelOperation.L1Norms);
+    private readonly KernelChoice<IL1NormsKernel> _l1;
 
     internal DctSubspace(DctProjection config, MatrixShape matrix, ScalarType dtype, Device device)
     {
@@ -30,9 +30,12 @@ internal sealed class DctSubspace : ISubspace
         State = new StateSlots(config.DeclareState(matrix, dtype), device);
         _indices = State.Tensor("dct_indices");
         _basis = DctBasis.Acquire(BasisSize, dtype, device);
+        _l1 = new($"the transformed gradient of shape {StateReader.Format([matrix.Rows, matrix.Cols])}");
         // An explicit kernel choice that cannot be honoured fails here, with the reason, not at the first re-selection.
-        if (config.ScoreNorm == 1.0 && KernelSelection.Effective(config.Kernel) is KernelPreference.Cpu or KernelPreference.Cuda)
-            _l1.For(config.Kernel, device, config.Method == DctTransformMethod.FastTransform && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype);
+        if (config.ScoreNorm == 1.0)
+            _l1.For(config.Kernel.Backend(), device,
+                KernelStorage.Dense(config.Method == DctTransformMethod.FastTransform && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype),
+                matrix.Rows * matrix.Cols);
     }
 
     /// <inheritdoc />
@@ -91,28 +94,26 @@ internal sealed class DctSubspace : ISubspace
     /// </summary>
     private Tensor Scores(Tensor transformed, long reduce)
     {
-        if (ScoreKernels(transformed) is { } kernels)
+        if (ScoreKernels(transformed) is { } kernel)
         {
             var axis = reduce == 0 ? L1Axis.Columns : L1Axis.Rows;
-            if (transformed.is_contiguous()) return kernels.L1Norms(transformed, axis);
+            if (transformed.is_contiguous()) return kernel.L1Norms(transformed, axis);
             using var contiguous = transformed.contiguous(); // an explicit choice: the kernel needs dense rows
-            return kernels.L1Norms(contiguous, axis);
+            return kernel.L1Norms(contiguous, axis);
         }
         return ReferenceScores(transformed, reduce, _config.ScoreNorm);
     }
 
     /// <summary>
-    /// The ℓ1 kernels for these scores, or null for the TorchSharp path: ℓ1 scores only; Auto uses a fused kernel
-    /// on the CPU only (float32/bfloat16, contiguous), Reference never.
+    /// The ℓ1 kernel for these scores, or null for the TorchSharp path: ℓ1 scores only; under Auto a fused kernel
+    /// where the selection picks one (the CPU kernel for contiguous float32/bfloat16; the CUDA one is registered for
+    /// explicit choices only), under Reference never.
     /// </summary>
-    private IOptimizerKernels? ScoreKernels(Tensor transformed)
+    private IL1NormsKernel? ScoreKernels(Tensor transformed)
     {
         if (_config.ScoreNorm != 1.0) return null;
-        var preference = KernelSelection.Effective(_config.Kernel);
-        if (preference == KernelPreference.Reference) return null;
-        if (preference == KernelPreference.Auto && transformed.device.type != DeviceType.CPU) return null;
-        var kernels = _l1.ForCall(_config.Kernel, transformed.device, transformed.dtype, transformed);
-        return kernels is TorchKernels ? null : kernels;
+        var kernel = _l1.ForCall(_config.Kernel.Backend(), transformed.device, KernelStorage.Dense(transformed.dtype), transformed.numel(), transformed);
+        return kernel.Backend == KernelBackend.Reference ? null : kernel;
     }
 
     /// <summary>The TorchSharp scores: ℓp norms over <paramref name="reduce"/>, accumulated in at least float32.</summary>

@@ -15,6 +15,8 @@ internal sealed class SmmfRule : IUpdateRule
     private readonly long[] _shape;
     private readonly long _count;
     private readonly bool _momentum;
+    private readonly KernelStorage _storage;                 // the working dtype, which the fused kernels compute in
+    private readonly KernelChoice<ISmmfStepKernel> _kernels;
     private readonly TensorSlot _momentRowsSlot, _momentColsSlot, _momentSignsSlot, _varianceRowsSlot, _varianceColsSlot; // factorized
     private readonly TensorSlot _expAvgSlot, _expAvgSqSlot;                                                           // unfactorized
 
@@ -25,14 +27,10 @@ internal sealed class SmmfRule : IUpdateRule
         _momentum = config.Beta.HasValue;
         IsFactorized = config.Factorizes(shape);
         (Rows, Cols) = IsFactorized ? SquareMatricization.Of(_count) : (_count, 1);
-        if (KernelSelection.Effective(config.Kernel) == KernelPreference.Cuda && IsFactorized)
-            KernelSelection.Select(KernelPreference.Cuda, KernelOperation.SmmfStep, device, config.WorkingType(dtype)); // throws with the reason when it cannot run here
-        if (KernelSelection.Effective(config.Kernel) == KernelPreference.Cpu && IsFactorized &&
-            (device.type != DeviceType.CPU || dtype != ScalarType.Float32 || _count > SmmfCpuKernel.MaxElements))
-            throw new ArgumentException(
-                $"kernel = {KernelPreference.Cpu} needs float32 state on the CPU and at most {SmmfCpuKernel.MaxElements} elements, " +
-                $"but the parameter of shape {StateReader.Format(shape)} has {dtype} state on {device}; use {KernelPreference.Auto} or {KernelPreference.Reference}.",
-                "kernel");
+        _storage = KernelStorage.Dense(dtype);
+        _kernels = new($"the parameter of shape {StateReader.Format(shape)}");
+        // An explicit choice that cannot be honoured fails here, with the reason (an unfactorized tensor runs no kernel).
+        if (IsFactorized) _kernels.For(config.Kernel.Backend(), device, _storage, _count);
         State = new StateSlots(declaration, device);
         (_momentRowsSlot, _momentColsSlot, _momentSignsSlot) = (State.Tensor("moment_rows"), State.Tensor("moment_cols"), State.Tensor("moment_signs"));
         (_varianceRowsSlot, _varianceColsSlot) = (State.Tensor("variance_rows"), State.Tensor("variance_cols"));
@@ -91,23 +89,18 @@ internal sealed class SmmfRule : IUpdateRule
         var (beta1, beta2) = config.Decays(context.Step);
         var lr = context.LearningRate;
         if (!IsFactorized) return new RuleUpdate(FullStep(gradient, config, beta1, beta2), lr, lr);
-        var kernels = KernelsFor(config, gradient);
-        if (kernels is not TorchKernels)
-        {
-            using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
-            var g = contiguous ?? gradient;
-            var direction = empty_like(g);
-            kernels.SmmfStep(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction, updateWeights: false);
-            return new RuleUpdate(direction, lr, lr);
-        }
-        var reference = empty_like(gradient);
-        TorchKernels.Instance.SmmfStep(gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps), reference, updateWeights: false);
-        return new RuleUpdate(reference, lr, lr);
+        var kernel = KernelFor(config, gradient);
+        // The fused kernels take a dense gradient; the reference takes the gradient as it is.
+        using var contiguous = kernel.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
+        var g = contiguous ?? gradient;
+        var direction = empty_like(g);
+        kernel.SmmfStep(g, Factors, new SmmfScalars(beta1, beta2, config.Eps), direction, updateWeights: false);
+        return new RuleUpdate(direction, lr, lr);
     }
 
     /// <summary>
-    /// Fuses the weight update into the fused kernel when one runs and the parameter is a contiguous float32
-    /// tensor it can write (on the CPU for the CPU kernel, on the state's CUDA device for the CUDA kernel);
+    /// Fuses the weight update into the fused kernel when one runs and the parameter is a tensor of the working
+    /// dtype (float32) on the state's device that the kernel accepts (contiguous; under 2 GiB for the CPU kernel);
     /// declines otherwise (bf16 parameters, the reference path, unfactorized tensors).
     /// </summary>
     public bool TryUpdateInPlace(Tensor parameter, Tensor gradient, in RuleContext context, out double decayLearningRate)
@@ -116,18 +109,13 @@ internal sealed class SmmfRule : IUpdateRule
         var config = Checked(context.Config);
         var lr = decayLearningRate = context.LearningRate;
         if (!IsFactorized) return false;
-        var kernels = KernelsFor(config, gradient);
-        var writable = kernels switch
-        {
-            CpuKernels => SmmfCpuKernel.Supports(parameter),
-            CudaKernels => parameter.device_type == DeviceType.CUDA && parameter.dtype == ScalarType.Float32 && parameter.is_contiguous() &&
-                           parameter.device_index == _varianceRows!.device_index,
-            _ => false,
-        };
+        var kernel = KernelFor(config, gradient);
+        var writable = kernel.Backend != KernelBackend.Reference && parameter.dtype == _storage.DType &&
+                       OnStateDevice(parameter) && kernel.Accepts(parameter);
         if (!writable) return false;
         var (beta1, beta2) = config.Decays(context.Step);
         using var contiguous = gradient.is_contiguous() ? null : gradient.contiguous();
-        kernels.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, context.Decay.FactorBeforeUpdate(lr)), parameter, updateWeights: true);
+        kernel.SmmfStep(contiguous ?? gradient, Factors, new SmmfScalars(beta1, beta2, config.Eps, lr, context.Decay.FactorBeforeUpdate(lr)), parameter, updateWeights: true);
         return true;
     }
 
@@ -142,23 +130,20 @@ internal sealed class SmmfRule : IUpdateRule
     }
 
     /// <summary>
-    /// The kernels of this step (factorized layout): the reference, the CPU kernel or the CUDA kernel. An
-    /// explicit Cpu or Cuda was checked when the rule was created, and the kernel reports a gradient it cannot
-    /// take; Auto takes a fused kernel only for a float32 gradient on the state's device that it can run.
+    /// The kernel of this step (factorized layout), chosen by <see cref="KernelChoice{TKernel}"/> for the state's
+    /// device and the working dtype. An explicit choice was checked when the rule was created, and its kernel
+    /// reports a gradient it cannot take; under Auto a gradient of another dtype or device than the state's takes
+    /// the reference (the fused kernels make a non-contiguous gradient dense themselves, see <see cref="Compute"/>).
     /// </summary>
-    private IOptimizerKernels KernelsFor(SmmfConfig config, Tensor gradient) => KernelSelection.Effective(config.Kernel) switch
+    private ISmmfStepKernel KernelFor(SmmfConfig config, Tensor gradient)
     {
-        KernelPreference.Reference => TorchKernels.Instance,
-        KernelPreference.Cpu => CpuKernels.Instance,
-        KernelPreference.Cuda => CudaKernels.Instance,
-        _ when gradient.dtype != ScalarType.Float32 => TorchKernels.Instance,
-        _ when gradient.device_type == DeviceType.CPU && _varianceRows!.device_type == DeviceType.CPU && _count <= SmmfCpuKernel.MaxElements =>
-            CpuKernels.Instance,
-        _ when gradient.device_type == DeviceType.CUDA && _varianceRows!.device_type == DeviceType.CUDA &&
-               gradient.device_index == _varianceRows.device_index &&
-               CudaKernels.Instance.Supports(KernelOperation.SmmfStep, _varianceRows.device, ScalarType.Float32, out _) => CudaKernels.Instance,
-        _ => TorchKernels.Instance,
-    };
+        var kernel = _kernels.For(config.Kernel.Backend(), _varianceRows!.device, _storage, _count);
+        return _kernels.IsExplicit || (gradient.dtype == _storage.DType && OnStateDevice(gradient)) ? kernel : _kernels.Reference;
+    }
+
+    /// <summary>True when <paramref name="tensor"/> is on the device of the factorized state (the same ordinal for CUDA).</summary>
+    private bool OnStateDevice(Tensor tensor) => tensor.device_type == _varianceRows!.device_type &&
+        (tensor.device_type != DeviceType.CUDA || tensor.device_index == _varianceRows.device_index);
 
     /// <summary>The unfactorized step: full M and V of the tensor's shape, same schedules, no compression.</summary>
     private Tensor FullStep(Tensor gradient, SmmfConfig config, double beta1, double beta2)

@@ -1,0 +1,92 @@
+using TorchSharp;
+
+namespace LowRankOptim.Kernels;
+
+/// <summary>
+/// What every kernel tells the selection (<see cref="KernelSelection"/>): its backend (and so its device), whether
+/// it can run in this process, its size limit, and, per call, whether it takes the tensors' layout. Which
+/// operation and storage it serves is its registration in <see cref="KernelRegistry"/>; the operation itself is
+/// one of the per-operation interfaces (<see cref="IAdamDirectionKernel"/>, <see cref="IAdamUpdateKernel"/>,
+/// <see cref="IAdafactorStatisticsKernel"/>, <see cref="ISmmfStepKernel"/>, <see cref="IL1NormsKernel"/>).
+/// </summary>
+/// <remarks>
+/// The memory-bound arithmetic of the optimizers lives behind these interfaces; matrix products, SVD and QR stay
+/// TorchSharp calls. The reference backend (TorchSharp ops, any device, dtype and layout) is registered for every
+/// operation and is what every other implementation is tested against. An implementation throws
+/// <see cref="ArgumentException"/> naming the tensor for an input it cannot take (device, dtype, size, layout);
+/// the selection asks first, so that only an explicit choice reaches it with such an input.
+/// </remarks>
+public interface IKernel
+{
+    /// <summary>The backend this implementation belongs to; it runs on that backend's device type only.</summary>
+    KernelBackend Backend { get; }
+
+    /// <summary>Null when the kernel can run in this process, else why not (say, the CUDA driver or NVRTC is missing).</summary>
+    string? UnavailableReason { get; }
+
+    /// <summary>The most elements one tensor of <paramref name="storage"/> may have (<see cref="long.MaxValue"/>: no limit).</summary>
+    long MaxElements(KernelStorage storage);
+
+    /// <summary>
+    /// Whether every tensor has the layout the kernel needs: device type, contiguity, size (null entries are
+    /// skipped). The reference takes any; the fused kernels need dense (contiguous) tensors on their device.
+    /// </summary>
+    bool Accepts(params ReadOnlySpan<torch.Tensor?> tensors);
+}
+
+/// <summary><see cref="KernelOperation.AdamDirection"/>: Adam's moment update and normalized direction.</summary>
+public interface IAdamDirectionKernel : IKernel
+{
+    /// <summary>
+    /// Updates the Adam moments in place, m ← β1·m + (1−β1)·g and v ← β2·v + (1−β2)·g², and returns the
+    /// normalized direction m / (√v / <see cref="AdamScalars.SqrtBiasCorrection2"/> + ε) as a new tensor
+    /// (ε after bias correction; with <see cref="AdamScalars.SqrtBiasCorrection2"/> = 1, ε is added to the
+    /// uncorrected √v). Moments, gradient and direction share one dtype.
+    /// </summary>
+    torch.Tensor AdamDirection(torch.Tensor gradient, torch.Tensor expAvg, torch.Tensor expAvgSq, in AdamScalars scalars);
+}
+
+/// <summary><see cref="KernelOperation.AdamUpdate"/>: a full-space Adam step on moments and weights in one pass.</summary>
+public interface IAdamUpdateKernel : IKernel
+{
+    /// <summary>
+    /// A full-space Adam step in one pass: updates the moments as <see cref="IAdamDirectionKernel.AdamDirection"/>
+    /// does and the weights in place in torch.optim.AdamW's order, W ← W·<see cref="AdamScalars.DecayFactor"/> then
+    /// W ← W + (−<see cref="AdamScalars.StepSize"/>·m) / denom (<c>mul_</c>, then <c>addcdiv_</c>), so no
+    /// direction tensor is created. Weights, moments and gradient share one dtype and shape.
+    /// </summary>
+    void AdamUpdate(torch.Tensor gradient, torch.Tensor expAvg, torch.Tensor expAvgSq, in AdamScalars scalars, torch.Tensor weights);
+}
+
+/// <summary><see cref="KernelOperation.AdafactorStatistics"/>: Adafactor's factored second-moment statistics.</summary>
+public interface IAdafactorStatisticsKernel : IKernel
+{
+    /// <summary>
+    /// Adafactor's factored second-moment statistics: with q = g² + ε1 and the gradient viewed as
+    /// B×R×C (B the product of the leading dimensions), rows (B·R) ← β2·rows + (1−β2)·mean over C of q and
+    /// cols (B·C) ← β2·cols + (1−β2)·mean over R of q, in place.
+    /// </summary>
+    void AdafactorStatistics(torch.Tensor gradient, torch.Tensor rows, torch.Tensor cols, in AdafactorScalars scalars);
+}
+
+/// <summary><see cref="KernelOperation.SmmfStep"/>: SMMF's step on its compressed state.</summary>
+public interface ISmmfStepKernel : IKernel
+{
+    /// <summary>
+    /// SMMF's step on the compressed state (see <see cref="SmmfFactors"/>): updates the factors and signs in
+    /// place and writes the direction U into <paramref name="target"/> or, with
+    /// <paramref name="updateWeights"/>, updates the weights W ← W·<see cref="SmmfScalars.DecayFactor"/> −
+    /// <see cref="SmmfScalars.StepSize"/>·U. Gradient and target have N = rows·cols elements.
+    /// </summary>
+    void SmmfStep(torch.Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, torch.Tensor target, bool updateWeights);
+}
+
+/// <summary><see cref="KernelOperation.L1Norms"/>: ℓ1 norms of the columns or rows of a matrix.</summary>
+public interface IL1NormsKernel : IKernel
+{
+    /// <summary>
+    /// The ℓ1 norms of the columns (Σ_i |x_ij|) or rows (Σ_j |x_ij|) of the 2-D tensor
+    /// <paramref name="matrix"/>, as a new float32 tensor on its device (the DCT projector's column scores).
+    /// </summary>
+    torch.Tensor L1Norms(torch.Tensor matrix, L1Axis axis);
+}

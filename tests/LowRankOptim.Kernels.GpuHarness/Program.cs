@@ -6,18 +6,34 @@ using LowRankOptim.Kernels.GpuHarness;
 // The GPU harness: every embedded CUDA kernel, compiled with NVRTC and launched with the driver API on
 // cuMemAlloc buffers, against a CPU reference written here in plain C#. Exit codes: 0 all passed,
 // 1 a check failed, 2 no usable GPU (no driver, no device, no NVRTC), 3 usage.
-int deviceOrdinal = 0;
+// A GPU machine without NVRTC runs images compiled here ahead of time: --write-images DIR [--arch N] on a machine
+// with NVRTC, then --images DIR on the GPU machine (docs/kernels.md).
+int deviceOrdinal = 0, arch = 90;
+string? imagesOut = null;
+var time = false;
 for (var i = 0; i < args.Length; i++)
 {
     if (args[i] == "--device" && i + 1 < args.Length && int.TryParse(args[i + 1], out deviceOrdinal) && deviceOrdinal >= 0) { i++; continue; }
+    if (args[i] == "--arch" && i + 1 < args.Length && int.TryParse(args[i + 1], out arch) && arch > 0) { i++; continue; }
+    if (args[i] == "--write-images" && i + 1 < args.Length) { imagesOut = args[++i]; continue; }
+    if (args[i] == "--images" && i + 1 < args.Length) { Environment.SetEnvironmentVariable(KernelImages.EnvironmentVariable, Path.GetFullPath(args[++i])); continue; }
+    if (args[i] == "--time") { time = true; continue; }
     if (args[i] is "-h" or "--help")
     {
-        Console.WriteLine("lowrankoptim-gpu-harness [--device N]: checks every embedded CUDA kernel of LowRankOptim.Kernels against a CPU reference.");
+        Console.WriteLine("lowrankoptim-gpu-harness [--device N] [--images DIR] [--time]: checks every embedded CUDA kernel of LowRankOptim.Kernels against a CPU reference");
+        Console.WriteLine("  (--images: load ahead-of-time CUBIN/PTX images instead of compiling with NVRTC; --time: also time each kernel family).");
+        Console.WriteLine("lowrankoptim-gpu-harness --write-images DIR [--arch N]: compile every kernel to sm_N CUBIN and compute_N PTX with NVRTC (no GPU needed; N = 90 by default).");
         Console.WriteLine("Exit codes: 0 all passed, 1 a check failed, 2 no usable CUDA driver/device/NVRTC, 3 usage.");
         return 0;
     }
-    Console.Error.WriteLine($"unknown argument '{args[i]}' (use --device N).");
+    Console.Error.WriteLine($"unknown argument '{args[i]}' (use --device N, --images DIR, --time, --write-images DIR, --arch N).");
     return 3;
+}
+
+if (imagesOut is not null)
+{
+    foreach (var file in KernelImages.Write(imagesOut, arch)) Console.WriteLine($"wrote {file} ({new FileInfo(file).Length} bytes)");
+    return 0;
 }
 
 Console.WriteLine($"LowRankOptim GPU harness — {RuntimeInformation.OSDescription}; {RuntimeInformation.ProcessArchitecture}; .NET {Environment.Version}; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
@@ -25,7 +41,12 @@ Console.WriteLine($"Kernels: {string.Join(", ", KernelLaunches.All.Select(k => $
 
 var problems = new List<string>();
 string? nvrtc = null;
-try
+if (KernelImages.Folder is { } imageFolder)
+{
+    nvrtc = "not used";
+    Console.WriteLine($"Kernel images: ahead of time, from {imageFolder}: {string.Join(", ", Directory.GetFiles(imageFolder).Select(Path.GetFileName))}");
+}
+else try
 {
     var (major, minor) = Nvrtc.Version;
     nvrtc = $"{major}.{minor}";
@@ -73,8 +94,9 @@ if (problems.Count > 0 || nvrtc is null || deviceCount == 0)
 }
 
 CudaDriver.UseDevice(deviceOrdinal);
-var arch = CudaDriver.Architecture(deviceOrdinal);
-Console.WriteLine($"Device {deviceOrdinal}: {CudaDriver.DeviceName(deviceOrdinal)}, sm_{arch}; kernels compiled for compute_{CudaDriver.TargetArchitecture(arch)}");
+var deviceArch = CudaDriver.Architecture(deviceOrdinal);
+Console.WriteLine($"Device {deviceOrdinal}: {CudaDriver.DeviceName(deviceOrdinal)}, sm_{deviceArch}; " +
+    string.Join(", ", KernelSources.Names.Select(source => $"{source}: {KernelImages.For(source, deviceArch).Description}")));
 Console.WriteLine();
 
 var checks = new List<Check>();
@@ -95,6 +117,14 @@ Console.WriteLine("|---|---|---:|---:|---:|---:|---|");
 foreach (var c in checks)
     Console.WriteLine($"| {c.Kernel} | {c.Case} | {c.Elements} | {c.MaxAbsError:G3} | {c.MaxUlp} | {c.AllowedUlp} | {(c.Passed ? "pass" : "FAIL")} |");
 var failed = checks.Count(c => !c.Passed);
+if (time)
+{
+    Console.WriteLine();
+    Console.WriteLine("| kernel | shape | ms per call (median) | GB/s (bytes as the kernel moves them) |");
+    Console.WriteLine("|---|---|---:|---:|");
+    foreach (var t in Timings.All(deviceOrdinal))
+        Console.WriteLine($"| {t.Kernel} | {t.Shape} | {t.MedianMs:F3} | {t.GBps:F0} |");
+}
 Console.WriteLine();
 Console.WriteLine(failed == 0
     ? $"RESULT: PASSED — {checks.Count} checks, every embedded kernel ({KernelLaunches.All.Count}) on {CudaDriver.DeviceName(deviceOrdinal)}."

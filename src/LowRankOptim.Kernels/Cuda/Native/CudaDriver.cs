@@ -73,18 +73,18 @@ internal static unsafe class CudaDriver
 
     /// <summary>
     /// The function <paramref name="kernel"/> of the embedded source <paramref name="source"/> on device
-    /// <paramref name="ordinal"/>: compiled with NVRTC to PTX for the device's architecture (clamped to the
-    /// newest one this NVRTC knows) and loaded with cuModuleLoadData, once per device and source.
+    /// <paramref name="ordinal"/>: its image (<see cref="KernelImages"/>: NVRTC PTX, or an ahead-of-time CUBIN or
+    /// PTX) loaded with cuModuleLoadData, once per device and source.
     /// </summary>
     public static IntPtr Function(int ordinal, string source, string kernel)
     {
         UseDevice(ordinal);
         var module = Modules.GetOrAdd((ordinal, source), key =>
         {
-            var ptx = Nvrtc.Ptx(key.Source, TargetArchitecture(Architecture(key.Device)));
+            var (bytes, description) = KernelImages.For(key.Source, Architecture(key.Device));
             IntPtr m;
             var load = (delegate* unmanaged<IntPtr*, byte*, int>)CudaLibraries.Export(CudaLibraries.Driver, "cuModuleLoadData");
-            fixed (byte* image = ptx) Check(load(&m, image), $"cuModuleLoadData({key.Source})");
+            fixed (byte* image = bytes) Check(load(&m, image), $"cuModuleLoadData({key.Source}, {description})");
             return m;
         });
         return Functions.GetOrAdd((module, kernel), key =>

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>
-/// Adafactor (Shazeer &amp; Stern 2018, as in Hugging Face and galore_torch): a factored second moment
+/// Adafactor (Shazeer &amp; Stern 2018, as in Hugging Face and galore_torch; docs/algorithms/galore.md): a factored second moment
 /// (row and column statistics of g² + ε1) for tensors with ≥ 2 dims, RMS clipping of the update, a
 /// relative step size and optional first-moment momentum on the already scaled update. Computes in float32.
 /// </summary>

@@ -7,7 +7,8 @@ namespace LowRankOptim;
 
 /// <summary>
 /// Adam moments on the (projected) gradient: m ← β1m + (1−β1)g, v ← β2v + (1−β2)g²; direction m/(√v + ε)
-/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype.
+/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype
+/// (both conventions: docs/algorithms/galore.md).
 /// </summary>
 /// <param name="Beta1">β1 in [0, 1).</param>
 /// <param name="Beta2">β2 in [0, 1).</param>

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>
-/// SVD-free low-rank projection by DCT column selection (Modoranu et al., arXiv 2505.17967, "DCT-AdamW"):
+/// SVD-free low-rank projection by DCT column selection (Modoranu et al., arXiv 2505.17967, "DCT-AdamW"; docs/algorithms/dct.md):
 /// the basis is the orthonormal DCT-II matrix C of the projected dimension s, built once per size and
 /// shared (<see cref="DctBasis"/>); every re-selection keeps the r columns of C whose images G·C (right) or
 /// rows of Cᵀ·G (left) have the largest ℓp norm, in descending score order with ties to the lower index.

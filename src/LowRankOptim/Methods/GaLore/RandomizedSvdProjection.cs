@@ -5,7 +5,7 @@ namespace LowRankOptim;
 
 /// <summary>
 /// GaLore's projection with the exact SVD replaced by randomized subspace iteration (Halko, Martinsson and
-/// Tropp 2011; the "fast SVD" of GaLore+ and GaLore 2). At each refresh, for the float32 gradient A (m×n) and
+/// Tropp 2011; the "fast SVD" of GaLore+ and GaLore 2; docs/algorithms/randomized-svd.md). At each refresh, for the float32 gradient A (m×n) and
 /// ℓ = min(r + p, m, n) with oversampling p:
 /// <list type="number">
 /// <item>draw a Gaussian sketch Ω (n×ℓ) from a generator seeded by (<see cref="Seed"/>, parameter index,

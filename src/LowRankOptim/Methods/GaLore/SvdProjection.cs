@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>
-/// GaLore's projection (Zhao et al., ICML 2024): every <see cref="UpdateProjGap"/> steps the basis is
+/// GaLore's projection (Zhao et al., ICML 2024; docs/algorithms/galore.md): every <see cref="UpdateProjGap"/> steps the basis is
 /// recomputed from the thin SVD of the current gradient (in float32 for any dtype), keeping the top
 /// <see cref="Rank"/> singular vectors with canonical signs. Moments are kept unchanged across a refresh.
 /// </summary>

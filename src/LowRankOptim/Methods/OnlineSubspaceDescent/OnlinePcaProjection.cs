@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>
-/// Online Subspace Descent (Liang et al., NeurIPS 2024, the reference's <c>proj_type="continuous"</c>): the
+/// Online Subspace Descent (Liang et al., NeurIPS 2024, the reference's <c>proj_type="continuous"</c>; docs/algorithms/online-subspace-descent.md): the
 /// basis P is initialized once from the SVD of the first gradient (side as <see cref="ProjectionType.Std"/>)
 /// and then follows the gradients by one optimizer step per weight step on the online-PCA loss
 /// L(P) = ‖Ĝ·PᵀP − Ĝ‖²_F (right, P r×n) or ‖P·PᵀĜ − Ĝ‖²_F (left, P m×r), Ĝ = G/‖G‖_F, evaluated at the P

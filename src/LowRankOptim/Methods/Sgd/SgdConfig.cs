@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>
-/// SGD with optional heavy-ball momentum, as torch.optim.SGD: b ← μ·b + (1 − dampening)·g (b = g on the
+/// SGD with optional heavy-ball momentum, as torch.optim.SGD (the tests' linear anchor; docs/design.md): b ← μ·b + (1 − dampening)·g (b = g on the
 /// first step), direction b (or g + μ·b with Nesterov). A linear rule: with a full-rank orthonormal
 /// projection it equals the unprojected rule, which the tests use as an anchor.
 /// </summary>

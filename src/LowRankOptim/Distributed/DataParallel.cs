@@ -111,11 +111,9 @@ public sealed class DataParallel : IStepCommunication
         var differing = flags.data<long>().ToArray();
         var ranks = Enumerable.Range(0, Size).Where(r => differing[r] != 0).ToList();
         if (ranks.Count == 0) return;
-        string Line(string[] lines, long index) => index < lines.Length ? lines[index] : "(nothing)";
-        var detail = string.Join("; ", ranks.Select(r => $"rank {r} differs at '{Line(reference, differing[r] - 1)}' of rank 0"));
-        var own = firstDifference >= 0
-            ? $" This rank ({Rank}) has '{Line(mine, firstDifference)}' where rank 0 has '{Line(reference, firstDifference)}'."
-            : "";
+        string Line(string[] lines, long index) => index < lines.Length ? $"'{lines[index]}'" : "nothing";
+        var detail = string.Join("; ", ranks.Select(r => $"rank {r} differs where rank 0 has {Line(reference, differing[r] - 1)}"));
+        var own = firstDifference >= 0 ? $" This rank ({Rank}) has {Line(mine, firstDifference)} there." : $" See the message of rank {ranks[0]}.";
         throw new DataParallelMismatchException(
             $"The data-parallel ranks are not configured alike: {detail}.{own} Every rank must build the same model and optimizer " +
             "(same groups, options, shapes and dtypes) and load the same checkpoint.");

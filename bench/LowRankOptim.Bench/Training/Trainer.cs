@@ -40,7 +40,11 @@ public static class Trainer
             throw new ArgumentException($"the batch ({s.Batch}) must be a multiple of the number of ranks ({comm.Size}): each rank takes an equal slice.");
         if (writer) Directory.CreateDirectory(runDir);
         using var model = new LlamaModel(s.Model, s.Seed);
-        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, distributed: comm is not null);
+        // AdamW is TorchSharp's in one process and LowRankOptimizer's equivalent when distributed; a checkpoint says which wrote it.
+        var written = resume && writer ? ReadMeta(Path.Combine(runDir, CheckpointFolder))?.OptimizerType : null;
+        if (comm is not null && written is not null && written != nameof(LowRankOptimizer))
+            throw new InvalidOperationException($"{runDir} holds a checkpoint of TorchSharp's {written}; a distributed run uses LowRankOptimizer's equivalent and cannot resume it.");
+        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, distributed: comm is not null || written == nameof(LowRankOptimizer));
         var dp = comm is null ? null : ((LowRankOptimizer)optimizer).Distribute(comm, distributed!.ShardState);
         var schedule = optim.lr_scheduler.LambdaLR(optimizer, s.LearningRateFactor);
 
@@ -110,7 +114,7 @@ public static class Trainer
             if (s.CheckpointEvery > 0 && (step % s.CheckpointEvery == 0 || step == s.Steps))
             {
                 clock.Stop();
-                SaveCheckpoint(checkpoint, model, optimizer, new CheckpointMeta(kind.CliName(), step, elapsedBefore + clock.Elapsed.TotalSeconds, comm?.Size ?? 1), dp);
+                SaveCheckpoint(checkpoint, model, optimizer, new CheckpointMeta(kind.CliName(), step, elapsedBefore + clock.Elapsed.TotalSeconds, comm?.Size ?? 1, optimizer.GetType().Name), dp);
                 if (writer) WriteCsv(runDir, train, validation);
                 clock.Start();
             }
@@ -188,7 +192,10 @@ public static class Trainer
     }
 
     /// <summary>What a checkpoint folder's meta.json holds; <paramref name="WorldSize"/> is informational (the files are the same for any rank count).</summary>
-    private sealed record CheckpointMeta(string Optimizer, int Step, double ElapsedSeconds, int WorldSize = 1);
+    private sealed record CheckpointMeta(string Optimizer, int Step, double ElapsedSeconds, int WorldSize = 1, string? OptimizerType = null);
+
+    private static CheckpointMeta? ReadMeta(string dir) =>
+        File.Exists(Path.Combine(dir, "meta.json")) ? JsonSerializer.Deserialize<CheckpointMeta>(File.ReadAllText(Path.Combine(dir, "meta.json"))) : null;
 
     private static void WriteCsv(string dir, List<(int Step, double Loss, double Lr, double Elapsed)> train, List<(int Step, double Loss)> validation)
     {

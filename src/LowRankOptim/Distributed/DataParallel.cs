@@ -89,7 +89,7 @@ public sealed class DataParallel : IStepCommunication
     {
         using var _ = no_grad();
         var parameters = _optimizer.States.Select(s => (Tensor)s.Parameter).ToList();
-        Traffic.Weights += Bytes(parameters);
+        if (Rank == 0) Traffic.Weights += Bytes(parameters);
         Communicator.Broadcast(parameters, 0);
     }
 

@@ -4,6 +4,7 @@ using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Support;
 using LowRankOptim.Bench.Training;
+using LowRankOptim.Mpi;
 using Spectre.Console;
 
 namespace LowRankOptim.Bench.Commands;
@@ -26,8 +27,11 @@ public static class PretrainCommand
         var gap = new Option<int>("--update-proj-gap") { Description = "Subspace refresh period T.", DefaultValueFactory = _ => 200 };
         var scale = new Option<double>("--scale") { Description = "GaLore scale α.", DefaultValueFactory = _ => 0.25 };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
-        var clip = new Option<double>("--clip") { Description = "Gradient-norm clipping (0 = off).", DefaultValueFactory = _ => 1.0 };
-        var threads = new Option<int>("--threads") { Description = "Torch intra-op threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var clip = new Option<double?>("--clip") { Description = "Gradient-norm clipping (0 = off; default 1, and 0 with --distributed)." };
+        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the processor count, divided by the ranks with --distributed)." };
+        var distributed = new Option<bool>("--distributed") { Description = "Data parallel over MPI: run under 'mpiexec.mpich -n N'; each rank takes 1/N of every global batch (same data order as one process); rank 0 prints and writes (docs/distributed.md)." };
+        var shardState = new Option<bool>("--shard-state") { Description = "With --distributed: each rank keeps the update-rule state of its share of the parameters (ZeRO stage 1)." };
+        var mpiTimeout = new Option<double>("--mpi-timeout") { Description = "With --distributed: seconds one collective may wait for the other ranks before the rank ends itself.", DefaultValueFactory = _ => 600 };
         var seed = new Option<long>("--seed") { Description = "Seed of the initialization and the data order.", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--output") { Description = "Output folder.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var data = new Option<string?>("--data") { Description = "A UTF-8 text file, or a folder of *.txt files (default: the .NET SDK's reference documentation)." };
@@ -43,12 +47,23 @@ public static class PretrainCommand
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
             model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
-            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab,
+            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
         {
+            MpiCommunicator? comm = null;
             try
             {
+                if (r.GetValue(shardState) && !r.GetValue(distributed)) throw new UsageException("--shard-state needs --distributed.");
+                if (r.GetValue(distributed))
+                {
+                    // Global-norm clipping needs the whole averaged gradient, which the projected exchange never forms.
+                    if (r.GetValue(clip) is > 0)
+                        throw new UsageException("--clip cannot be used with --distributed: clipping by the global norm needs the whole averaged gradient, which the projected all-reduce does not form; use --clip 0 (and --clip 0 for a single-process run to compare with).");
+                    var seconds = PositiveReal("--mpi-timeout", r.GetValue(mpiTimeout));
+                    try { comm = MpiCommunicator.Initialize(TimeSpan.FromSeconds(seconds)); }
+                    catch (InvalidOperationException problem) { throw new UsageException($"--distributed: {problem.Message}"); }
+                }
                 var config = LlamaConfig.Named.TryGetValue(r.GetValue(model)!, out var c) ? c
                     : throw new UsageException($"--model '{r.GetValue(model)}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.");
                 var n = Positive("--steps", r.GetValue(steps));
@@ -56,7 +71,7 @@ public static class PretrainCommand
                 if (t > config.MaxSequence) throw new UsageException($"--seq-len {t} exceeds the model's maximum sequence length {config.MaxSequence}.");
                 var settings = new TrainSettings(config, n, Positive("--batch", r.GetValue(batch)), t,
                     WarmupSteps: r.GetValue(warmup) is int w ? NonNegative("--warmup", w) : Math.Max(1, n / 10),
-                    MinLrRatio: 0.1, ClipNorm: NonNegative("--clip", r.GetValue(clip)), Seed: r.GetValue(seed),
+                    MinLrRatio: 0.1, ClipNorm: NonNegative("--clip", r.GetValue(clip) ?? (comm is null ? 1.0 : 0.0)), Seed: r.GetValue(seed),
                     EvalEvery: r.GetValue(evalEvery) is int e ? Positive("--eval-every", e) : Math.Max(1, n / 10),
                     EvalBatches: Positive("--eval-batches", r.GetValue(evalBatches)),
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
@@ -73,23 +88,35 @@ public static class PretrainCommand
                     "bpe" => throw new UsageException($"--bpe-vocab must be > 256 (got {vocab})."),
                     var other => throw new UsageException($"--tokenizer '{other}' must be byte or bpe."),
                 };
-                TorchSharp.torch.set_num_threads(Positive("--threads", r.GetValue(threads)));
-                return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), makeTokenizer, r.GetValue(resume), r.GetValue(json));
+                if (comm is not null && settings.Batch % comm.Size != 0)
+                    throw new UsageException($"--batch {settings.Batch} must be a multiple of the number of ranks ({comm.Size}).");
+                TorchSharp.torch.set_num_threads(Positive("--threads", r.GetValue(threads) ?? Math.Max(1, Environment.ProcessorCount / (comm?.Size ?? 1))));
+                var dist = comm is null ? null : new DistributedTraining(comm, r.GetValue(shardState));
+                return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), makeTokenizer, r.GetValue(resume), r.GetValue(json), dist);
             }
             catch (Exception e) when (e is UsageException or FileNotFoundException or DirectoryNotFoundException)
             {
-                Console.Error.WriteLine($"pretrain: {e.Message}");
-                Console.Error.WriteLine("Run 'pretrain --help' for the options.");
+                if (comm is null || comm.Rank == 0)
+                {
+                    Console.Error.WriteLine($"pretrain: {e.Message}");
+                    Console.Error.WriteLine("Run 'pretrain --help' for the options.");
+                }
                 return 2;
+            }
+            finally
+            {
+                comm?.Dispose();
             }
         });
         return command;
     }
 
     private static int Run(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, List<double> grid, string output, string? dataPath,
-        Func<string, ITokenizer> makeTokenizer, bool resume, bool json)
+        Func<string, ITokenizer> makeTokenizer, bool resume, bool json, DistributedTraining? distributed)
     {
-        var log = json ? Console.Error : Console.Out;
+        // With --distributed every rank runs the same jobs in the same order; only rank 0 prints and writes.
+        var writer = distributed is null || distributed.Communicator.Rank == 0;
+        var log = !writer ? TextWriter.Null : json ? Console.Error : Console.Out;
         var text = Corpus.Load(dataPath, out var source);
         var tokenizer = makeTokenizer(text);
         var dataset = new TokenDataset(tokenizer.Encode(text));
@@ -97,13 +124,17 @@ public static class PretrainCommand
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
                       $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}");
         log.WriteLine(MachineInfo.Describe());
+        if (distributed is not null)
+            log.WriteLine($"data parallel: {distributed.Communicator.Size} ranks × {s.Batch / distributed.Communicator.Size} sequences per step" +
+                          $"{(distributed.ShardState ? ", optimizer state sharded" : "")}; no gradient clipping" +
+                          (distributed.Communicator.Size > 1 && Environment.ProcessorCount <= distributed.Communicator.Size * 2 ? " (ranks sharing a few cores: a correctness run, not a speed measurement)" : ""));
         var settings = s with { Model = s.Model with { VocabSize = tokenizer.VocabSize } };
-        Directory.CreateDirectory(output);
+        if (writer) Directory.CreateDirectory(output);
 
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
             Name: grid.Count == 1 ? k.CliName() : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}-lr{lrs[k] * f:G3}")))).ToList();
         var results = new List<RunResult>();
-        if (!json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        if (writer && distributed is null && !json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
         {
             AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
@@ -128,9 +159,10 @@ public static class PretrainCommand
                 {
                     if (p.Step % every == 0 || p.Step == p.Steps)
                         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{job.Name}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"));
-                }));
+                }, distributed));
             }
         }
+        if (!writer) return 0;
 
         var best = results.GroupBy(r => r.Optimizer).Select(g => g.MinBy(r => r.ValidationLoss)!).ToList();
         var baseline = best.FirstOrDefault(r => r.Optimizer == OptimizerKind.AdamW.CliName());

@@ -129,9 +129,15 @@ public static class OptimizerCatalog
     }
 
     /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
-    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s)
+    /// <param name="kind">The optimizer.</param>
+    /// <param name="model">The model.</param>
+    /// <param name="lr">The peak learning rate.</param>
+    /// <param name="s">The low-rank settings.</param>
+    /// <param name="distributed">Data-parallel training needs a <see cref="LowRankOptimizer"/>: AdamW is then its full-space equivalent (LowRank.AdamW, torch conventions).</param>
+    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s, bool distributed = false)
     {
-        if (kind == OptimizerKind.AdamW) return torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
+        if (kind == OptimizerKind.AdamW)
+            return distributed ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0) : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
         if (kind == OptimizerKind.GaLorePlus)
         {
             var config = (model as LlamaModel)?.Config ?? throw new ArgumentException("galore-plus needs a LlamaModel (head counts per attention weight).", nameof(model));

@@ -9,6 +9,9 @@ using static TorchSharp.torch;
 
 namespace LowRankOptim.Bench.Training;
 
+/// <summary>Data-parallel execution of a run: the ranks and whether the optimizer state is sharded.</summary>
+public sealed record DistributedTraining(ICommunicator Communicator, bool ShardState);
+
 /// <summary>What a run reports as it goes.</summary>
 public readonly record struct TrainingProgress(int Step, int Steps, double Loss, double TokensPerSecond);
 
@@ -21,11 +24,28 @@ public static class Trainer
 {
     private const string CheckpointFolder = "checkpoint";
 
-    public static RunResult Run(string name, OptimizerKind kind, double lr, TrainSettings s, TokenDataset data, string runDir, bool resume, Action<TrainingProgress>? progress = null)
+    /// <summary>
+    /// Trains one run. With <paramref name="distributed"/>, every rank calls this with the same arguments: each takes
+    /// its slice of every global batch (rank r: sequences r·B/N … (r+1)·B/N − 1 of the same batch the single process
+    /// draws), the optimizer averages what its methods declare, and only rank 0 writes files and reports progress.
+    /// </summary>
+    public static RunResult Run(string name, OptimizerKind kind, double lr, TrainSettings s, TokenDataset data, string runDir, bool resume,
+        Action<TrainingProgress>? progress = null, DistributedTraining? distributed = null)
     {
-        Directory.CreateDirectory(runDir);
+        var comm = distributed?.Communicator;
+        var writer = comm is null || comm.Rank == 0;
+        if (comm is not null && s.ClipNorm > 0)
+            throw new ArgumentException("gradient clipping by the global norm needs the whole averaged gradient, which the data-parallel step does not form: use ClipNorm 0.");
+        if (comm is not null && s.Batch % comm.Size != 0)
+            throw new ArgumentException($"the batch ({s.Batch}) must be a multiple of the number of ranks ({comm.Size}): each rank takes an equal slice.");
+        if (writer) Directory.CreateDirectory(runDir);
         using var model = new LlamaModel(s.Model, s.Seed);
-        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank);
+        // AdamW is TorchSharp's in one process and LowRankOptimizer's equivalent when distributed; a checkpoint says which wrote it.
+        var written = resume && writer ? ReadMeta(Path.Combine(runDir, CheckpointFolder))?.OptimizerType : null;
+        if (comm is not null && written is not null && written != nameof(LowRankOptimizer))
+            throw new InvalidOperationException($"{runDir} holds a checkpoint of TorchSharp's {written}; a distributed run uses LowRankOptimizer's equivalent and cannot resume it.");
+        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, distributed: comm is not null || written == nameof(LowRankOptimizer));
+        var dp = comm is null ? null : ((LowRankOptimizer)optimizer).Distribute(comm, distributed!.ShardState);
         var schedule = optim.lr_scheduler.LambdaLR(optimizer, s.LearningRateFactor);
 
         var train = new List<(int Step, double Loss, double Lr, double Elapsed)>();
@@ -33,18 +53,34 @@ public static class Trainer
         var start = 0;
         var elapsedBefore = 0.0;
         var checkpoint = Path.Combine(runDir, CheckpointFolder);
-        if (resume && File.Exists(Path.Combine(checkpoint, "meta.json")))
+        // Rank 0 decides whether to resume (the others may not see its folder) and tells them.
+        var resumeFrom = writer && resume && File.Exists(Path.Combine(checkpoint, "meta.json"));
+        if (dp is not null) resumeFrom = Agree(comm!, resumeFrom ? 1 : 0) == 1;
+        if (resumeFrom)
         {
-            var meta = JsonSerializer.Deserialize<CheckpointMeta>(File.ReadAllText(Path.Combine(checkpoint, "meta.json")))!;
-            if (meta.Optimizer != kind.CliName())
+            CheckpointMeta? meta = writer ? JsonSerializer.Deserialize<CheckpointMeta>(File.ReadAllText(Path.Combine(checkpoint, "meta.json")))! : null;
+            if (meta is not null && meta.Optimizer != kind.CliName())
                 throw new InvalidOperationException($"{checkpoint} holds a {meta.Optimizer} run, not {kind.CliName()}.");
-            start = meta.Step;
-            elapsedBefore = meta.ElapsedSeconds;
-            model.load(Path.Combine(checkpoint, "model.bin"));
+            start = dp is null ? meta!.Step : (int)Agree(comm!, meta?.Step ?? 0);
+            elapsedBefore = meta?.ElapsedSeconds ?? 0;
+            if (writer) model.load(Path.Combine(checkpoint, "model.bin"));
+            if (meta is not null && dp is not null && meta.WorldSize != comm!.Size)
+                Console.Error.WriteLine($"note: {checkpoint} was written by {meta.WorldSize} rank(s); resuming on {comm.Size}: the global batch and the gathered optimizer state are the same for any rank count.");
             for (var i = 0; i < start; i++) schedule.step(); // TorchSharp schedulers have no state: replay, then load
-            LoadOptimizer(optimizer, Path.Combine(checkpoint, "optimizer.bin"));
-            train.AddRange(ReadTrainCsv(Path.Combine(runDir, "train.csv")).Where(r => r.Step <= start));
-            validation.AddRange(ReadValidationCsv(Path.Combine(runDir, "validation.csv")).Where(r => r.Step <= start));
+            if (dp is not null)
+            {
+                dp.BroadcastParameters();
+                dp.LoadStateDict(Path.Combine(checkpoint, "optimizer.bin"));
+            }
+            else
+            {
+                LoadOptimizer(optimizer, Path.Combine(checkpoint, "optimizer.bin"));
+            }
+            if (writer)
+            {
+                train.AddRange(ReadTrainCsv(Path.Combine(runDir, "train.csv")).Where(r => r.Step <= start));
+                validation.AddRange(ReadValidationCsv(Path.Combine(runDir, "validation.csv")).Where(r => r.Step <= start));
+            }
         }
 
         ProcessMemory.ResetPeak();
@@ -57,33 +93,39 @@ public static class Trainer
             using (var scope = NewDisposeScope())
             {
                 var batch = data.TrainBatch(s.Seed, step, s.Batch, s.Sequence);
+                if (comm is not null) batch = batch.narrow(0, comm.Rank * (s.Batch / comm.Size), s.Batch / comm.Size);
                 var l = model.Loss(batch);
                 l.backward();
                 if (s.ClipNorm > 0) nn.utils.clip_grad_norm_(model.parameters(), s.ClipNorm);
                 optimizer.step();
                 model.zero_grad();
                 loss = l.item<float>();
+                if (comm is not null) loss = Mean(comm, loss); // the global batch's loss: the mean of the ranks' means
             }
             schedule.step();
             var elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
             train.Add((step, loss, currentLr, elapsed));
-            if (step % s.EvalEvery == 0 || step == s.Steps)
+            if (writer && (step % s.EvalEvery == 0 || step == s.Steps))
             {
                 clock.Stop();
-                validation.Add((step, Evaluate(model, data, s)));
+                validation.Add((step, Evaluate(model, data, s))); // the weights are the same on every rank
                 clock.Start();
             }
             if (s.CheckpointEvery > 0 && (step % s.CheckpointEvery == 0 || step == s.Steps))
             {
                 clock.Stop();
-                SaveCheckpoint(checkpoint, model, optimizer, new CheckpointMeta(kind.CliName(), step, elapsedBefore + clock.Elapsed.TotalSeconds));
-                WriteCsv(runDir, train, validation);
+                SaveCheckpoint(checkpoint, model, optimizer, new CheckpointMeta(kind.CliName(), step, elapsedBefore + clock.Elapsed.TotalSeconds, comm?.Size ?? 1, optimizer.GetType().Name), dp);
+                if (writer) WriteCsv(runDir, train, validation);
                 clock.Start();
             }
-            progress?.Invoke(new TrainingProgress(step, s.Steps, loss, (step - start) * tokensPerStep / clock.Elapsed.TotalSeconds));
+            if (writer) progress?.Invoke(new TrainingProgress(step, s.Steps, loss, (step - start) * tokensPerStep / clock.Elapsed.TotalSeconds));
         }
         clock.Stop();
-        WriteCsv(runDir, train, validation);
+        if (writer) WriteCsv(runDir, train, validation);
+        var perRank = dp?.StateBytesPerRank();
+        if (writer && dp is not null)
+            Console.Error.WriteLine($"{name}: {comm!.Size} ranks{(dp.ShardsState ? ", sharded state" : "")}; optimizer-state bytes per rank [{string.Join(", ", perRank!)}]; " +
+                                    $"per rank and step: {dp.Traffic.AllReduced / Math.Max(1, dp.Traffic.Steps)} B all-reduced; {dp.Traffic}");
 
         var tail = Math.Max(1, train.Count / 20);
         var trainedSteps = s.Steps - start;
@@ -92,7 +134,7 @@ public static class Trainer
             FinalTrainLoss: train.TakeLast(tail).Average(r => r.Loss),
             ValidationLoss: validation.Count > 0 ? validation[^1].Loss : double.NaN,
             TokensPerSecond: trainedSteps > 0 ? trainedSteps * tokensPerStep / clock.Elapsed.TotalSeconds : 0,
-            OptimizerStateBytes: OptimizerCatalog.StateBytes(optimizer, model),
+            OptimizerStateBytes: perRank?.Max() ?? OptimizerCatalog.StateBytes(optimizer, model), // the most one rank holds
             PeakRssBytes: ProcessMemory.PeakRss(),
             TrainCurve: train.Select(r => (r.Step, r.Loss)).ToList(),
             ValidationCurve: validation);
@@ -118,18 +160,42 @@ public static class Trainer
         else ((OptimizerHelper)optimizer).load_state_dict(path);
     }
 
-    private static void SaveCheckpoint(string dir, LlamaModel model, optim.Optimizer optimizer, CheckpointMeta meta)
+    /// <summary>Data parallel: every rank calls it; rank 0 writes the gathered optimizer state (one file for any rank count) and the rest.</summary>
+    private static void SaveCheckpoint(string dir, LlamaModel model, optim.Optimizer optimizer, CheckpointMeta meta, DataParallel? dp)
     {
-        Directory.CreateDirectory(dir);
+        var writer = dp is null || dp.Rank == 0;
+        if (writer) Directory.CreateDirectory(dir);
         // Write to temporary names, then move: a crash mid-save never leaves a half-written checkpoint.
+        if (dp is null) ((OptimizerHelper)optimizer).save_state_dict(Path.Combine(dir, "optimizer.bin.tmp"));
+        else dp.SaveStateDict(Path.Combine(dir, "optimizer.bin.tmp"));
+        if (!writer) return;
         model.save(Path.Combine(dir, "model.bin.tmp"));
-        ((OptimizerHelper)optimizer).save_state_dict(Path.Combine(dir, "optimizer.bin.tmp"));
         File.WriteAllText(Path.Combine(dir, "meta.json.tmp"), JsonSerializer.Serialize(meta));
         foreach (var f in new[] { "model.bin", "optimizer.bin", "meta.json" })
             File.Move(Path.Combine(dir, f + ".tmp"), Path.Combine(dir, f), overwrite: true);
     }
 
-    private sealed record CheckpointMeta(string Optimizer, int Step, double ElapsedSeconds);
+    /// <summary>Rank 0's <paramref name="value"/> on every rank.</summary>
+    private static long Agree(ICommunicator comm, long value)
+    {
+        using var t = tensor(new[] { value });
+        comm.Broadcast([t], 0);
+        return t.item<long>();
+    }
+
+    /// <summary>The mean over ranks of <paramref name="value"/>.</summary>
+    private static double Mean(ICommunicator comm, double value)
+    {
+        using var t = tensor(new[] { value });
+        comm.AllReduceSum([t]);
+        return t.item<double>() / comm.Size;
+    }
+
+    /// <summary>What a checkpoint folder's meta.json holds; <paramref name="WorldSize"/> is informational (the files are the same for any rank count).</summary>
+    private sealed record CheckpointMeta(string Optimizer, int Step, double ElapsedSeconds, int WorldSize = 1, string? OptimizerType = null);
+
+    private static CheckpointMeta? ReadMeta(string dir) =>
+        File.Exists(Path.Combine(dir, "meta.json")) ? JsonSerializer.Deserialize<CheckpointMeta>(File.ReadAllText(Path.Combine(dir, "meta.json"))) : null;
 
     private static void WriteCsv(string dir, List<(int Step, double Loss, double Lr, double Elapsed)> train, List<(int Step, double Loss)> validation)
     {

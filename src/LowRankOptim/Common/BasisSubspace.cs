@@ -94,6 +94,12 @@ internal abstract class BasisSubspace : ISubspace
     /// </summary>
     protected abstract (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context);
 
+    /// <summary>
+    /// The whole gradient at a refresh (every rank must estimate the same basis from the summed G); R alone on the
+    /// other steps, whose apply phase reads only the rule's direction.
+    /// </summary>
+    public virtual GradientExchange Exchange(long step) => NeedsRefresh(step) ? GradientExchange.Full : GradientExchange.Projected();
+
     /// <summary>Nothing to do for bases estimated at refreshes only; Online Subspace Descent overrides it.</summary>
     public virtual void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 

@@ -35,4 +35,11 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     public bool WeightsUpdated { get; set; }
     /// <summary>η_d of the step's decay.</summary>
     public double DecayLearningRate { get; set; }
+    /// <summary>Data parallel: what this step sums over ranks (set by the communication before the refresh phase).</summary>
+    public GradientExchange Exchange { get; set; } = GradientExchange.Full;
+    /// <summary>
+    /// Data parallel with sharded optimizer state: false when another rank holds this parameter's rule state, so
+    /// this rank neither runs the rule nor applies a full-space update (it receives the result).
+    /// </summary>
+    public bool Owned { get; set; } = true;
 }

@@ -5,24 +5,33 @@ namespace LowRankOptim;
 /// <summary>
 /// The step, in named phases over a list of parameter steps:
 /// prepare → refresh → project → communicate → update → apply → after.
-/// Each phase runs over the whole list before the next starts, so a phase can work on many tensors at once
-/// (the communicate phase is where a data-parallel all-reduce of the projected gradients goes). The engine
+/// Each phase runs over the whole list before the next starts, so a phase can work on many tensors at once.
+/// The communicate phase is the data-parallel seam (<see cref="Communication"/>, null in a single process): it sums
+/// over ranks what each subspace declares (<see cref="ISubspace.Exchange"/>): whole gradients before the refresh
+/// phase, projected gradients after the project phase; with sharded state it also shares what the owning rank
+/// computed (directions after update, full-space weights after the step). The engine
 /// knows the extension interfaces only (<see cref="ISubspace"/>, <see cref="IUpdateRule"/>) and never tests a
 /// method's type. Only prepare and apply touch parameter values (the rule may read them through
 /// <see cref="RuleContext.ParameterRms"/>, and a rule's fused path writes them in update).
 /// </summary>
 internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, string> reportFailure)
 {
+    /// <summary>The communicate phase's data-parallel exchange, or null in a single process (execution policy, never saved).</summary>
+    public IStepCommunication? Communication { get; set; }
+
     /// <summary>Runs every phase over <paramref name="steps"/>; temporaries live in the caller's dispose scope.</summary>
     public void Run(IReadOnlyList<ParameterStep> steps)
     {
         foreach (var s in steps) Prepare(s);
+        Communication?.SumGradients(steps);
         foreach (var s in steps) Refresh(s);
         foreach (var s in steps) Project(s);
-        Communicate(steps);
+        Communication?.SumProjected(steps);
         foreach (var s in steps) Update(s);
+        Communication?.ShareUpdates(steps);
         foreach (var s in steps) Apply(s);
         foreach (var s in steps) After(s);
+        Communication?.ShareWeights(steps);
     }
 
     /// <summary>Checks the gradient, casts it to the working dtype, adds L2 decay and builds the step's contexts.</summary>
@@ -76,16 +85,15 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
         s.Projected ??= s.State.Subspace is { } subspace ? subspace.Project(s.Matrix!) : s.Working;
     }
 
-    /// <summary>
-    /// The data-parallel seam: where the projected gradients of every rank would be summed. A single process
-    /// has nothing to exchange.
-    /// </summary>
-    private static void Communicate(IReadOnlyList<ParameterStep> steps) { }
-
     /// <summary>The rule updates its state from R; in the full space it may update the weights itself in the same pass.</summary>
     private static void Update(ParameterStep s)
     {
         if (s.Skipped) return;
+        if (!s.Owned)
+        {
+            s.State.Step = s.Step; // the owner runs the rule; its result arrives in ShareUpdates or ShareWeights
+            return;
+        }
         var rule = s.State.Rule;
         if (s.State.Subspace is null && rule.TryUpdateInPlace(s.Parameter, s.Projected!, s.Rule, out var decayLr))
         {
@@ -103,7 +111,7 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
     /// <summary>W ← W − c·Back(N) (or the subspace's own update), with decoupled decay before or after.</summary>
     private static void Apply(ParameterStep s)
     {
-        if (s.Skipped) return;
+        if (s.Skipped || (!s.Owned && s.State.Subspace is null)) return; // a full-space weight comes from its owner
         var p = s.Parameter;
         if (!s.WeightsUpdated)
         {

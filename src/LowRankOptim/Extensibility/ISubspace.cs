@@ -52,6 +52,14 @@ public interface ISubspace : IStatefulComponent
     /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).
     /// </summary>
     void AfterUpdate(torch.Tensor gradient, torch.Tensor projected, in SubspaceContext context);
+
+    /// <summary>
+    /// Data-parallel training (docs/distributed.md): what of 1-based step <paramref name="step"/>'s gradient must be
+    /// summed over ranks, asked before the refresh phase. The default, <see cref="GradientExchange.Full"/>, is always
+    /// correct. A subspace whose refresh, apply and after phases read only R = <see cref="Project"/>(G) on a step
+    /// (never G itself) returns <see cref="GradientExchange.Projected"/> for it: r·n numbers are summed instead of m·n.
+    /// </summary>
+    GradientExchange Exchange(long step) => GradientExchange.Full;
 }
 
 /// <summary>What the apply phase hands a subspace: the step's tensors and contexts.</summary>

@@ -21,6 +21,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     private readonly List<LowRankParameterState> _states = [];
     private readonly StepEngine _engine;
     private LoadSession? _load;
+    private DataParallel? _dataParallel;
 
     /// <summary>Creates the optimizer over <paramref name="groups"/>; unset group options come from <paramref name="defaults"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid, a group is empty of options it needs, or a parameter appears twice.</exception>
@@ -103,8 +104,35 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         }
     }
 
+    /// <summary>The data-parallel execution of this optimizer (<see cref="Distribute"/>), or null in a single process. Never saved.</summary>
+    public DataParallel? DataParallel => _dataParallel;
+
+    /// <summary>
+    /// Collective, once: from now on <c>step()</c> averages over the ranks of <paramref name="communicator"/> what each
+    /// subspace declares (docs/distributed.md). Checks that every rank is configured alike
+    /// (<see cref="DataParallelMismatchException"/> otherwise, on every rank), broadcasts rank 0's parameter values, and
+    /// with <paramref name="shardState"/> keeps on this rank only the rule state of the parameters it owns (ZeRO stage 1).
+    /// Call it on every rank after building (and loading) the same model and optimizer; an execution policy, never saved.
+    /// </summary>
+    /// <param name="communicator">The ranks.</param>
+    /// <param name="shardState">Shard the update rules' state over the ranks.</param>
+    /// <param name="chunkBytes">Gradient bytes per engine run (see <see cref="LowRankOptim.DataParallel.ChunkBytes"/>).</param>
+    /// <returns>The data-parallel execution, also in <see cref="DataParallel"/>.</returns>
+    /// <exception cref="InvalidOperationException">The optimizer is already distributed.</exception>
+    public DataParallel Distribute(ICommunicator communicator, bool shardState = false, long chunkBytes = 256L << 20)
+    {
+        ArgumentNullException.ThrowIfNull(communicator);
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 1);
+        if (_dataParallel is not null) throw new InvalidOperationException("the optimizer is already distributed.");
+        var dataParallel = new DataParallel(this, communicator, shardState, chunkBytes);
+        dataParallel.Start();
+        _dataParallel = dataParallel;
+        _engine.Communication = dataParallel;
+        return dataParallel;
+    }
+
     /// <summary>Performs one optimization step; returns the closure's loss when a closure is given.</summary>
-    public override Tensor step(Func<Tensor>? closure = null) => _step<LowRankParamGroup>(group =>
+    public override Tensor step(Func<Tensor>? closure = null) => _dataParallel is { } dataParallel ? DistributedStep(dataParallel, closure) : _step<LowRankParamGroup>(group =>
     {
         foreach (var p in group.Parameters)
         {
@@ -113,6 +141,19 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
             if (p.grad is { } grad) _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
         }
     }, closure!);
+
+    /// <summary>Every parameter's step in one collective sequence (chunks of parameters share their all-reduces).</summary>
+    private Tensor DistributedStep(DataParallel dataParallel, Func<Tensor>? closure)
+    {
+        var all = new List<(LowRankParameterState, Parameter, Tensor?, LowRankOptions)>();
+        var groups = 0;
+        return _step<LowRankParamGroup>(group =>
+        {
+            foreach (var p in group.Parameters) all.Add(((LowRankParameterState)_state[p.Handle], p, p.grad, group.Options));
+            // The gradients are valid inside the base class's step only: run once the last group is collected.
+            if (++groups == _parameter_groups.Count) dataParallel.Step(all, _engine);
+        }, closure!);
+    }
 
     /// <summary>
     /// Steps one parameter now with <paramref name="gradient"/> (its group's options, its own step counter), as

@@ -141,6 +141,9 @@ internal sealed class ApolloSubspace : ISubspace
         return scaled.div(divisor);
     }
 
+    /// <summary>The whole gradient at every step: the apply phase scales the raw gradient G itself.</summary>
+    public GradientExchange Exchange(long step) => GradientExchange.Full;
+
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 }

@@ -178,6 +178,9 @@ internal sealed class DctSubspace : ISubspace
     /// <summary>W ← W − c·Back(N).</summary>
     public void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
 
+    /// <summary>The whole gradient at a re-selection (the ℓp scores are not linear in G); R alone otherwise.</summary>
+    public GradientExchange Exchange(long step) => NeedsRefresh(step) ? GradientExchange.Full : GradientExchange.Projected();
+
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 

@@ -42,6 +42,10 @@ internal sealed class CrossHeadSubspace : BasisSubspace
             RandomizedSvdProjection.SketchSeed(_config.Seed, context.ParameterIndex, refreshIndex), NeedsLeft, NeedsRight);
     }
 
+    /// <summary>The basis's exchange; with a sparse residual, the whole gradient until Ω is chosen, then R and G on Ω.</summary>
+    public override GradientExchange Exchange(long step) =>
+        _residual is null || NeedsRefresh(step) ? base.Exchange(step) : _residual.Exchange();
+
     /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
     public override void Apply(in SubspaceUpdate update)
     {

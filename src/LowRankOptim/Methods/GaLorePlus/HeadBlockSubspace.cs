@@ -108,6 +108,10 @@ internal sealed class HeadBlockSubspace : ISubspace
         target.add_(back.dtype == target.dtype ? back : back.to(target.dtype), alpha: alpha * _config.Scale);
     }
 
+    /// <summary>The whole gradient at a refresh; otherwise R, plus G on Ω once the sparse residual has chosen it (the whole G before).</summary>
+    public GradientExchange Exchange(long step) =>
+        NeedsRefresh(step) ? GradientExchange.Full : _residual?.Exchange() ?? GradientExchange.Projected();
+
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 

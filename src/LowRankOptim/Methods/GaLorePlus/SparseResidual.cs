@@ -110,6 +110,17 @@ internal sealed class SparseResidual
         target.view(-1).index_add_(0, index, direction, alpha: -update.Coefficient * _scale);
     }
 
+    /// <summary>
+    /// What a data-parallel step must sum for the residual on a step without refresh: the whole gradient during the
+    /// warm-up (|E| is accumulated over every entry) and before Ω exists; afterwards only G on Ω (E_Ω = G_Ω − Back(R)_Ω
+    /// is linear in G), as int64 flat indices (a copy in the caller's dispose scope when Ω is stored as int32).
+    /// </summary>
+    internal GradientExchange Exchange()
+    {
+        if (WarmupSteps < _warmup || _indices.Value is not { } indices) return GradientExchange.Full;
+        return GradientExchange.Projected(indices.dtype == ScalarType.Int64 ? indices : indices.to(ScalarType.Int64));
+    }
+
     /// <summary>Ω ← the k largest entries of <paramref name="scores"/>, sorted; moments of entries kept before carry over.</summary>
     private void Select(Tensor scores, bool carryMoments)
     {

@@ -39,6 +39,9 @@ internal sealed class OnlinePcaSubspace : BasisSubspace
     protected override (Tensor? Left, Tensor? Right) EstimateBasis(Tensor gradient, long refreshIndex, in SubspaceContext context) =>
         SvdSubspace.TopSingularVectors(gradient, Rank, NeedsLeft, NeedsRight);
 
+    /// <summary>The whole gradient at every step: P's step reads G (through ‖G‖ and R̂ᵀĜ, which are not linear in G).</summary>
+    public override GradientExchange Exchange(long step) => GradientExchange.Full;
+
     /// <summary>
     /// From step 2 on: ∇L at the current P from the step's gradient G and its projection R (= G·Pᵀ or PᵀG),
     /// then one step of P's optimizer with η_P = (1/T)·(η_k/η_0) (η_k/η_0 = 1 when η_0 = 0) and decoupled

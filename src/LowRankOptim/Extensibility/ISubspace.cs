@@ -52,6 +52,13 @@ public interface ISubspace : IStatefulComponent
     /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).
     /// </summary>
     void AfterUpdate(torch.Tensor gradient, torch.Tensor projected, in SubspaceContext context);
+
+    /// <summary>
+    /// True when <see cref="AfterUpdate"/> moves the basis after every step (Online Subspace Descent). When a step is
+    /// skipped because its gradient is unusable, the engine reports the basis step that was not taken as a failed
+    /// refresh, as it reports a refresh that was due.
+    /// </summary>
+    bool UpdatesBasisAfterEveryStep => false;
 }
 
 /// <summary>What the apply phase hands a subspace: the step's tensors and contexts.</summary>

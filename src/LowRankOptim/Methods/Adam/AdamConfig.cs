@@ -26,11 +26,14 @@ public sealed record AdamConfig(
     AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection,
     KernelPreference Kernel = KernelPreference.Auto) : IBetasRuleConfig
 {
-    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    /// <summary>
+    /// The saved fields: entry names, constraints, order (the checkpoint format). Hyperparameters (changeable after
+    /// construction, restored by a load): beta1, beta2, eps; structural: correct_bias, eps_mode.
+    /// </summary>
     internal static readonly ConfigSchema<AdamConfig> Schema = new ConfigSchema<AdamConfig>(new())
-        .Double("beta1", c => c.Beta1, (c, v) => c with { Beta1 = v }, Check.UnitInterval)
-        .Double("beta2", c => c.Beta2, (c, v) => c with { Beta2 = v }, Check.UnitInterval)
-        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative)
+        .Double("beta1", c => c.Beta1, (c, v) => c with { Beta1 = v }, Check.UnitInterval).Hyperparameter()
+        .Double("beta2", c => c.Beta2, (c, v) => c with { Beta2 = v }, Check.UnitInterval).Hyperparameter()
+        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative).Hyperparameter()
         .Bool("correct_bias", c => c.CorrectBias, (c, v) => c with { CorrectBias = v })
         .Enum("eps_mode", c => c.EpsMode, (c, v) => c with { EpsMode = v }, option: nameof(EpsMode))
         .ExecutionPolicy("kernel", c => c.Kernel);

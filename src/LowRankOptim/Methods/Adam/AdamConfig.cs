@@ -7,7 +7,8 @@ namespace LowRankOptim;
 
 /// <summary>
 /// Adam moments on the (projected) gradient: m ← β1m + (1−β1)g, v ← β2v + (1−β2)g²; direction m/(√v + ε)
-/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype.
+/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype (float32 for
+/// float16 gradients).
 /// </summary>
 /// <param name="Beta1">β1 in [0, 1).</param>
 /// <param name="Beta2">β2 in [0, 1).</param>
@@ -44,8 +45,11 @@ public sealed record AdamConfig(
     /// <inheritdoc />
     public IUpdateRuleConfig WithBetas(double beta1, double beta2) => this with { Beta1 = beta1, Beta2 = beta2 };
 
-    /// <inheritdoc />
-    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+    /// <summary>
+    /// The gradient's dtype, except float16, which is computed in float32: ε (1e-8) and squares of ordinary gradients
+    /// are outside float16's range, so moments kept in float16 would turn the update into NaN or ∞.
+    /// </summary>
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float16 ? ScalarType.Float32 : gradientType;
 
     /// <inheritdoc />
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(DeclareState(shape, dtype), dtype, device, Kernel);

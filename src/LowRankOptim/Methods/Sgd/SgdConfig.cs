@@ -23,8 +23,8 @@ public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bo
         .Double("dampening", c => c.Dampening, (c, v) => c with { Dampening = v }, Check.ClosedUnitInterval).Hyperparameter()
         .Bool("nesterov", c => c.Nesterov, (c, v) => c with { Nesterov = v });
 
-    /// <inheritdoc />
-    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+    /// <summary>The gradient's dtype, except float16, which is computed in float32 (as every rule does).</summary>
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float16 ? ScalarType.Float32 : gradientType;
 
     /// <inheritdoc />
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SgdRule(DeclareState(shape, dtype), device);

@@ -57,8 +57,17 @@ internal abstract class BasisSubspace : ISubspace
     /// <inheritdoc />
     public StateSlots State { get; }
 
-    /// <summary>Reads the declared state; a derived subspace overrides it to check what was read.</summary>
-    public virtual void Load(StateReader reader) => State.Load(reader);
+    /// <summary>
+    /// Reads the declared state and checks that a two-sided basis is whole (both bases or neither); a derived subspace
+    /// overrides it to check more.
+    /// </summary>
+    public virtual void Load(StateReader reader)
+    {
+        State.Load(reader);
+        if (Side == ProjectionSide.Both && _left.HasValue != _right.HasValue)
+            throw new InvalidDataException(
+                $"{reader.Context}: entry '{(_left.HasValue ? "right_basis" : "left_basis")}' is absent but '{(_left.HasValue ? "left_basis" : "right_basis")}' is present; a two-sided basis has both.");
+    }
 
     /// <inheritdoc />
     public long[] ProjectedShape { get; }

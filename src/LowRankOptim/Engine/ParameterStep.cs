@@ -27,8 +27,10 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     public Tensor? Projected { get; set; }
     public RuleContext Rule { get; set; }
     public SubspaceContext Subspace { get; set; }
-    /// <summary>Set when this parameter takes no update this step (a failed first refresh).</summary>
+    /// <summary>Set when this parameter takes no update this step (a failed first refresh, an unusable gradient).</summary>
     public bool Skipped { get; set; }
+    /// <summary>Why the gradient was unusable (not finite, or its squares could overflow), when it was; the step was skipped.</summary>
+    public string? Unusable { get; set; }
     /// <summary>The rule's result (update), unless the rule updated the weights itself.</summary>
     public RuleUpdate Update { get; set; }
     /// <summary>True when the rule's fused path already wrote the weights (update); apply then adds only after-update decay.</summary>

@@ -60,6 +60,13 @@ public interface ISubspace : IStatefulComponent
     /// (never G itself) returns <see cref="GradientExchange.Projected"/> for it: r·n numbers are summed instead of m·n.
     /// </summary>
     GradientExchange Exchange(long step) => GradientExchange.Full;
+
+    /// <summary>
+    /// True when <see cref="AfterUpdate"/> moves the basis after every step (Online Subspace Descent). When a step is
+    /// skipped because its gradient is unusable, the engine reports the basis step that was not taken as a failed
+    /// refresh, as it reports a refresh that was due.
+    /// </summary>
+    bool UpdatesBasisAfterEveryStep => false;
 }
 
 /// <summary>What the apply phase hands a subspace: the step's tensors and contexts.</summary>

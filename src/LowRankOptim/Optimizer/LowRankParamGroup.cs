@@ -13,14 +13,26 @@ public sealed class LowRankParamGroup : ParamGroup<LowRankOptions>, IBetas
     public LowRankParamGroup(IEnumerable<Parameter> parameters, LowRankOptions? options = null)
         : base(parameters, options ?? new LowRankOptions()) { }
 
-    /// <summary>β1 and β2 of the group's rule; throws when the rule has no betas (Adafactor).</summary>
+    /// <summary>
+    /// β1 and β2 of the group's rule; throws when the rule has no betas (Adafactor), and refuses values outside
+    /// [0, 1) with the messages of construction (nothing is changed).
+    /// </summary>
     public (double, double) Betas
     {
-        get => Options.Rule is IBetasRuleConfig b ? b.Betas : throw NoBetas();
-        set => Options.Rule = Options.Rule is IBetasRuleConfig b ? b.WithBetas(value.Item1, value.Item2) : throw NoBetas();
+        get => Options.Rule is IBetasRuleConfig b ? b.Betas : throw NoBetas(Options);
+        set => Options.Rule = CheckBetas(Options, value);
     }
 
-    private NotSupportedException NoBetas() => new(
-        $"The rule {Options.Rule?.GetType().Name ?? "(none)"} has no betas to cycle; " +
+    /// <summary>The group's rule with <paramref name="betas"/>, validated; throws when the rule has none or they are invalid.</summary>
+    internal static IUpdateRuleConfig CheckBetas(LowRankOptions options, (double Beta1, double Beta2) betas)
+    {
+        if (options.Rule is not IBetasRuleConfig b) throw NoBetas(options);
+        var rule = b.WithBetas(betas.Beta1, betas.Beta2);
+        rule.Validate(options.Owner is null ? "parameter group (not yet in an optimizer)" : $"parameter group {options.GroupIndex}");
+        return rule;
+    }
+
+    private static NotSupportedException NoBetas(LowRankOptions options) => new(
+        $"The rule {options.Rule?.GetType().Name ?? "(none)"} has no betas to cycle; " +
         "create OneCycleLR with cycle_momentum: false for this optimizer.");
 }

@@ -10,7 +10,7 @@ namespace LowRankOptim;
 /// </summary>
 public sealed class LowRankParameterState : OptimizerState, IDisposable
 {
-    private const int FormatVersion = 1;
+    private const int FormatVersion = 2;
     private readonly LowRankOptimizer? _owner;
 
     internal LowRankParameterState(Parameter parameter, int index, int groupIndex, LowRankOptimizer? owner) : base(parameter)
@@ -33,6 +33,10 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     public long Refreshes { get; internal set; }
     /// <summary>Refreshes that failed and kept the previous basis (non-finite gradient, SVD failure).</summary>
     public long RefreshFailures { get; internal set; }
+    /// <summary>Steps skipped because the rule's input was not finite or could overflow (weights and state left unchanged).</summary>
+    public long SkippedUpdates { get; internal set; }
+    /// <summary>The matrix view the subspace was built for (null in the full space).</summary>
+    internal MatrixShape? View { get; private set; }
     /// <summary>The subspace, or null when the parameter is trained in the full space.</summary>
     public ISubspace? Subspace { get; private set; }
     /// <summary>The update rule's state.</summary>
@@ -48,15 +52,23 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     public override void Initialize(OptimizerOptions options)
     {
         var (subspace, rule) = CreateComponents((LowRankOptions)options);
-        Replace(0, 0, 0, subspace, rule);
+        Replace(0, 0, 0, 0, subspace, rule);
     }
+
+    /// <summary>
+    /// The matrix view a <paramref name="projection"/> gives a parameter of <paramref name="shape"/>, or null when it is
+    /// trained in the full space: the projection applies no view, or the parameter is empty (it never changes, as in torch).
+    /// </summary>
+    internal static MatrixShape? ProjectedView(IProjectionConfig projection, long[] shape) =>
+        projection.MatrixViewOf(shape) is MatrixShape m && m.Rows > 0 && m.Cols > 0 ? m : null;
 
     private (ISubspace? Subspace, IUpdateRule Rule) CreateComponents(LowRankOptions options)
     {
         var dtype = options.Rule!.WorkingType(_parameter.dtype);
         var device = _parameter.device;
-        var matrix = options.Projection!.MatrixViewOf(Shape);
-        var subspace = matrix is MatrixShape m ? options.Projection.Create(m, dtype, device) : null;
+        var matrix = ProjectedView(options.Projection!, Shape);
+        var subspace = matrix is MatrixShape m ? options.Projection!.Create(m, dtype, device) : null;
+        View = matrix;
         try
         {
             return (subspace, options.Rule.Create(subspace?.ProjectedShape ?? Shape, dtype, device));
@@ -68,22 +80,23 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
         }
     }
 
-    private void Replace(long step, long refreshes, long failures, ISubspace? subspace, IUpdateRule rule)
+    private void Replace(long step, long refreshes, long failures, long skipped, ISubspace? subspace, IUpdateRule rule)
     {
         Subspace?.Dispose();
         Rule?.Dispose();
-        (Step, Refreshes, RefreshFailures, Subspace, Rule) = (step, refreshes, failures, subspace, rule);
+        (Step, Refreshes, RefreshFailures, SkippedUpdates, Subspace, Rule) = (step, refreshes, failures, skipped, subspace, rule);
     }
 
     /// <inheritdoc />
     public override void SaveStateDict(BinaryWriter writer)
     {
-        var w = new StateWriter(writer);
+        var w = new StateWriter(writer, checksums: true);
         w.Long("state_version", FormatVersion);
         w.String("shape", StateReader.Format(Shape));
         w.Long("step", Step);
         w.Long("refreshes", Refreshes);
         w.Long("refresh_failures", RefreshFailures);
+        w.Long("skipped_updates", SkippedUpdates);
         w.Bool("has_subspace", Subspace is not null);
         Subspace?.Save(w);
         Rule.Save(w);
@@ -116,16 +129,17 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     internal StagedState Read(BinaryReader reader, LowRankOptions options)
     {
         var r = new StateReader(reader, Describe());
-        r.ExpectLong("state_version", FormatVersion);
+        var version = r.FormatVersion("state_version");
         var shape = r.String("shape");
         if (shape != StateReader.Format(Shape))
             throw new InvalidDataException($"{Describe()}: the saved state is for a parameter of shape {shape}; the shapes must be equal.");
-        var step = r.Long("step");
-        var refreshes = r.Long("refreshes");
-        var failures = r.Long("refresh_failures");
+        var step = r.Count("step");
+        var refreshes = r.Count("refreshes");
+        var failures = r.Count("refresh_failures");
+        var skipped = version >= 2 ? r.Count("skipped_updates") : 0;
         var hasSubspace = r.Bool("has_subspace");
         var (subspace, rule) = CreateComponents(options);
-        var staged = new StagedState(step, refreshes, failures, subspace, rule);
+        var staged = new StagedState(step, refreshes, failures, skipped, subspace, rule);
         try
         {
             if (hasSubspace != (subspace is not null))
@@ -144,7 +158,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     }
 
     internal void Apply(StagedState staged) =>
-        Replace(staged.Step, staged.Refreshes, staged.RefreshFailures, staged.Subspace, staged.Rule);
+        Replace(staged.Step, staged.Refreshes, staged.RefreshFailures, staged.SkippedUpdates, staged.Subspace, staged.Rule);
 
     /// <summary>True when both states hold exactly the same saved values.</summary>
     public override bool ApproximatelyEquals(OptimizerState other)
@@ -175,7 +189,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     }
 
     /// <summary>A state read from a stream, not yet applied.</summary>
-    internal sealed record StagedState(long Step, long Refreshes, long RefreshFailures, ISubspace? Subspace, IUpdateRule Rule) : IDisposable
+    internal sealed record StagedState(long Step, long Refreshes, long RefreshFailures, long SkippedUpdates, ISubspace? Subspace, IUpdateRule Rule) : IDisposable
     {
         public void Dispose()
         {

@@ -41,7 +41,7 @@ public static class MemoryPlanner
         var projection = options.Projection ?? throw new ArgumentException($"parameter '{name}': the group's options have no projection.", nameof(options));
         var rule = options.Rule ?? throw new ArgumentException($"parameter '{name}': the group's options have no rule.", nameof(options));
         var working = rule.WorkingType(dtype);
-        var matrix = projection.MatrixViewOf(shape);
+        var matrix = LowRankParameterState.ProjectedView(projection, shape);
         var bytes = DTypes.Elements(shape) * DTypes.ElementSize(dtype);
         var state = matrix is MatrixShape m
             ? projection.DeclareState(m, working).PlannedBytes + rule.DeclareState(projection.ProjectedShape(m), working).PlannedBytes

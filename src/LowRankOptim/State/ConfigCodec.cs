@@ -13,11 +13,19 @@ internal static class ConfigCodec
 
     public static void Write(StateWriter writer, IUpdateRuleConfig config) => Write(writer, RuleEntry, config, config.Save);
 
-    public static IProjectionConfig ReadProjection(StateReader reader) =>
-        ConfigRegistry.Read<IProjectionConfig>(reader.String(ProjectionEntry), ProjectionEntry, reader);
+    public static IProjectionConfig ReadProjection(StateReader reader) => Read<IProjectionConfig>(reader, ProjectionEntry);
 
-    public static IUpdateRuleConfig ReadRule(StateReader reader) =>
-        ConfigRegistry.Read<IUpdateRuleConfig>(reader.String(RuleEntry), RuleEntry, reader);
+    public static IUpdateRuleConfig ReadRule(StateReader reader) => Read<IUpdateRuleConfig>(reader, RuleEntry);
+
+    /// <summary>
+    /// The kind entry, then the config's values. An unknown or misplaced kind is reported before a failed checksum
+    /// of the kind entry (it says more: a newer release, a missing registration); both end the load.
+    /// </summary>
+    private static TConfig Read<TConfig>(StateReader reader, string entry) where TConfig : class
+    {
+        var (kind, intact) = reader.StringUnverified(entry);
+        return ConfigRegistry.Read<TConfig>(kind, entry, reader, intact);
+    }
 
     private static void Write(StateWriter writer, string entry, object config, Action<StateWriter> save)
     {

@@ -34,7 +34,7 @@ public static class ConfigRegistry
     {
         foreach (var type in typeof(ConfigRegistry).Assembly.GetTypes())
             if (type.GetField("Schema", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)?.GetValue(null) is IConfigSchema schema)
-                Add(type, type.Name, schema.Read, builtin: true);
+                Add(type, type.Name, schema.Read, builtin: true, schema);
     }
 
     /// <summary>
@@ -51,7 +51,7 @@ public static class ConfigRegistry
     public static void Register<T>(string kind, Func<StateReader, T> read) where T : class
     {
         ArgumentNullException.ThrowIfNull(read);
-        Add(typeof(T), kind, reader => read(reader), builtin: false);
+        Add(typeof(T), kind, reader => read(reader), builtin: false, schema: null);
     }
 
     /// <summary>Registers <typeparamref name="T"/> under its type name (as the library's own configs are).</summary>
@@ -92,8 +92,9 @@ public static class ConfigRegistry
     /// Reads the config of <paramref name="kind"/> (whose kind entry was just read from <paramref name="entry"/>),
     /// which must be a <typeparamref name="TConfig"/>.
     /// </summary>
-    internal static TConfig Read<TConfig>(string kind, string entry, StateReader reader) where TConfig : class
+    internal static TConfig Read<TConfig>(string kind, string entry, StateReader reader, bool intact = true) where TConfig : class
     {
+        var corrupted = intact ? "" : $" (The entry also fails its checksum: the file is corrupted.)";
         Registration registration;
         lock (Gate)
         {
@@ -101,16 +102,34 @@ public static class ConfigRegistry
                 throw new InvalidDataException(
                     $"{reader.Context}: unknown {entry} kind '{kind}' in entry '{entry}': no config of that kind is registered " +
                     $"(registered {entry} kinds: {string.Join(", ", KindsOf<TConfig>())}). A custom config type must be registered with " +
-                    "ConfigRegistry.Register before the state is loaded.");
+                    "ConfigRegistry.Register before the state is loaded." + corrupted);
         }
         if (!typeof(TConfig).IsAssignableFrom(registration.Type))
             throw new InvalidDataException(
-                $"{reader.Context}: entry '{entry}' names kind '{kind}', a {RoleOf(registration.Type)} config ({registration.Type.FullName}), not a {entry} config.");
+                $"{reader.Context}: entry '{entry}' names kind '{kind}', a {RoleOf(registration.Type)} config ({registration.Type.FullName}), not a {entry} config." + corrupted);
+        if (!intact) throw new InvalidDataException(reader.ChecksumFailure(entry));
         return registration.Read(reader) as TConfig ?? throw new InvalidDataException(
             $"{reader.Context}: the reader registered for kind '{kind}' returned no {typeof(TConfig).Name}.");
     }
 
-    private static void Add(Type type, string kind, Func<StateReader, object> read, bool builtin)
+    /// <summary>
+    /// The first structural difference between <paramref name="saved"/> and <paramref name="current"/> (see
+    /// <see cref="ConfigSchema{T}"/>): their kinds, then the structural fields of the library's configs (every field
+    /// when <paramref name="everyField"/>). A custom config registered with <see cref="Register{T}(string, Func{StateReader, T})"/>
+    /// has no declared structure: its kind is compared (and every value when <paramref name="everyField"/>); its
+    /// components' own state entries (constants such as a rank) are checked when the state is read.
+    /// </summary>
+    internal static ConfigDifference? Difference(object saved, object current, bool everyField = false)
+    {
+        var (savedKind, currentKind) = (KindOf(saved), KindOf(current));
+        if (savedKind != currentKind) return new ConfigDifference("kind", savedKind, currentKind);
+        Registration registration;
+        lock (Gate) registration = ByKind[currentKind];
+        if (registration.Schema is { } schema) return schema.FirstDifference(saved, current, everyField);
+        return everyField && !saved.Equals(current) ? new ConfigDifference("value", saved.ToString() ?? "", current.ToString() ?? "") : null;
+    }
+
+    private static void Add(Type type, string kind, Func<StateReader, object> read, bool builtin, IConfigSchema? schema)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(kind);
         if (!typeof(IProjectionConfig).IsAssignableFrom(type) && !typeof(IUpdateRuleConfig).IsAssignableFrom(type))
@@ -125,7 +144,7 @@ public static class ConfigRegistry
                 throw new ArgumentException($"{type.FullName} is one of the library's own configs; it is registered already.", nameof(kind));
             if (KindByType.TryGetValue(type, out var other) && other != kind)
                 throw new ArgumentException($"{type.FullName} is already registered under kind '{other}'; a type has one kind.", nameof(kind));
-            ByKind[kind] = new Registration(type, read, builtin);
+            ByKind[kind] = new Registration(type, read, builtin, schema);
             KindByType[type] = kind;
         }
     }
@@ -139,5 +158,5 @@ public static class ConfigRegistry
         $"Register its kind once before building the optimizer: ConfigRegistry.Register<{type.Name}>(\"{type.Name}\", reader => " +
         $"/* a {type.Name} read from the entries its Save writes, in the same order */).";
 
-    private sealed record Registration(Type Type, Func<StateReader, object> Read, bool Builtin);
+    private sealed record Registration(Type Type, Func<StateReader, object> Read, bool Builtin, IConfigSchema? Schema);
 }

@@ -12,6 +12,14 @@ namespace LowRankOptim;
 /// </list>
 /// Checks that relate fields to each other stay as code next to the schema, in the config's <c>Validate</c>.
 /// Execution policy (a kernel choice) is validated but never saved (<see cref="ExecutionPolicy"/>).
+/// <para>
+/// Every field is <b>structural</b> unless it is declared a <see cref="Hyperparameter"/>: a structural value
+/// decides the state's layout or which algorithm runs, so it cannot change once the optimizer is built, and a
+/// checkpoint loads only into an optimizer whose structural values equal the saved ones
+/// (<see cref="FirstDifference"/>). A hyperparameter (a rule's betas, eps, decay rates) is read at every step, may
+/// change after construction, and is restored by a load, as torch.optim restores a group's values. Projections
+/// declare no hyperparameters: their subspaces are built from every one of their values.
+/// </para>
 /// </summary>
 internal sealed class ConfigSchema<T> : IConfigSchema where T : class
 {
@@ -80,6 +88,41 @@ internal sealed class ConfigSchema<T> : IConfigSchema where T : class
     public ConfigSchema<T> ExecutionPolicy<TEnum>(string option, Func<T, TEnum> get, bool savedByEarlierReleases = false) where TEnum : struct, Enum =>
         Add(new Policy<TEnum>(option, get, savedByEarlierReleases));
 
+    /// <summary>
+    /// Declares the field added last a hyperparameter (see the class remarks): it may change after the optimizer is
+    /// built, and a load restores its saved value. With <paramref name="structuralPart"/>, that part of its value (whether
+    /// an optional beta is set, whether a momentum is 0) stays structural; <paramref name="meaning"/> says what it decides.
+    /// </summary>
+    public ConfigSchema<T> Hyperparameter(Func<object?, object?>? structuralPart = null, string? meaning = null)
+    {
+        if (_fields.Count == 0 || _fields[^1] is not IValueField field)
+            throw new InvalidOperationException("Hyperparameter() follows the declaration of a value field.");
+        field.MakeHyperparameter(structuralPart, meaning);
+        return this;
+    }
+
+    /// <summary>
+    /// The first structural field whose value differs between <paramref name="saved"/> and <paramref name="current"/>
+    /// (every field when <paramref name="everyField"/>), or null when they are structurally equal.
+    /// </summary>
+    public ConfigDifference? FirstDifference(T saved, T current, bool everyField = false)
+    {
+        foreach (var field in _fields)
+            if (field.Difference(saved, current, everyField) is { } difference) return difference;
+        return null;
+    }
+
+    ConfigDifference? IConfigSchema.FirstDifference(object saved, object current, bool everyField) => FirstDifference((T)saved, (T)current, everyField);
+
+    /// <summary>The names of the hyperparameter fields, in order (for documentation and tests).</summary>
+    public IReadOnlyList<string> Hyperparameters =>
+        [.. _fields.SelectMany(f => f switch
+        {
+            IValueField { IsHyperparameter: true } v => [v.Name],
+            IPart p => p.Hyperparameters,
+            _ => (IEnumerable<string>)[],
+        })];
+
     /// <summary>Throws <see cref="ArgumentException"/> for the first field that breaks its constraint.</summary>
     /// <param name="config">The config.</param>
     /// <param name="where">Where the config is used, e.g. "parameter group 1", for the message.</param>
@@ -126,12 +169,38 @@ internal sealed class ConfigSchema<T> : IConfigSchema where T : class
         void Save(T config, StateWriter writer);
 
         T Read(T config, StateReader reader);
+
+        ConfigDifference? Difference(T saved, T current, bool everyField);
+    }
+
+    private interface IValueField : IField
+    {
+        string Name { get; }
+
+        bool IsHyperparameter { get; }
+
+        void MakeHyperparameter(Func<object?, object?>? structuralPart, string? meaning);
+    }
+
+    private interface IPart
+    {
+        IReadOnlyList<string> Hyperparameters { get; }
     }
 
     private sealed class Field<TValue>(
         string name, string? option, Func<T, TValue> get, Func<T, TValue, T> set, Check<TValue>? check, Func<T, bool>? when,
-        Action<StateWriter, string, TValue> write, Func<StateReader, string, TValue> read) : IField
+        Action<StateWriter, string, TValue> write, Func<StateReader, string, TValue> read) : IValueField
     {
+        private Func<object?, object?>? _structuralPart;
+        private string? _meaning;
+
+        public string Name => name;
+
+        public bool IsHyperparameter { get; private set; }
+
+        public void MakeHyperparameter(Func<object?, object?>? structuralPart, string? meaning) =>
+            (IsHyperparameter, _structuralPart, _meaning) = (true, structuralPart, meaning);
+
         public void Validate(T config, string where)
         {
             if (check is not null && (when is null || when(config))) check.Enforce(option ?? name, get(config), where);
@@ -140,6 +209,15 @@ internal sealed class ConfigSchema<T> : IConfigSchema where T : class
         public void Save(T config, StateWriter writer) => write(writer, name, get(config));
 
         public T Read(T config, StateReader reader) => set(config, read(reader, name));
+
+        public ConfigDifference? Difference(T saved, T current, bool everyField)
+        {
+            var (a, b) = (get(saved), get(current));
+            if (!IsHyperparameter || everyField)
+                return EqualityComparer<TValue>.Default.Equals(a, b) ? null : new ConfigDifference(name, ConfigDifference.Show(a), ConfigDifference.Show(b));
+            if (_structuralPart is null || Equals(_structuralPart(a), _structuralPart(b))) return null;
+            return new ConfigDifference(name, ConfigDifference.Show(a), ConfigDifference.Show(b), _meaning);
+        }
     }
 
     private sealed class NestedRule(string option, Func<T, IUpdateRuleConfig> get, Func<T, IUpdateRuleConfig, T> set, string role) : IField
@@ -154,15 +232,23 @@ internal sealed class ConfigSchema<T> : IConfigSchema where T : class
         public void Save(T config, StateWriter writer) => ConfigCodec.Write(writer, get(config));
 
         public T Read(T config, StateReader reader) => set(config, ConfigCodec.ReadRule(reader));
+
+        /// <summary>A nested rule is part of its config's structure: every one of its fields is compared.</summary>
+        public ConfigDifference? Difference(T saved, T current, bool everyField) =>
+            ConfigRegistry.Difference(get(saved), get(current), everyField: true) is { } d ? d.Within(option) : null;
     }
 
-    private sealed class Part<TPart>(ConfigSchema<TPart> part, Func<T, TPart> get, Func<T, TPart, T> set) : IField where TPart : class
+    private sealed class Part<TPart>(ConfigSchema<TPart> part, Func<T, TPart> get, Func<T, TPart, T> set) : IField, IPart where TPart : class
     {
+        public IReadOnlyList<string> Hyperparameters => part.Hyperparameters;
+
         public void Validate(T config, string where) => part.Validate(get(config), where);
 
         public void Save(T config, StateWriter writer) => part.Save(get(config), writer);
 
         public T Read(T config, StateReader reader) => set(config, part.ReadInto(get(config), reader));
+
+        public ConfigDifference? Difference(T saved, T current, bool everyField) => part.FirstDifference(get(saved), get(current), everyField);
     }
 
     private sealed class Policy<TEnum>(string option, Func<T, TEnum> get, bool savedByEarlierReleases) : IField where TEnum : struct, Enum
@@ -176,7 +262,34 @@ internal sealed class ConfigSchema<T> : IConfigSchema where T : class
             if (savedByEarlierReleases) reader.SkipLongIfNext(option);
             return config;
         }
+
+        /// <summary>Execution policy is never compared: a load keeps the loading optimizer's.</summary>
+        public ConfigDifference? Difference(T saved, T current, bool everyField) => null;
     }
+}
+
+/// <summary>
+/// A structural option whose value differs between two configs (a saved one and the one in use): its name, both
+/// values as text, and what the structural part decides when only that part matters (e.g. "whether a first moment is kept").
+/// </summary>
+/// <param name="Option">The option's entry name ("rank", "p_optimizer.beta1"), or "kind" when the configs are of different kinds.</param>
+/// <param name="Saved">The saved (or built) value.</param>
+/// <param name="Current">The current (or new) value.</param>
+/// <param name="Meaning">What the structural part of a hyperparameter decides, if only that part differs.</param>
+public sealed record ConfigDifference(string Option, string Saved, string Current, string? Meaning = null)
+{
+    /// <summary>This difference inside the nested option <paramref name="option"/>.</summary>
+    internal ConfigDifference Within(string option) => this with { Option = Option == "kind" ? option : $"{option}.{Option}" };
+
+    /// <summary>A value as the messages show it: invariant numbers (round-trip), enum names, "null".</summary>
+    internal static string Show(object? value) => value switch
+    {
+        null => "null",
+        double d => d.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        bool b => b ? "true" : "false",
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
 }
 
 /// <summary>A <see cref="ConfigSchema{T}"/> seen without its type: how <see cref="ConfigRegistry"/> finds the library's configs.</summary>
@@ -184,4 +297,7 @@ internal interface IConfigSchema
 {
     /// <summary>Reads a config written by the schema's <c>Save</c>.</summary>
     object Read(StateReader reader);
+
+    /// <summary>The first structural difference between two configs of the schema's type (see <see cref="ConfigSchema{T}.FirstDifference"/>).</summary>
+    ConfigDifference? FirstDifference(object saved, object current, bool everyField);
 }

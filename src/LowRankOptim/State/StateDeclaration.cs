@@ -30,14 +30,25 @@ public sealed record TensorEntry(string Name, long[] Shape, StateStorage Storage
     public TensorEntry(string name, long[] shape, torch.ScalarType dtype, SlotPresence presence = SlotPresence.Allocated)
         : this(name, shape, StateStorage.Dense(dtype), presence) { }
 
+    /// <summary>
+    /// What the values must satisfy when they are loaded: by default finite for floating-point storage and anything
+    /// for integer storage; second moments declare <see cref="TensorValues.NonNegative"/>.
+    /// </summary>
+    public TensorValues Values { get; init; } = DefaultValues(Storage);
+
     /// <summary>Bytes in the steady-state plan: the storage's bytes when the tensor is allocated or set once, else 0.</summary>
     public long PlannedBytes => Presence is SlotPresence.Allocated or SlotPresence.WhenSet ? Storage.Bytes(Shape) : 0;
 
     /// <summary>The dense dtype (the only storage today).</summary>
     internal torch.ScalarType DType => ((DenseStorage)Storage).DType;
+
+    private static TensorValues DefaultValues(StateStorage storage) =>
+        storage is DenseStorage { DType: torch.ScalarType.Float16 or torch.ScalarType.BFloat16 or torch.ScalarType.Float32 or torch.ScalarType.Float64 }
+            ? TensorValues.Finite
+            : TensorValues.Any;
 }
 
-/// <summary>A 64-bit counter (steps, refreshes) saved and restored with the state.</summary>
+/// <summary>A 64-bit counter (steps, refreshes) saved and restored with the state; a loaded value must be ≥ 0.</summary>
 /// <param name="Name">The checkpoint entry name.</param>
 public sealed record CounterEntry(string Name) : StateEntry(Name);
 

@@ -60,6 +60,22 @@ public sealed class StateSlots : IDisposable
     /// <summary>The counter declared as <paramref name="name"/>.</summary>
     public CounterSlot Counter(string name) => Find<CounterSlot>(name, s => s.Entry.Name);
 
+    /// <summary>Every tensor slot, nested components' included, in declaration order.</summary>
+    internal IEnumerable<TensorSlot> TensorSlots => _slots.SelectMany(s => s switch
+    {
+        TensorSlot t => [t],
+        NestedSlot { Slots: { } n } => n.TensorSlots,
+        _ => (IEnumerable<TensorSlot>)[],
+    });
+
+    /// <summary>Every counter, nested components' included, in declaration order.</summary>
+    internal IEnumerable<CounterSlot> CounterSlots => _slots.SelectMany(s => s switch
+    {
+        CounterSlot c => [c],
+        NestedSlot { Slots: { } n } => n.CounterSlots,
+        _ => (IEnumerable<CounterSlot>)[],
+    });
+
     /// <summary>Attaches the state of the nested component declared as <paramref name="name"/>; its declaration must be the declared one.</summary>
     public void Attach(string name, StateSlots nested)
     {
@@ -87,8 +103,9 @@ public sealed class StateSlots : IDisposable
     }
 
     /// <summary>
-    /// Reads what <see cref="Save"/> wrote into these (freshly created) slots: constants must match, tensors must
-    /// have the declared shape and dtype, allocated tensors must be present and unused ones absent.
+    /// Reads what <see cref="Save"/> wrote into these (freshly created) slots: constants must match, counters must be
+    /// ≥ 0, tensors must have the declared shape and dtype and values (<see cref="TensorEntry.Values"/>), allocated
+    /// tensors must be present and unused ones absent.
     /// </summary>
     /// <exception cref="InvalidDataException">An entry does not match the declaration; names the entry and the place.</exception>
     public void Load(StateReader reader)
@@ -100,12 +117,12 @@ public sealed class StateSlots : IDisposable
             {
                 case TensorSlot t:
                     if (t.Entry.Presence == SlotPresence.Unused) { reader.AbsentTensor(t.Entry.Name); break; }
-                    var value = reader.Tensor(t.Entry.Name, t.Entry.Shape, t.Entry.DType, Device);
+                    var value = reader.Tensor(t.Entry.Name, t.Entry.Shape, t.Entry.DType, Device, t.Entry.Values);
                     if (value is null && t.Entry.Presence == SlotPresence.Allocated)
                         throw new InvalidDataException($"{reader.Context}: entry '{t.Entry.Name}' must hold a tensor but the saved state has an absent tensor.");
                     if (value is null) t.Clear(); else t.Set(value);
                     break;
-                case CounterSlot c: c.Value = reader.Long(c.Entry.Name); break;
+                case CounterSlot c: c.Value = reader.Count(c.Entry.Name); break;
                 case ConstantEntry c: reader.ExpectLong(c.Name, c.Value); break;
                 case NestedSlot n: Nested(n).Load(reader); break;
             }

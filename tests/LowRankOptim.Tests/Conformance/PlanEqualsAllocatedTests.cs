@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace LowRankOptim.Tests.Conformance;
 
 /// <summary>
-/// Every catalog method in every dtype (float32, bfloat16, float64): the memory planner, computed from shapes, dtypes and
+/// Every catalog method in every dtype (float32, bfloat16, float16, float64): the memory planner, computed from shapes, dtypes and
 /// group options alone, equals the bytes the optimizer holds, per parameter, over a model with every shape
 /// the planner distinguishes (<see cref="ShapesModel"/>: tall, wide and square matrices, vectors, a scalar,
 /// a 4-D kernel). Compared once every basis and residual exists: after the first step, or after GaLore+'s

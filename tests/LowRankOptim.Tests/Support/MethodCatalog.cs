@@ -197,12 +197,13 @@ public static class MethodCatalog
     }
 
     /// <summary>
-    /// The parameter dtypes every method trains in. All rows support all three today, so there is no per-row flag;
-    /// a method that could not would need one (and the dtype and planner conformance tests would follow it).
+    /// The parameter dtypes every method trains in (float16 in float32, as bfloat16 where a rule needs it). All rows
+    /// support all four today, so there is no per-row flag; a method that could not would need one (and the dtype and
+    /// planner conformance tests would follow it).
     /// </summary>
-    public static readonly IReadOnlyList<ScalarType> DTypes = [ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float64];
+    public static readonly IReadOnlyList<ScalarType> DTypes = [ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16, ScalarType.Float64];
 
-    /// <summary>Every row with every dtype, as theory data (dtype by name: "float32", "bfloat16", "float64").</summary>
+    /// <summary>Every row with every dtype, as theory data (dtype by name: "float32", "bfloat16", "float16", "float64").</summary>
     public static TheoryData<string, string> NamesAndDTypes()
     {
         var data = new TheoryData<string, string>();
@@ -215,6 +216,7 @@ public static class MethodCatalog
     {
         ScalarType.Float32 => "float32",
         ScalarType.BFloat16 => "bfloat16",
+        ScalarType.Float16 => "float16",
         ScalarType.Float64 => "float64",
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
@@ -223,6 +225,7 @@ public static class MethodCatalog
     {
         "float32" => ScalarType.Float32,
         "bfloat16" => ScalarType.BFloat16,
+        "float16" => ScalarType.Float16,
         "float64" => ScalarType.Float64,
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
     };

@@ -35,9 +35,9 @@ internal sealed class AdafactorRule : IUpdateRule
     {
         var (factored, unfactored) = Factored(shape) ? (SlotPresence.Allocated, SlotPresence.Unused) : (SlotPresence.Unused, SlotPresence.Allocated);
         return new(
-            new TensorEntry("exp_avg_sq_row", Factored(shape) ? shape[..^1] : [], dtype, factored),
-            new TensorEntry("exp_avg_sq_col", Factored(shape) ? [.. shape[..^2], shape[^1]] : [], dtype, factored),
-            new TensorEntry("exp_avg_sq", shape, dtype, unfactored),
+            new TensorEntry("exp_avg_sq_row", Factored(shape) ? shape[..^1] : [], dtype, factored) { Values = TensorValues.NonNegative },
+            new TensorEntry("exp_avg_sq_col", Factored(shape) ? [.. shape[..^2], shape[^1]] : [], dtype, factored) { Values = TensorValues.NonNegative },
+            new TensorEntry("exp_avg_sq", shape, dtype, unfactored) { Values = TensorValues.NonNegative },
             new TensorEntry("exp_avg", shape, dtype, momentum ? SlotPresence.Allocated : SlotPresence.Unused));
     }
 

@@ -7,8 +7,8 @@ namespace LowRankOptim;
 
 /// <summary>
 /// Adam moments on the (projected) gradient: m ← β1m + (1−β1)g, v ← β2v + (1−β2)g²; direction m/(√v + ε)
-/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype
-/// (both conventions: docs/algorithms/galore.md).
+/// with the bias corrections and ε placement of <see cref="EpsMode"/>. Moments take the gradient's dtype (float32 for
+/// float16 gradients; both conventions: docs/algorithms/galore.md).
 /// </summary>
 /// <param name="Beta1">β1 in [0, 1).</param>
 /// <param name="Beta2">β2 in [0, 1).</param>
@@ -27,11 +27,14 @@ public sealed record AdamConfig(
     AdamEpsilonMode EpsMode = AdamEpsilonMode.AfterBiasCorrection,
     KernelPreference Kernel = KernelPreference.Auto) : IBetasRuleConfig
 {
-    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    /// <summary>
+    /// The saved fields: entry names, constraints, order (the checkpoint format). Hyperparameters (changeable after
+    /// construction, restored by a load): beta1, beta2, eps; structural: correct_bias, eps_mode.
+    /// </summary>
     internal static readonly ConfigSchema<AdamConfig> Schema = new ConfigSchema<AdamConfig>(new())
-        .Double("beta1", c => c.Beta1, (c, v) => c with { Beta1 = v }, Check.UnitInterval)
-        .Double("beta2", c => c.Beta2, (c, v) => c with { Beta2 = v }, Check.UnitInterval)
-        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative)
+        .Double("beta1", c => c.Beta1, (c, v) => c with { Beta1 = v }, Check.UnitInterval).Hyperparameter()
+        .Double("beta2", c => c.Beta2, (c, v) => c with { Beta2 = v }, Check.UnitInterval).Hyperparameter()
+        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative).Hyperparameter()
         .Bool("correct_bias", c => c.CorrectBias, (c, v) => c with { CorrectBias = v })
         .Enum("eps_mode", c => c.EpsMode, (c, v) => c with { EpsMode = v }, option: nameof(EpsMode))
         .ExecutionPolicy("kernel", c => c.Kernel);
@@ -42,8 +45,11 @@ public sealed record AdamConfig(
     /// <inheritdoc />
     public IUpdateRuleConfig WithBetas(double beta1, double beta2) => this with { Beta1 = beta1, Beta2 = beta2 };
 
-    /// <inheritdoc />
-    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+    /// <summary>
+    /// The gradient's dtype, except float16, which is computed in float32: ε (1e-8) and squares of ordinary gradients
+    /// are outside float16's range, so moments kept in float16 would turn the update into NaN or ∞.
+    /// </summary>
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float16 ? ScalarType.Float32 : gradientType;
 
     /// <inheritdoc />
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new AdamRule(DeclareState(shape, dtype), dtype, device, Kernel);

@@ -32,7 +32,7 @@ internal sealed class AdamRule : IUpdateRule
 
     /// <summary>exp_avg and exp_avg_sq, dense in the gradient's dtype.</summary>
     internal static StateDeclaration Declare(long[] shape, ScalarType dtype) =>
-        new(new TensorEntry("exp_avg", shape, dtype), new TensorEntry("exp_avg_sq", shape, dtype));
+        new(new TensorEntry("exp_avg", shape, dtype), new TensorEntry("exp_avg_sq", shape, dtype) { Values = TensorValues.NonNegative });
 
     /// <inheritdoc />
     public StateSlots State { get; }

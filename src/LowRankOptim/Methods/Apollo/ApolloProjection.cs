@@ -80,7 +80,7 @@ public sealed record ApolloProjection(
             new CounterEntry("projection_seed"), new CounterEntry("projections"),
             new TensorEntry("basis", ApolloSubspace.BasisShape(side, matrix, rank), dtype,
                 Projector == ApolloProjector.Svd ? SlotPresence.WhenSet : SlotPresence.Unused),
-            new TensorEntry("growth_limit_norm", [], dtype, LimitNormGrowth ? SlotPresence.WhenSet : SlotPresence.Unused));
+            new TensorEntry("growth_limit_norm", [], dtype, LimitNormGrowth ? SlotPresence.WhenSet : SlotPresence.Unused) { Values = TensorValues.NonNegative });
     }
 
     /// <inheritdoc />

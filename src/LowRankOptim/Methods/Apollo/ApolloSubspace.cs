@@ -146,4 +146,13 @@ internal sealed class ApolloSubspace : ISubspace
 
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
+
+    /// <summary>Reads the state and checks that the SVD projector's basis exists once a projection was drawn.</summary>
+    public void Load(StateReader reader)
+    {
+        State.Load(reader);
+        if (_config.Projector == ApolloProjector.Svd && HasBasis != _basis.HasValue)
+            throw new InvalidDataException(
+                $"{reader.Context}: entry 'basis' is {(_basis.HasValue ? "present" : "absent")} but entry 'projections' holds {_projections.Value}; the SVD projector keeps a basis once it has drawn one.");
+    }
 }

@@ -184,7 +184,7 @@ internal sealed class DctSubspace : ISubspace
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 
-    /// <summary>Reads the state and checks every index lies in [0, s).</summary>
+    /// <summary>Reads the state and checks every index lies in [0, s), once.</summary>
     public void Load(StateReader reader)
     {
         State.Load(reader);
@@ -192,6 +192,8 @@ internal sealed class DctSubspace : ISubspace
         using var scope = NewDisposeScope();
         if (indices.lt(0).logical_or(indices.ge(BasisSize)).any().item<bool>())
             throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index outside [0, {BasisSize}).");
+        if (indices.unique().Item1.numel() != indices.numel())
+            throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index twice; the selected columns are distinct.");
     }
 
     /// <summary>Moves the indices and takes the shared basis of the new device.</summary>

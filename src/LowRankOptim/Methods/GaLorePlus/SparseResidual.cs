@@ -47,10 +47,10 @@ internal sealed class SparseResidual
     internal static StateEntry[] Declare(MatrixShape m, long k, ScalarType dtype) => k == 0 ? [] :
     [
         new CounterEntry("residual_warmup_steps"), new CounterEntry("residual_step"),
-        new TensorEntry("residual_accumulator", m.ToArray(), ScalarType.Float32, SlotPresence.Transient),
+        new TensorEntry("residual_accumulator", m.ToArray(), ScalarType.Float32, SlotPresence.Transient) { Values = TensorValues.NonNegative },
         new TensorEntry("residual_indices", [k], IndexType(m), SlotPresence.WhenSet),
         new TensorEntry("residual_exp_avg", [k], dtype, SlotPresence.WhenSet),
-        new TensorEntry("residual_exp_avg_sq", [k], dtype, SlotPresence.WhenSet),
+        new TensorEntry("residual_exp_avg_sq", [k], dtype, SlotPresence.WhenSet) { Values = TensorValues.NonNegative },
     ];
 
     /// <summary>k, the number of kept entries.</summary>
@@ -107,7 +107,14 @@ internal sealed class SparseResidual
         var e = residual.view(-1).index_select(0, index);
         var update = AdamRule.Update(config, e, _expAvg.Required, _expAvgSq.Required, ++_step.Value, rule.LearningRate);
         var direction = update.Direction.dtype == target.dtype ? update.Direction : update.Direction.to(target.dtype);
-        target.view(-1).index_add_(0, index, direction, alpha: -update.Coefficient * _scale);
+        if (target.is_contiguous())
+        {
+            target.view(-1).index_add_(0, index, direction, alpha: -update.Coefficient * _scale);
+            return;
+        }
+        // A strided weight has no flat view: the same sums through (row, column) indices.
+        var columns = _matrix.Cols;
+        target.index_put_(direction.mul(-update.Coefficient * _scale), [index.div(columns, rounding_mode: RoundingMode.floor), index.remainder(columns)], accumulate: true);
     }
 
     /// <summary>
@@ -157,6 +164,16 @@ internal sealed class SparseResidual
         var inWarmup = warmupSteps < _warmup && warmupSteps > 0;
         if (_accumulator.HasValue != inWarmup || _indices.HasValue != _expAvg.HasValue || _expAvg.HasValue != _expAvgSq.HasValue)
             throw new InvalidDataException($"{reader.Context}: the saved sparse residual is inconsistent (warm-up step {warmupSteps} of {_warmup}).");
+        if (_indices.Value is { } indices && indices.numel() > 0)
+        {
+            using var scope = NewDisposeScope();
+            var flat = indices.to(ScalarType.Int64);
+            var size = _matrix.Rows * _matrix.Cols;
+            if (flat.lt(0).logical_or(flat.ge(size)).any().item<bool>())
+                throw new InvalidDataException($"{reader.Context}: entry 'residual_indices' holds an index outside [0, {size}) (the {_matrix} weight's entries).");
+            if (flat.numel() > 1 && flat.narrow(0, 1, flat.numel() - 1).le(flat.narrow(0, 0, flat.numel() - 1)).any().item<bool>())
+                throw new InvalidDataException($"{reader.Context}: entry 'residual_indices' is not strictly increasing; the kept entries are sorted and distinct.");
+        }
         _seenRefreshes = refreshCount;
     }
 }

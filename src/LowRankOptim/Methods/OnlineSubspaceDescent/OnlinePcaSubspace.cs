@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// right) from one SVD, then one step of P's own optimizer after every weight step from step 2 on.
 /// P is not re-orthonormalized (as the reference). State: P, P's rule state and its step count.
 /// </summary>
-internal sealed class OnlinePcaSubspace : BasisSubspace
+internal sealed class OnlinePcaSubspace : BasisSubspace, ISubspace
 {
     private readonly OnlinePcaProjection _config;
     private readonly IUpdateRule _rule;
@@ -31,6 +31,9 @@ internal sealed class OnlinePcaSubspace : BasisSubspace
 
     /// <summary>P's update-rule state (its moments).</summary>
     public IUpdateRule BasisRuleState => _rule;
+
+    /// <summary>P moves after every step (<see cref="AfterUpdate"/>).</summary>
+    public bool UpdatesBasisAfterEveryStep => true;
 
     /// <summary>Only the first step computes a basis (by SVD); afterwards P moves by <see cref="AfterUpdate"/>.</summary>
     public override bool NeedsRefresh(long step) => RefreshSchedule.FirstStepOnly.IsDue(step, HasBasis);

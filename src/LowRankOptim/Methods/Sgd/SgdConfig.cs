@@ -13,14 +13,18 @@ namespace LowRankOptim;
 /// <param name="Nesterov">Nesterov momentum; needs μ &gt; 0 and dampening 0.</param>
 public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bool Nesterov = false) : IUpdateRuleConfig
 {
-    /// <summary>The saved fields: entry names, constraints, order (the checkpoint format).</summary>
+    /// <summary>
+    /// The saved fields: entry names, constraints, order (the checkpoint format). Hyperparameters (changeable after
+    /// construction, restored by a load): momentum's value, dampening; structural: whether momentum is 0, nesterov.
+    /// </summary>
     internal static readonly ConfigSchema<SgdConfig> Schema = new ConfigSchema<SgdConfig>(new())
         .Double("momentum", c => c.Momentum, (c, v) => c with { Momentum = v }, Check.UnitInterval)
-        .Double("dampening", c => c.Dampening, (c, v) => c with { Dampening = v }, Check.ClosedUnitInterval)
+            .Hyperparameter(v => (double)v! != 0, "whether momentum is 0 decides whether a momentum buffer is kept")
+        .Double("dampening", c => c.Dampening, (c, v) => c with { Dampening = v }, Check.ClosedUnitInterval).Hyperparameter()
         .Bool("nesterov", c => c.Nesterov, (c, v) => c with { Nesterov = v });
 
-    /// <inheritdoc />
-    public ScalarType WorkingType(ScalarType gradientType) => gradientType;
+    /// <summary>The gradient's dtype, except float16, which is computed in float32 (as every rule does).</summary>
+    public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float16 ? ScalarType.Float32 : gradientType;
 
     /// <inheritdoc />
     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => new SgdRule(DeclareState(shape, dtype), device);

@@ -37,15 +37,18 @@ public sealed record SmmfConfig(
 {
     /// <summary>
     /// The saved fields: entry names, constraints, order (the checkpoint format). Files written before execution
-    /// policy left checkpoints hold a 'kernel' entry after vector_reshape: read and ignored.
+    /// policy left checkpoints hold a 'kernel' entry after vector_reshape: read and ignored. Hyperparameters
+    /// (changeable after construction, restored by a load): beta's value, eps, decay_rate, growth_rate; structural:
+    /// whether beta is set, vector_reshape.
     /// </summary>
     internal static readonly ConfigSchema<SmmfConfig> Schema = new ConfigSchema<SmmfConfig>(new())
         .OptionalDouble("beta", c => c.Beta, (c, v) => c with { Beta = v }, Check.UnitInterval)
-        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative)
+            .Hyperparameter(v => v is not null, "whether beta is set decides whether a first moment is kept")
+        .Double("eps", c => c.Eps, (c, v) => c with { Eps = v }, Check.FiniteNonNegative).Hyperparameter()
         .Double("decay_rate", c => c.DecayRate, (c, v) => c with { DecayRate = v },
-            Check.FiniteNonPositive.Because("β2,k = 1 − k^decay_rate must lie in [0, 1)"))
+            Check.FiniteNonPositive.Because("β2,k = 1 − k^decay_rate must lie in [0, 1)")).Hyperparameter()
         .Double("growth_rate", c => c.GrowthRate, (c, v) => c with { GrowthRate = v },
-            Check.ClosedUnitInterval.Because("β1,k = beta·growth_rate^(k−1) must stay below 1"))
+            Check.ClosedUnitInterval.Because("β1,k = beta·growth_rate^(k−1) must stay below 1")).Hyperparameter()
         .Bool("vector_reshape", c => c.VectorReshape, (c, v) => c with { VectorReshape = v })
         .ExecutionPolicy("kernel", c => c.Kernel, savedByEarlierReleases: true);
 

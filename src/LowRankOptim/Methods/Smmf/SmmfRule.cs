@@ -47,13 +47,13 @@ internal sealed class SmmfRule : IUpdateRule
         var (rows, cols) = factorized ? SquareMatricization.Of(count) : (count, 1);
         SlotPresence When(bool present) => present ? SlotPresence.Allocated : SlotPresence.Unused;
         return new(
-            new TensorEntry("moment_rows", [rows], ScalarType.Float32, When(factorized && momentum)),
-            new TensorEntry("moment_cols", [cols], ScalarType.Float32, When(factorized && momentum)),
+            new TensorEntry("moment_rows", [rows], ScalarType.Float32, When(factorized && momentum)) { Values = TensorValues.NonNegative },
+            new TensorEntry("moment_cols", [cols], ScalarType.Float32, When(factorized && momentum)) { Values = TensorValues.NonNegative },
             new TensorEntry("moment_signs", [(count + 7) / 8], ScalarType.Byte, When(factorized && momentum)),
-            new TensorEntry("variance_rows", [rows], ScalarType.Float32, When(factorized)),
-            new TensorEntry("variance_cols", [cols], ScalarType.Float32, When(factorized)),
+            new TensorEntry("variance_rows", [rows], ScalarType.Float32, When(factorized)) { Values = TensorValues.NonNegative },
+            new TensorEntry("variance_cols", [cols], ScalarType.Float32, When(factorized)) { Values = TensorValues.NonNegative },
             new TensorEntry("exp_avg", shape, dtype, When(!factorized && momentum)),
-            new TensorEntry("exp_avg_sq", shape, dtype, When(!factorized)));
+            new TensorEntry("exp_avg_sq", shape, dtype, When(!factorized)) { Values = TensorValues.NonNegative });
     }
 
     /// <inheritdoc />

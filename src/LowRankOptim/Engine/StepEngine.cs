@@ -11,7 +11,7 @@ namespace LowRankOptim;
 /// method's type. Only prepare and apply touch parameter values (the rule may read them through
 /// <see cref="RuleContext.ParameterRms"/>, and a rule's fused path writes them in update).
 /// </summary>
-internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, string> reportFailure)
+internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, string> reportFailure, IRefreshObserver? observer = null)
 {
     /// <summary>Runs every phase over <paramref name="steps"/>; temporaries live in the caller's dispose scope.</summary>
     public void Run(IReadOnlyList<ParameterStep> steps)
@@ -19,6 +19,8 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
         foreach (var s in steps) Prepare(s);
         foreach (var s in steps) Refresh(s);
         foreach (var s in steps) Project(s);
+        if (observer is not null)
+            foreach (var s in steps) Observe(s);
         Communicate(steps);
         foreach (var s in steps) Update(s);
         foreach (var s in steps) Apply(s);
@@ -55,8 +57,10 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
         {
             if (s.Matrix!.isfinite().all().item<bool>())
             {
+                var before = observer?.BeforeRefresh(s.State, subspace);
                 s.Projected = subspace.Refresh(s.Matrix, s.Subspace);
                 s.State.Refreshes++;
+                s.Refreshed = before;
                 return;
             }
             reason = "the gradient has non-finite entries";
@@ -74,6 +78,13 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
     {
         if (s.Skipped) return;
         s.Projected ??= s.State.Subspace is { } subspace ? subspace.Project(s.Matrix!) : s.Working;
+    }
+
+    /// <summary>The optional observer's look at a refreshed step (subspace diagnostics): G and R with the new basis.</summary>
+    private void Observe(ParameterStep s)
+    {
+        if (s.Refreshed is { } before && !s.Skipped)
+            observer!.Refreshed(s.State, s.State.Subspace!, s.Step, s.Matrix!, s.Projected!, before);
     }
 
     /// <summary>

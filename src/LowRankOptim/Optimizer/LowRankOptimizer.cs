@@ -16,7 +16,7 @@ namespace LowRankOptim;
 /// Works with TorchSharp's LR schedulers, <c>step(closure)</c>, <c>zero_grad</c>, <c>state_dict</c> and
 /// checkpoint files. Build it after moving the model to its device: state is keyed by parameter handle.
 /// </summary>
-public sealed class LowRankOptimizer : OptimizerHelper, IBetas
+public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
 {
     private readonly List<LowRankParameterState> _states = [];
     private readonly StepEngine _engine;
@@ -28,7 +28,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     {
         ArgumentNullException.ThrowIfNull(groups);
         ArgumentNullException.ThrowIfNull(defaults);
-        _engine = new StepEngine(ReportFailure);
+        _engine = new StepEngine(ReportFailure, Diagnostics);
         defaults.InitialLearningRate = defaults.LearningRate ?? 0;
         _defaults = defaults;
         _parameter_groups = new List<ParamGroup>();
@@ -101,6 +101,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
             _state[s.Parameter.Handle] = s;
             _states.Add(s);
         }
+        CheckGroup(index, created); // Reporting/LowRankOptimizer.Reporting.cs
     }
 
     /// <summary>Performs one optimization step; returns the closure's loss when a closure is given.</summary>

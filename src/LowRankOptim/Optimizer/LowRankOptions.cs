@@ -49,6 +49,18 @@ public sealed class LowRankOptions : OptimizerOptions
     /// </summary>
     internal void Validate(string where)
     {
+        // Unset is not invalid: name every unset option at once, and say where values come from.
+        List<string> unset = [];
+        if (LearningRate is null) unset.Add("lr");
+        if (WeightDecay is null) unset.Add("weight_decay");
+        if (DecayOrder is null) unset.Add("decay_order");
+        if (Projection is null) unset.Add("projection");
+        if (Rule is null) unset.Add("rule");
+        if (unset.Count > 0)
+            throw new ArgumentException(
+                $"{where}: {string.Join(", ", unset)} {(unset.Count == 1 ? "is" : "are")} not set, neither on the group's options nor on the optimizer's defaults. " +
+                "Start from a preset, which sets every option (e.g. new LowRankOptimizer(groups, LowRankPresets.AdamW(lr: 1e-3)), or LowRankPresets.GaLore(...) as a group's options), " +
+                "or set them on LowRankOptions (Projection = FullSpace.Instance for no projection).", unset[0]);
         if (LearningRate is not double lr || !(lr >= 0) || double.IsInfinity(lr))
             throw new ArgumentOutOfRangeException("lr", LearningRate, $"{where}: lr must be finite and >= 0.");
         if (WeightDecay is not double wd || !(wd >= 0) || double.IsInfinity(wd))

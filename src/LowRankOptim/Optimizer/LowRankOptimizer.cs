@@ -24,6 +24,8 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
 
     /// <summary>Creates the optimizer over <paramref name="groups"/>; unset group options come from <paramref name="defaults"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid, a group is empty of options it needs, or a parameter appears twice.</exception>
+    /// <param name="groups">The parameter groups; each group's unset options come from <paramref name="defaults"/>.</param>
+    /// <param name="defaults">The options of every group that leaves them unset; a preset (e.g. <c>LowRankPresets.AdamW(lr: 1e-3)</c>) sets them all.</param>
     public LowRankOptimizer(IEnumerable<LowRankParamGroup> groups, LowRankOptions defaults)
     {
         ArgumentNullException.ThrowIfNull(groups);
@@ -62,6 +64,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     }
 
     /// <summary>Adds a group; its unset options are filled from the defaults and every value is validated.</summary>
+    /// <param name="param_group">A <see cref="LowRankParamGroup"/>.</param>
     public override void add_param_group(ParamGroup param_group)
     {
         if (param_group is not LowRankParamGroup group)
@@ -105,6 +108,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     }
 
     /// <summary>Performs one optimization step; returns the closure's loss when a closure is given.</summary>
+    /// <param name="closure">Optional: re-evaluates the model and returns the loss.</param>
     public override Tensor step(Func<Tensor>? closure = null) => _step<LowRankParamGroup>(group =>
     {
         foreach (var p in group.Parameters)
@@ -153,6 +157,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     /// Loads a file written by <c>save_state_dict</c>. Nothing changes unless the whole file is read and
     /// matches this optimizer (type, group count, parameter shapes, configuration).
     /// </summary>
+    /// <param name="location">The file.</param>
     public new void load_state_dict(string location)
     {
         using var stream = File.OpenRead(location);
@@ -161,6 +166,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     }
 
     /// <summary>Loads a stream written by <c>save_state_dict</c>; atomic as <see cref="load_state_dict(string)"/>.</summary>
+    /// <param name="reader">The stream, positioned at the start of the saved state.</param>
     public new void load_state_dict(BinaryReader reader)
     {
         var name = reader.ReadString();
@@ -173,6 +179,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     }
 
     /// <summary>Loads another <see cref="LowRankOptimizer"/>'s <c>state_dict()</c>; atomic, and copies (never shares) tensors.</summary>
+    /// <param name="state_dict">The other optimizer's <c>state_dict()</c>.</param>
     public override void load_state_dict(StateDictionary state_dict)
     {
         ArgumentNullException.ThrowIfNull(state_dict);

@@ -32,6 +32,7 @@ public sealed class LowRankOptions : OptimizerOptions
     internal double Lr => LearningRate ?? throw new InvalidOperationException("the group has no learning rate");
 
     /// <summary>Fills every unset (null) value from <paramref name="defaults"/>, and sets the initial learning rate.</summary>
+    /// <param name="defaults">The optimizer's defaults.</param>
     public void FillFrom(LowRankOptions defaults)
     {
         ArgumentNullException.ThrowIfNull(defaults);
@@ -96,6 +97,7 @@ public sealed class LowRankOptions : OptimizerOptions
     /// Reads the saved options. When this group belongs to an optimizer, the values are staged and applied
     /// only after the whole state has been read and checked, so a failed load changes nothing.
     /// </summary>
+    /// <param name="reader">The stream, positioned at this group's options.</param>
     public override void LoadStateDict(BinaryReader reader)
     {
         var staged = new LowRankOptions();
@@ -109,6 +111,7 @@ public sealed class LowRankOptions : OptimizerOptions
     }
 
     /// <summary>Copies the values of another group's options (both must be <see cref="LowRankOptions"/>).</summary>
+    /// <param name="source">The options to copy.</param>
     public override void LoadStateDict(OptimizerOptions source)
     {
         if (source is not LowRankOptions other)

@@ -25,12 +25,15 @@ public sealed class StateReader
     public string Context { get; }
 
     /// <summary>Reads a 64-bit integer entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public long Long(string name) { Expect(name, EntryKind.Long); return _reader.ReadInt64(); }
 
     /// <summary>Reads a double entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public double Double(string name) { Expect(name, EntryKind.Double); return _reader.ReadDouble(); }
 
     /// <summary>Reads an optional double entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public double? OptionalDouble(string name)
     {
         Expect(name, EntryKind.OptionalDouble);
@@ -38,15 +41,18 @@ public sealed class StateReader
     }
 
     /// <summary>Reads a boolean entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public bool Bool(string name) { Expect(name, EntryKind.Bool); return _reader.ReadBoolean(); }
 
     /// <summary>Reads a string entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public string String(string name) { Expect(name, EntryKind.String); return _reader.ReadString(); }
 
     /// <summary>
     /// Skips a long entry named <paramref name="name"/> when it is the next one (entries that older files hold
     /// and this version no longer reads); otherwise leaves the position unchanged. Needs a seekable stream.
     /// </summary>
+    /// <param name="name">The entry's name, as written.</param>
     public void SkipLongIfNext(string name)
     {
         var stream = _reader.BaseStream;
@@ -65,6 +71,8 @@ public sealed class StateReader
     }
 
     /// <summary>Reads a long entry and checks it equals <paramref name="expected"/>.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="expected">The value it must have.</param>
     public void ExpectLong(string name, long expected)
     {
         var found = Long(name);
@@ -76,6 +84,10 @@ public sealed class StateReader
     /// detached from any dispose scope; null when the entry was written as absent.
     /// </summary>
     /// <exception cref="InvalidDataException">The saved tensor's shape or dtype differs from the expected one.</exception>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="shape">The shape it must have.</param>
+    /// <param name="dtype">The dtype of the new tensor.</param>
+    /// <param name="device">The device of the new tensor.</param>
     public torch.Tensor? Tensor(string name, long[] shape, torch.ScalarType dtype, torch.Device device)
     {
         Expect(name, EntryKind.Tensor);
@@ -89,10 +101,15 @@ public sealed class StateReader
     }
 
     /// <summary>Reads a tensor entry that must be present.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="shape">The shape it must have.</param>
+    /// <param name="dtype">The dtype of the new tensor.</param>
+    /// <param name="device">The device of the new tensor.</param>
     public torch.Tensor RequiredTensor(string name, long[] shape, torch.ScalarType dtype, torch.Device device) =>
         Tensor(name, shape, dtype, device) ?? throw Mismatch(name, "a tensor", "an absent tensor");
 
     /// <summary>Reads a tensor entry that this configuration does not keep, so it must have been saved as absent.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public void AbsentTensor(string name)
     {
         Expect(name, EntryKind.Tensor);
@@ -102,6 +119,7 @@ public sealed class StateReader
     }
 
     /// <summary>Formats a shape as [a, b, c].</summary>
+    /// <param name="shape">The shape.</param>
     public static string Format(IEnumerable<long> shape) => "[" + string.Join(", ", shape) + "]";
 
     private void Expect(string name, EntryKind kind)

@@ -27,7 +27,8 @@ public static class PretrainCommand
         var scale = new Option<double>("--scale") { Description = "GaLore scale α.", DefaultValueFactory = _ => 0.25 };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
         var clip = new Option<double>("--clip") { Description = "Gradient-norm clipping (0 = off).", DefaultValueFactory = _ => 1.0 };
-        var threads = new Option<int>("--threads") { Description = "Torch intra-op threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the cores other processes leave idle over a 0.5 s sample at start, at least 1)." };
+        var memoryLimit = new Option<string?>("--memory-limit") { Description = "Memory the runs may use, e.g. 24GiB (default: the machine's available memory); a model whose planned weights + gradients + optimizer state exceed it is refused." };
         var seed = new Option<long>("--seed") { Description = "Seed of the initialization and the data order.", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--output") { Description = "Output folder.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var data = new Option<string?>("--data") { Description = "A UTF-8 text file, or a folder of *.txt files (default: the .NET SDK's reference documentation)." };
@@ -43,7 +44,7 @@ public static class PretrainCommand
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
             model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
-            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab,
+            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit,
         };
         command.SetAction(r =>
         {
@@ -73,7 +74,12 @@ public static class PretrainCommand
                     "bpe" => throw new UsageException($"--bpe-vocab must be > 256 (got {vocab})."),
                     var other => throw new UsageException($"--tokenizer '{other}' must be byte or bpe."),
                 };
-                TorchSharp.torch.set_num_threads(Positive("--threads", r.GetValue(threads)));
+                var limit = r.GetValue(memoryLimit) is string m ? ParseLimit(m) : AvailableMemory();
+                // Refuse before the corpus is read and any model is built (vocabulary: 256 bytes, or --bpe-vocab).
+                CheckMemory(settings with { Model = settings.Model with { VocabSize = r.GetValue(tokenizer) == "bpe" ? vocab : 256 } },
+                    kinds, lrs, limit, r.GetValue(memoryLimit) is not null);
+                var threadCount = r.GetValue(threads) is int n1 ? Positive("--threads", n1) : NativeEnvironment.AutoThreads();
+                TorchSharp.torch.set_num_threads(threadCount);
                 return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), makeTokenizer, r.GetValue(resume), r.GetValue(json));
             }
             catch (Exception e) when (e is UsageException or FileNotFoundException or DirectoryNotFoundException)
@@ -103,33 +109,58 @@ public static class PretrainCommand
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
             Name: grid.Count == 1 ? k.CliName() : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}-lr{lrs[k] * f:G3}")))).ToList();
         var results = new List<RunResult>();
-        if (!json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        // Ctrl-C: the current run saves a checkpoint and stops, the progress display ends (restoring the cursor),
+        // and --resume continues later. A second Ctrl-C ends the process at once, cursor restored.
+        using var interrupt = new CancellationTokenSource();
+        var interactive = !json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+        ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    foreach (var job in jobs)
-                    {
-                        var task = ctx.AddTask(job.Name, maxValue: settings.Steps);
-                        results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
-                        {
-                            task.Value = p.Step;
-                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{job.Name,-24} step {p.Step,5}  loss {p.Loss:F3}  {p.TokensPerSecond,7:F0} tok/s");
-                        }));
-                    }
-                });
-        }
-        else
+            if (interactive) Console.Out.Write("\u001b[?25h"); // show the cursor, whatever happens next
+            if (interrupt.IsCancellationRequested) return;   // second Ctrl-C: let the process end
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
         {
-            foreach (var job in jobs)
+            if (interactive)
             {
-                var every = Math.Max(1, settings.Steps / 10);
-                results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
-                {
-                    if (p.Step % every == 0 || p.Step == p.Steps)
-                        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{job.Name}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"));
-                }));
+                AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        foreach (var job in jobs)
+                        {
+                            var task = ctx.AddTask(job.Name, maxValue: settings.Steps);
+                            results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
+                            {
+                                task.Value = p.Step;
+                                task.Description = string.Create(CultureInfo.InvariantCulture, $"{job.Name,-24} step {p.Step,5}  loss {p.Loss:F3}  {p.TokensPerSecond,7:F0} tok/s");
+                            }, interrupt.Token));
+                        }
+                    });
             }
+            else
+            {
+                foreach (var job in jobs)
+                {
+                    var every = Math.Max(1, settings.Steps / 10);
+                    results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
+                    {
+                        if (p.Step % every == 0 || p.Step == p.Steps)
+                            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{job.Name}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"));
+                    }, interrupt.Token));
+                }
+            }
+        }
+        catch (TrainingInterruptedException e)
+        {
+            Console.Error.WriteLine($"pretrain: interrupted: {e.Message} Continue with the same command and --resume.");
+            return 130;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            if (interactive) AnsiConsole.Cursor.Show(true);
         }
 
         var best = results.GroupBy(r => r.Optimizer).Select(g => g.MinBy(r => r.ValidationLoss)!).ToList();
@@ -152,6 +183,42 @@ public static class PretrainCommand
             Console.WriteLine($"CSV per run, summary.md/.csv/.json and loss.png (best run of each optimizer) in {Path.GetFullPath(output)}");
         }
         return 0;
+    }
+
+    /// <summary>MemAvailable on Linux, else what the GC reports as available to the process.</summary>
+    private static long AvailableMemory()
+    {
+        if (File.Exists("/proc/meminfo"))
+        {
+            var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:", StringComparison.Ordinal));
+            if (line is not null && long.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], out var kib)) return kib * 1024;
+        }
+        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+    }
+
+    private static long ParseLimit(string text)
+    {
+        try { return MemoryCommand.ParseBytes(text); }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException) { throw new UsageException($"--memory-limit '{text}' is not a size (e.g. 24GiB, 512MiB, bytes)."); }
+    }
+
+    /// <summary>
+    /// Refuses a comparison whose largest run cannot fit: the planner's weights + gradients + optimizer state
+    /// (float32, activations not included, so the real need is higher) against the memory limit.
+    /// </summary>
+    internal static void CheckMemory(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, long limit, bool explicitLimit)
+    {
+        var shapes = s.Model.ParameterShapes().ToList();
+        var plans = kinds.Select(k => (Kind: k, Plan: MemoryPlanner.Plan(shapes, TorchSharp.torch.ScalarType.Float32, OptimizerCatalog.OptionsOf(k, lrs[k], s.LowRank, s.Model)))).ToList();
+        var largest = plans.MaxBy(p => p.Plan.TotalBytes);
+        if (largest.Plan.TotalBytes <= limit) return;
+        var c = CultureInfo.InvariantCulture;
+        var lines = string.Join("\n", plans.Select(p => string.Create(c,
+            $"  {p.Kind.CliName(),-17} weights {Reports.Bytes(p.Plan.WeightBytes),10} + gradients {Reports.Bytes(p.Plan.GradientBytes),10} + optimizer state {Reports.Bytes(p.Plan.StateBytes),10} = {Reports.Bytes(p.Plan.TotalBytes),10}{(p.Plan.TotalBytes > limit ? "  does not fit" : "")}")));
+        var parameters = shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
+        throw new UsageException(string.Create(c,
+            $"--model {s.Model.Name} ({parameters / 1e6:F0} M parameters, float32) does not fit in {Reports.Bytes(limit)} ({(explicitLimit ? "--memory-limit" : "the memory available now")}): the memory planner needs at least\n{lines}\n" +
+            $"before activations (batch {s.Batch} × {s.Sequence} tokens). Choose a smaller --model, fewer --optimizers, or see `memory --model {s.Model.Name} --budget <size>` for the rank that fits; --memory-limit overrides the limit."));
     }
 
     private static Dictionary<OptimizerKind, double> ParseLearningRates(string? spec, List<OptimizerKind> kinds)

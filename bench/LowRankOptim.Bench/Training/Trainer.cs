@@ -21,7 +21,12 @@ public static class Trainer
 {
     private const string CheckpointFolder = "checkpoint";
 
-    public static RunResult Run(string name, OptimizerKind kind, double lr, TrainSettings s, TokenDataset data, string runDir, bool resume, Action<TrainingProgress>? progress = null)
+    /// <summary>
+    /// Runs (or with <paramref name="resume"/> continues) one training run. When <paramref name="cancel"/> fires, the
+    /// run saves a checkpoint at the step it reached and throws <see cref="TrainingInterruptedException"/>.
+    /// </summary>
+    public static RunResult Run(string name, OptimizerKind kind, double lr, TrainSettings s, TokenDataset data, string runDir, bool resume,
+        Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         Directory.CreateDirectory(runDir);
         using var model = new LlamaModel(s.Model, s.Seed);
@@ -47,11 +52,17 @@ public static class Trainer
             validation.AddRange(ReadValidationCsv(Path.Combine(runDir, "validation.csv")).Where(r => r.Step <= start));
         }
 
-        ProcessMemory.ResetPeak();
         var tokensPerStep = (double)s.Batch * s.Sequence;
         var clock = Stopwatch.StartNew();
         for (var step = start + 1; step <= s.Steps; step++)
         {
+            if (cancel.IsCancellationRequested)
+            {
+                clock.Stop();
+                SaveCheckpoint(checkpoint, model, optimizer, new CheckpointMeta(kind.CliName(), step - 1, elapsedBefore + clock.Elapsed.TotalSeconds));
+                WriteCsv(runDir, train, validation);
+                throw new TrainingInterruptedException($"run {name} stopped after step {step - 1} of {s.Steps}; its checkpoint is in {checkpoint}.");
+            }
             double loss;
             var currentLr = optimizer.ParamGroups.First().LearningRate;
             using (var scope = NewDisposeScope())
@@ -93,7 +104,6 @@ public static class Trainer
             ValidationLoss: validation.Count > 0 ? validation[^1].Loss : double.NaN,
             TokensPerSecond: trainedSteps > 0 ? trainedSteps * tokensPerStep / clock.Elapsed.TotalSeconds : 0,
             OptimizerStateBytes: OptimizerCatalog.StateBytes(optimizer, model),
-            PeakRssBytes: ProcessMemory.PeakRss(),
             TrainCurve: train.Select(r => (r.Step, r.Loss)).ToList(),
             ValidationCurve: validation);
     }
@@ -151,3 +161,6 @@ public static class Trainer
             ? File.ReadLines(path).Skip(1).Select(l => l.Split(',')).Select(f => (int.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture)))
             : [];
 }
+
+/// <summary>A run stopped on request (Ctrl-C) after saving a checkpoint; <c>--resume</c> continues it.</summary>
+public sealed class TrainingInterruptedException(string message) : Exception(message);

@@ -51,12 +51,13 @@ public sealed partial class LowRankOptimizer
         var state = full.Sum(r => r.StateBytes);
         var adamw = full.Sum(r => r.AdamWStateBytes);
         var shapes = string.Join(", ", full.Select(r => OptimizerSummary.Shape(r.Shape)).Distinct().Take(4));
+        var one = full.Count == 1;
         var more = full.Select(r => OptimizerSummary.Shape(r.Shape)).Distinct().Count() > 4 ? ", …" : "";
         var rank = full[0].RequestedRank?.ToString(c) ?? "(the projection's)";
         var message =
             string.Create(c, $"parameter group {index}: rank {rank} reaches min(m, n) for {full.Count} of its {projected} projected matrices ({shapes}{more}), ") +
-            string.Create(c, $"so they are projected at full rank and save nothing: their state is {OptimizerSummary.Bytes(state)} against AdamW's {OptimizerSummary.Bytes(adamw)} ({(double)state / Math.Max(1, adamw):0.00}×). ") +
-            string.Create(c, $"Choose a rank well below min(m, n) (a quarter of it, here {suggestion}, is a common start), or train these matrices in the full space. ") +
+            string.Create(c, $"so {(one ? "it is" : "they are")} projected at full rank and save{(one ? "s" : "")} nothing: {(one ? "its" : "their")} state is {OptimizerSummary.Bytes(state)} against AdamW's {OptimizerSummary.Bytes(adamw)} ({(double)state / Math.Max(1, adamw):0.00}×). ") +
+            string.Create(c, $"Choose a rank well below min(m, n) (a quarter of it, here {suggestion}, is a common start), or train {(one ? "this matrix" : "these matrices")} in the full space. ") +
             "opt.Summary() lists every parameter.";
         Raise(new OptimizerWarning(OptimizerWarningKind.FullRank, index, full.Select(r => r.Index).ToList(), message));
     }

@@ -1,5 +1,9 @@
 using System.CommandLine;
 using LowRankOptim.Bench.Commands;
+using LowRankOptim.Bench.Support;
+
+// First, before anything loads libtorch: its OpenMP threads wait passively (docs/pretraining.md, "Threads").
+NativeEnvironment.PreferPassiveOpenMpWaiting();
 
 // The bench program: pretraining comparisons, the memory planner and micro-benchmarks, one subcommand each.
 var root = new RootCommand("LowRankOptim benchmarks: pretraining comparison, memory planner, refresh and step timings.");

@@ -28,7 +28,8 @@ public static class PretrainCommand
         var scale = new Option<double>("--scale") { Description = "GaLore scale α.", DefaultValueFactory = _ => 0.25 };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
         var clip = new Option<double?>("--clip") { Description = "Gradient-norm clipping (0 = off; default 1, and 0 with --distributed)." };
-        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the processor count, divided by the ranks with --distributed)." };
+        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the cores other processes leave idle over a 0.5 s sample at start, at least 1; divided by the ranks with --distributed)." };
+        var memoryLimit = new Option<string?>("--memory-limit") { Description = "Memory the runs may use, e.g. 24GiB (default: the machine's available memory); a model whose planned weights + gradients + optimizer state exceed it is refused." };
         var distributed = new Option<bool>("--distributed") { Description = "Data parallel over MPI: run under 'mpiexec.mpich -n N'; each rank takes 1/N of every global batch (same data order as one process); rank 0 prints and writes (docs/distributed.md)." };
         var shardState = new Option<bool>("--shard-state") { Description = "With --distributed: each rank keeps the update-rule state of its share of the parameters (ZeRO stage 1)." };
         var mpiTimeout = new Option<double>("--mpi-timeout") { Description = "With --distributed: seconds one collective may wait for the other ranks before the rank ends itself.", DefaultValueFactory = _ => 600 };
@@ -47,7 +48,7 @@ public static class PretrainCommand
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
             model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
-            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, distributed, shardState, mpiTimeout,
+            evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
         {
@@ -90,7 +91,12 @@ public static class PretrainCommand
                 };
                 if (comm is not null && settings.Batch % comm.Size != 0)
                     throw new UsageException($"--batch {settings.Batch} must be a multiple of the number of ranks ({comm.Size}).");
-                TorchSharp.torch.set_num_threads(Positive("--threads", r.GetValue(threads) ?? Math.Max(1, Environment.ProcessorCount / (comm?.Size ?? 1))));
+                var limit = r.GetValue(memoryLimit) is string m ? ParseLimit(m) : AvailableMemory();
+                // Refuse before the corpus is read and any model is built (vocabulary: 256 bytes, or --bpe-vocab).
+                CheckMemory(settings with { Model = settings.Model with { VocabSize = r.GetValue(tokenizer) == "bpe" ? vocab : 256 } },
+                    kinds, lrs, limit, r.GetValue(memoryLimit) is not null);
+                var threadCount = r.GetValue(threads) is int n1 ? Positive("--threads", n1) : Math.Max(1, NativeEnvironment.AutoThreads() / (comm?.Size ?? 1));
+                TorchSharp.torch.set_num_threads(threadCount);
                 var dist = comm is null ? null : new DistributedTraining(comm, r.GetValue(shardState));
                 return Run(settings, kinds, lrs, grid, r.GetValue(output)!, r.GetValue(data), makeTokenizer, r.GetValue(resume), r.GetValue(json), dist);
             }
@@ -134,33 +140,58 @@ public static class PretrainCommand
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
             Name: grid.Count == 1 ? k.CliName() : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}-lr{lrs[k] * f:G3}")))).ToList();
         var results = new List<RunResult>();
-        if (writer && distributed is null && !json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        // Ctrl-C: the current run saves a checkpoint and stops, the progress display ends (restoring the cursor),
+        // and --resume continues later. A second Ctrl-C ends the process at once, cursor restored.
+        using var interrupt = new CancellationTokenSource();
+        var interactive = writer && distributed is null && !json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+        ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    foreach (var job in jobs)
-                    {
-                        var task = ctx.AddTask(job.Name, maxValue: settings.Steps);
-                        results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
-                        {
-                            task.Value = p.Step;
-                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{job.Name,-24} step {p.Step,5}  loss {p.Loss:F3}  {p.TokensPerSecond,7:F0} tok/s");
-                        }));
-                    }
-                });
-        }
-        else
+            if (interactive) Console.Out.Write("\u001b[?25h"); // show the cursor, whatever happens next
+            if (interrupt.IsCancellationRequested) return;   // second Ctrl-C: let the process end
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
         {
-            foreach (var job in jobs)
+            if (interactive)
             {
-                var every = Math.Max(1, settings.Steps / 10);
-                results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
-                {
-                    if (p.Step % every == 0 || p.Step == p.Steps)
-                        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{job.Name}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"));
-                }, distributed));
+                AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        foreach (var job in jobs)
+                        {
+                            var task = ctx.AddTask(job.Name, maxValue: settings.Steps);
+                            results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
+                            {
+                                task.Value = p.Step;
+                                task.Description = string.Create(CultureInfo.InvariantCulture, $"{job.Name,-24} step {p.Step,5}  loss {p.Loss:F3}  {p.TokensPerSecond,7:F0} tok/s");
+                            }, distributed, interrupt.Token));
+                        }
+                    });
             }
+            else
+            {
+                foreach (var job in jobs)
+                {
+                    var every = Math.Max(1, settings.Steps / 10);
+                    results.Add(Trainer.Run(job.Name, job.Kind, job.Lr, settings, dataset, Path.Combine(output, job.Name), resume, p =>
+                    {
+                        if (p.Step % every == 0 || p.Step == p.Steps)
+                            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{job.Name}: step {p.Step}/{p.Steps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"));
+                    }, distributed, interrupt.Token));
+                }
+            }
+        }
+        catch (TrainingInterruptedException e)
+        {
+            Console.Error.WriteLine($"pretrain: interrupted: {e.Message} Continue with the same command and --resume.");
+            return 130;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            if (interactive) AnsiConsole.Cursor.Show(true);
         }
         if (!writer) return 0;
 
@@ -184,6 +215,42 @@ public static class PretrainCommand
             Console.WriteLine($"CSV per run, summary.md/.csv/.json and loss.png (best run of each optimizer) in {Path.GetFullPath(output)}");
         }
         return 0;
+    }
+
+    /// <summary>MemAvailable on Linux, else what the GC reports as available to the process.</summary>
+    private static long AvailableMemory()
+    {
+        if (File.Exists("/proc/meminfo"))
+        {
+            var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:", StringComparison.Ordinal));
+            if (line is not null && long.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], out var kib)) return kib * 1024;
+        }
+        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+    }
+
+    private static long ParseLimit(string text)
+    {
+        try { return MemoryCommand.ParseBytes(text); }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException) { throw new UsageException($"--memory-limit '{text}' is not a size (e.g. 24GiB, 512MiB, bytes)."); }
+    }
+
+    /// <summary>
+    /// Refuses a comparison whose largest run cannot fit: the planner's weights + gradients + optimizer state
+    /// (float32, activations not included, so the real need is higher) against the memory limit.
+    /// </summary>
+    internal static void CheckMemory(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, long limit, bool explicitLimit)
+    {
+        var shapes = s.Model.ParameterShapes().ToList();
+        var plans = kinds.Select(k => (Kind: k, Plan: MemoryPlanner.Plan(shapes, TorchSharp.torch.ScalarType.Float32, OptimizerCatalog.OptionsOf(k, lrs[k], s.LowRank, s.Model)))).ToList();
+        var largest = plans.MaxBy(p => p.Plan.TotalBytes);
+        if (largest.Plan.TotalBytes <= limit) return;
+        var c = CultureInfo.InvariantCulture;
+        var lines = string.Join("\n", plans.Select(p => string.Create(c,
+            $"  {p.Kind.CliName(),-17} weights {Reports.Bytes(p.Plan.WeightBytes),10} + gradients {Reports.Bytes(p.Plan.GradientBytes),10} + optimizer state {Reports.Bytes(p.Plan.StateBytes),10} = {Reports.Bytes(p.Plan.TotalBytes),10}{(p.Plan.TotalBytes > limit ? "  does not fit" : "")}")));
+        var parameters = shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
+        throw new UsageException(string.Create(c,
+            $"--model {s.Model.Name} ({parameters / 1e6:F0} M parameters, float32) does not fit in {Reports.Bytes(limit)} ({(explicitLimit ? "--memory-limit" : "the memory available now")}): the memory planner needs at least\n{lines}\n" +
+            $"before activations (batch {s.Batch} × {s.Sequence} tokens). Choose a smaller --model, fewer --optimizers, or see `memory --model {s.Model.Name} --budget <size>` for the rank that fits; --memory-limit overrides the limit."));
     }
 
     private static Dictionary<OptimizerKind, double> ParseLearningRates(string? spec, List<OptimizerKind> kinds)

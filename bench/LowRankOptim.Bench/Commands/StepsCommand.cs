@@ -58,8 +58,16 @@ public static class StepsCommand
                 var step = Time(galore, pg);
                 var pr = new Parameter(randn(rows, cols));
                 using var refreshing = LowRank.GaLore([pr], lr: 1e-3, rank: rank, update_proj_gap: 1);
+                refreshing.Diagnostics.Enabled = false;
                 var refresh = Time(refreshing, pr) - step;
-                results.Add(($"GaLore SVD (r={rank}, T={gap})", step, refresh, step + refresh / gap));
+                results.Add(($"GaLore SVD (r={rank}, T={gap}), diagnostics off", step, refresh, step + refresh / gap));
+                // The subspace diagnostics (on by default) work at refreshes only: their cost is the refresh's increase.
+                refreshing.Diagnostics.Enabled = true;
+                var observed = Time(refreshing, pr) - step;
+                results.Add(($"GaLore SVD (r={rank}, T={gap}), diagnostics on", step, observed, step + observed / gap));
+                refreshing.Diagnostics.SuggestRanks = true;
+                var suggesting = Time(refreshing, pr) - step;
+                results.Add(($"GaLore SVD (r={rank}, T={gap}), diagnostics + rank suggestions", step, suggesting, step + suggesting / gap));
             }
         }
         if (json)

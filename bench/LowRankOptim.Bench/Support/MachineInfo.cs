@@ -11,7 +11,7 @@ public static class MachineInfo
             ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim()
             : null;
         return $"{RuntimeInformation.OSDescription}; {cpu ?? RuntimeInformation.ProcessArchitecture.ToString()}; " +
-               $"{Environment.ProcessorCount} cores; torch threads {TorchSharp.torch.get_num_threads()}; " +
+               $"{Environment.ProcessorCount} cores; torch threads {TorchSharp.torch.get_num_threads()}; {NativeEnvironment.Describe()}; " +
                $".NET {Environment.Version}; TorchSharp {typeof(TorchSharp.torch).Assembly.GetName().Version}; " +
                $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC";
     }

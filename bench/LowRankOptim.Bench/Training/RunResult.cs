@@ -10,7 +10,6 @@ public sealed record RunResult(
     double ValidationLoss,
     double TokensPerSecond,
     long OptimizerStateBytes,
-    long PeakRssBytes,
     IReadOnlyList<(int Step, double Loss)> TrainCurve,
     IReadOnlyList<(int Step, double Loss)> ValidationCurve)
 {

@@ -25,12 +25,14 @@ public static class Trainer
     private const string CheckpointFolder = "checkpoint";
 
     /// <summary>
-    /// Trains one run. With <paramref name="distributed"/>, every rank calls this with the same arguments: each takes
-    /// its slice of every global batch (rank r: sequences r·B/N … (r+1)·B/N − 1 of the same batch the single process
-    /// draws), the optimizer averages what its methods declare, and only rank 0 writes files and reports progress.
+    /// Runs (or with <paramref name="resume"/> continues) one training run. When <paramref name="cancel"/> fires, the
+    /// run saves a checkpoint at the step it reached and throws <see cref="TrainingInterruptedException"/>. With
+    /// <paramref name="distributed"/>, every rank calls this with the same arguments: each takes its slice of every
+    /// global batch (rank r: sequences r·B/N … (r+1)·B/N − 1 of the same batch the single process draws), the optimizer
+    /// averages what its methods declare, and only rank 0 writes files and reports progress.
     /// </summary>
     public static RunResult Run(string name, OptimizerKind kind, double lr, TrainSettings s, TokenDataset data, string runDir, bool resume,
-        Action<TrainingProgress>? progress = null, DistributedTraining? distributed = null)
+        Action<TrainingProgress>? progress = null, DistributedTraining? distributed = null, CancellationToken cancel = default)
     {
         var comm = distributed?.Communicator;
         var writer = comm is null || comm.Rank == 0;
@@ -83,11 +85,17 @@ public static class Trainer
             }
         }
 
-        ProcessMemory.ResetPeak();
         var tokensPerStep = (double)s.Batch * s.Sequence;
         var clock = Stopwatch.StartNew();
         for (var step = start + 1; step <= s.Steps; step++)
         {
+            if (cancel.IsCancellationRequested)
+            {
+                clock.Stop();
+                SaveCheckpoint(checkpoint, model, optimizer, new CheckpointMeta(kind.CliName(), step - 1, elapsedBefore + clock.Elapsed.TotalSeconds, comm?.Size ?? 1, optimizer.GetType().Name), dp);
+                WriteCsv(runDir, train, validation);
+                throw new TrainingInterruptedException($"run {name} stopped after step {step - 1} of {s.Steps}; its checkpoint is in {checkpoint}.");
+            }
             double loss;
             var currentLr = optimizer.ParamGroups.First().LearningRate;
             using (var scope = NewDisposeScope())
@@ -135,7 +143,6 @@ public static class Trainer
             ValidationLoss: validation.Count > 0 ? validation[^1].Loss : double.NaN,
             TokensPerSecond: trainedSteps > 0 ? trainedSteps * tokensPerStep / clock.Elapsed.TotalSeconds : 0,
             OptimizerStateBytes: perRank?.Max() ?? OptimizerCatalog.StateBytes(optimizer, model), // the most one rank holds
-            PeakRssBytes: ProcessMemory.PeakRss(),
             TrainCurve: train.Select(r => (r.Step, r.Loss)).ToList(),
             ValidationCurve: validation);
     }
@@ -217,3 +224,6 @@ public static class Trainer
             ? File.ReadLines(path).Skip(1).Select(l => l.Split(',')).Select(f => (int.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture)))
             : [];
 }
+
+/// <summary>A run stopped on request (Ctrl-C) after saving a checkpoint; <c>--resume</c> continues it.</summary>
+public sealed class TrainingInterruptedException(string message) : Exception(message);

@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// the left basis U_r (m×r) and/or the right basis V_rᵀ (r×n). Projection, back-projection and state
 /// handling are shared; derived classes say how a refresh estimates the basis.
 /// </summary>
-internal abstract class BasisSubspace : ISubspace
+internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
 {
     private readonly TensorSlot _left;   // U_r, m×r
     private readonly TensorSlot _right;  // V_rᵀ, r×n
@@ -162,6 +162,29 @@ internal abstract class BasisSubspace : ISubspace
 
     /// <summary>W ← W − c·Back(N).</summary>
     public virtual void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
+
+    /// <summary>True for orthonormal bases (SVD, randomized, cross-head); Online Subspace Descent's learned basis is not.</summary>
+    public virtual bool ProjectsOrthogonally => true;
+
+    /// <summary>Copies of the bases as row-orthonormal float32 matrices (U_rᵀ and/or V_rᵀ), or null before the first refresh.</summary>
+    public object? Snapshot()
+    {
+        if (!HasBasis) return null;
+        var rows = new List<Tensor>();
+        if (Left is { } u) rows.Add(u.t().to(ScalarType.Float32, copy: true));
+        if (Right is { } v) rows.Add(v.to(ScalarType.Float32, copy: true));
+        return rows.ToArray();
+    }
+
+    /// <summary>Mean over the sides of ‖B_old B_newᵀ‖²_F / r (row bases).</summary>
+    public double? Overlap(object snapshot)
+    {
+        if (snapshot is not Tensor[] old || Snapshot() is not Tensor[] current || old.Length != current.Length) return null;
+        double sum = 0;
+        for (var i = 0; i < old.Length; i++)
+            sum += old[i].mm(current[i].t()).square().sum().item<float>() / old[i].shape[0];
+        return sum / old.Length;
+    }
 
     internal static Tensor CanonicalOrFail(Tensor basis, bool columns)
     {

@@ -57,6 +57,7 @@ public sealed class DataParallel : IStepCommunication
     public DataParallelTraffic Traffic { get; } = new();
 
     /// <summary>The rank that owns parameter <paramref name="parameterIndex"/> (holds its rule state when sharded; updates it).</summary>
+    /// <param name="parameterIndex">The parameter's index in the optimizer.</param>
     public int OwnerOf(int parameterIndex) => _owner[parameterIndex];
 
     /// <summary>
@@ -202,6 +203,7 @@ public sealed class DataParallel : IStepCommunication
     /// never distributed. With sharded state, each owner sends its rules' state to rank 0 first (rank 0 holds the
     /// whole state while it writes). Throws on every rank when rank 0 cannot write.
     /// </summary>
+    /// <param name="path">The checkpoint file.</param>
     public void SaveStateDict(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -242,6 +244,7 @@ public sealed class DataParallel : IStepCommunication
     /// Ranks that can read <paramref name="path"/> read it; when some cannot, rank 0 broadcasts its bytes (files under
     /// 2 GiB). Then releases the rule state of parameters this rank does not own, and <see cref="Verify"/>s.
     /// </summary>
+    /// <param name="path">The checkpoint file.</param>
     public void LoadStateDict(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -439,4 +442,5 @@ public sealed class DataParallelTraffic
 }
 
 /// <summary>The ranks of a data-parallel run are not configured alike; thrown on every rank.</summary>
+/// <param name="message">What differs.</param>
 public sealed class DataParallelMismatchException(string message) : Exception(message);

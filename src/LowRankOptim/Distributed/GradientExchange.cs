@@ -22,6 +22,7 @@ public readonly record struct GradientExchange
     /// (GaLore+'s sparse residual reads G on its k kept entries only); every other entry of G is then this
     /// rank's own and must not be read.
     /// </summary>
+    /// <param name="gradientEntries">Flat indices of G whose entries are summed too (null: none).</param>
     public static GradientExchange Projected(Tensor? gradientEntries = null) => new(false, gradientEntries);
 
     /// <summary>True when the whole gradient is summed.</summary>

@@ -19,8 +19,11 @@ public interface ICommunicator
     /// Replaces every tensor, in place, by the sum over ranks of that tensor. An implementation may pack small
     /// tensors into buckets so they do not pay one latency each; results are identical on every rank.
     /// </summary>
+    /// <param name="tensors">The tensors, in the same order on every rank.</param>
     void AllReduceSum(IReadOnlyList<Tensor> tensors);
 
     /// <summary>Overwrites every tensor, in place, with <paramref name="root"/>'s values.</summary>
+    /// <param name="tensors">The tensors, in the same order on every rank.</param>
+    /// <param name="root">The rank whose values are sent.</param>
     void Broadcast(IReadOnlyList<Tensor> tensors, int root);
 }

@@ -27,6 +27,8 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     public Tensor? Projected { get; set; }
     public RuleContext Rule { get; set; }
     public SubspaceContext Subspace { get; set; }
+    /// <summary>What the refresh observer kept before this step's refresh succeeded; null when there was none or it is not interested.</summary>
+    public object? Refreshed { get; set; }
     /// <summary>Set when this parameter takes no update this step (a failed first refresh, an unusable gradient).</summary>
     public bool Skipped { get; set; }
     /// <summary>Why the gradient was unusable (not finite, or its squares could overflow), when it was; the step was skipped.</summary>

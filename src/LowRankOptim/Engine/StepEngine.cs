@@ -25,7 +25,8 @@ namespace LowRankOptim;
 /// </summary>
 internal sealed class StepEngine(
     Action<LowRankParameterState, ISubspace, long, string> reportFailure,
-    Action<LowRankParameterState, long, string> reportSkip)
+    Action<LowRankParameterState, long, string> reportSkip,
+    IRefreshObserver? observer = null)
 {
     /// <summary>The communicate phase's data-parallel exchange, or null in a single process (execution policy, never saved).</summary>
     public IStepCommunication? Communication { get; set; }
@@ -49,6 +50,8 @@ internal sealed class StepEngine(
         foreach (var s in steps) Screen(s);
         foreach (var s in steps) Refresh(s);
         foreach (var s in steps) Project(s);
+        if (observer is not null)
+            foreach (var s in steps) Observe(s);
         Communication?.SumProjected(steps);
         foreach (var s in steps) Update(s);
         Communication?.ShareUpdates(steps);
@@ -126,8 +129,10 @@ internal sealed class StepEngine(
         {
             if (ScreenGradients || s.Matrix!.isfinite().all().item<bool>()) // a screened gradient is finite
             {
+                var before = observer?.BeforeRefresh(s.State, subspace);
                 s.Projected = subspace.Refresh(s.Matrix!, s.Subspace);
                 s.State.Refreshes++;
+                s.Refreshed = before;
                 return;
             }
             reason = "the gradient has non-finite entries";
@@ -157,6 +162,13 @@ internal sealed class StepEngine(
     {
         if (s.Skipped) return;
         s.Projected ??= s.State.Subspace is { } subspace ? subspace.Project(s.Matrix!) : s.Working;
+    }
+
+    /// <summary>The optional observer's look at a refreshed step (subspace diagnostics): G and R with the new basis.</summary>
+    private void Observe(ParameterStep s)
+    {
+        if (s.Refreshed is { } before && !s.Skipped)
+            observer!.Refreshed(s.State, s.State.Subspace!, s.Step, s.Matrix!, s.Projected!, before);
     }
 
     /// <summary>The rule updates its state from R; in the full space it may update the weights itself in the same pass.</summary>

@@ -17,6 +17,7 @@ public interface ISubspace : IStatefulComponent
     bool HasBasis { get; }
 
     /// <summary>True when the basis must be recomputed before the update of 1-based step <paramref name="step"/>.</summary>
+    /// <param name="step">k, the 1-based step about to be taken.</param>
     bool NeedsRefresh(long step);
 
     /// <summary>
@@ -25,17 +26,24 @@ public interface ISubspace : IStatefulComponent
     /// <paramref name="gradient"/> onto the new basis when the refresh computed it anyway (owned by the
     /// caller's dispose scope), or null, in which case the caller calls <see cref="Project"/>.
     /// </summary>
+    /// <param name="gradient">G, the step's gradient matrix (finite).</param>
+    /// <param name="context">The step's context.</param>
     torch.Tensor? Refresh(torch.Tensor gradient, in SubspaceContext context);
 
     /// <summary>Projects a full gradient matrix into the subspace.</summary>
+    /// <param name="gradient">G, a gradient matrix of the subspace's shape.</param>
     torch.Tensor Project(torch.Tensor gradient);
 
     /// <summary>Maps a low-rank tensor back to the full matrix, including the projection's scale α.</summary>
+    /// <param name="lowRank">A tensor of <see cref="ProjectedShape"/>.</param>
     torch.Tensor ProjectBack(torch.Tensor lowRank);
 
     /// <summary>
     /// target ← target + alpha · ProjectBack(lowRank), as one fused <c>addmm_</c> where the side allows.
     /// </summary>
+    /// <param name="target">The full matrix, updated in place.</param>
+    /// <param name="lowRank">A tensor of <see cref="ProjectedShape"/>.</param>
+    /// <param name="alpha">The factor (the scale α is applied on top).</param>
     void AddProjectedBack(torch.Tensor target, torch.Tensor lowRank, double alpha);
 
     /// <summary>
@@ -44,6 +52,7 @@ public interface ISubspace : IStatefulComponent
     /// (GaLore+'s sparse residual, APOLLO's scaled gradient) add their own terms. Decoupled weight decay is
     /// applied around it by the engine.
     /// </summary>
+    /// <param name="update">The step's tensors and contexts.</param>
     void Apply(in SubspaceUpdate update);
 
     /// <summary>
@@ -51,6 +60,9 @@ public interface ISubspace : IStatefulComponent
     /// projection; subspaces that learn their basis online (Online Subspace Descent) update it here. Throws
     /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).
     /// </summary>
+    /// <param name="gradient">G, the step's gradient matrix.</param>
+    /// <param name="projected">R = Proj(G), the rule's input this step.</param>
+    /// <param name="context">The step's context.</param>
     void AfterUpdate(torch.Tensor gradient, torch.Tensor projected, in SubspaceContext context);
 
     /// <summary>
@@ -59,6 +71,7 @@ public interface ISubspace : IStatefulComponent
     /// correct. A subspace whose refresh, apply and after phases read only R = <see cref="Project"/>(G) on a step
     /// (never G itself) returns <see cref="GradientExchange.Projected"/> for it: r·n numbers are summed instead of m·n.
     /// </summary>
+    /// <param name="step">The 1-based step.</param>
     GradientExchange Exchange(long step) => GradientExchange.Full;
 
     /// <summary>

@@ -9,27 +9,36 @@ namespace LowRankOptim;
 public interface IUpdateRuleConfig
 {
     /// <summary>The dtype the rule computes and keeps its moments in, for a gradient of <paramref name="gradientType"/>.</summary>
+    /// <param name="gradientType">The dtype of the parameter and its gradient.</param>
     torch.ScalarType WorkingType(torch.ScalarType gradientType);
 
     /// <summary>Creates the per-parameter rule state for gradients (full or projected) of <paramref name="shape"/>.</summary>
+    /// <param name="shape">The shape of the rule's input: the projected gradient, or the parameter in the full space.</param>
+    /// <param name="dtype">The working dtype (from <see cref="WorkingType"/>).</param>
+    /// <param name="device">The parameter's device.</param>
     IUpdateRule Create(long[] shape, torch.ScalarType dtype, torch.Device device);
 
     /// <summary>
     /// The state <see cref="Create"/> allocates for <paramref name="shape"/> in <paramref name="dtype"/>: the rule
     /// builds its <see cref="StateSlots"/> from it and the planner reads it (no allocation).
     /// </summary>
+    /// <param name="shape">The shape of the rule's input.</param>
+    /// <param name="dtype">The working dtype.</param>
     StateDeclaration DeclareState(long[] shape, torch.ScalarType dtype);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option, its value and the constraint.</summary>
+    /// <param name="where">Where the config is used, e.g. "parameter group 1", for the message.</param>
     void Validate(string where);
 
     /// <summary>Writes the config's math values (its kind is written by the caller); never execution policy.</summary>
+    /// <param name="writer">Where the entries go.</param>
     void Save(StateWriter writer);
 
     /// <summary>
     /// This config (as read from a checkpoint) with the execution policy (kernel choice) of
     /// <paramref name="current"/>, the config in use: a load restores the math, never the policy.
     /// </summary>
+    /// <param name="current">The config in use, whose execution policy is kept.</param>
     IUpdateRuleConfig WithExecutionPolicyOf(IUpdateRuleConfig current) => this;
 }
 
@@ -40,6 +49,8 @@ public interface IBetasRuleConfig : IUpdateRuleConfig
     (double Beta1, double Beta2) Betas { get; }
 
     /// <summary>A copy with other betas.</summary>
+    /// <param name="beta1">β1.</param>
+    /// <param name="beta2">β2.</param>
     IUpdateRuleConfig WithBetas(double beta1, double beta2);
 }
 
@@ -64,6 +75,8 @@ public readonly record struct RuleUpdate(torch.Tensor Direction, double Coeffici
 public interface IUpdateRule : IStatefulComponent
 {
     /// <summary>Updates the moments with <paramref name="gradient"/> and returns the step.</summary>
+    /// <param name="gradient">R, the rule's input: the projected gradient (or the gradient in the full space).</param>
+    /// <param name="context">The step's context: step, learning rate, config, decay.</param>
     RuleUpdate Compute(torch.Tensor gradient, in RuleContext context);
 
     /// <summary>

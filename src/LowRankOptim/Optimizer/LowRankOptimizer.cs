@@ -18,7 +18,7 @@ namespace LowRankOptim;
 /// Works with TorchSharp's LR schedulers, <c>step(closure)</c>, <c>zero_grad</c>, <c>state_dict</c> and
 /// checkpoint files. Build it after moving the model to its device: state is keyed by parameter handle.
 /// </summary>
-public sealed class LowRankOptimizer : OptimizerHelper, IBetas
+public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
 {
     /// <summary>The longest optimizer type name a checkpoint may start with, in bytes.</summary>
     private const int MaxTypeNameBytes = 256;
@@ -31,11 +31,13 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
 
     /// <summary>Creates the optimizer over <paramref name="groups"/>; unset group options come from <paramref name="defaults"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid, a group is empty of options it needs, or a parameter appears twice.</exception>
+    /// <param name="groups">The parameter groups; each group's unset options come from <paramref name="defaults"/>.</param>
+    /// <param name="defaults">The options of every group that leaves them unset; a preset (e.g. <c>LowRankPresets.AdamW(lr: 1e-3)</c>) sets them all.</param>
     public LowRankOptimizer(IEnumerable<LowRankParamGroup> groups, LowRankOptions defaults)
     {
         ArgumentNullException.ThrowIfNull(groups);
         ArgumentNullException.ThrowIfNull(defaults);
-        _engine = new StepEngine(ReportFailure, ReportSkip);
+        _engine = new StepEngine(ReportFailure, ReportSkip, Diagnostics);
         defaults.InitialLearningRate = defaults.LearningRate ?? 0;
         _defaults = defaults;
         _parameter_groups = new List<ParamGroup>();
@@ -98,6 +100,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// Adds a group; its unset options are filled from the defaults and every value is validated. Parameters must
     /// be real floating-point tensors (float16, bfloat16, float32, float64), each in one group only, once.
     /// </summary>
+    /// <param name="param_group">A <see cref="LowRankParamGroup"/>.</param>
     public override void add_param_group(ParamGroup param_group)
     {
         ThrowIfDisposed();
@@ -140,6 +143,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
             _state[s.Parameter.Handle] = s;
             _states.Add(s);
         }
+        CheckGroup(index, created); // Reporting/LowRankOptimizer.Reporting.cs
     }
 
     /// <summary>The data-parallel execution of this optimizer (<see cref="Distribute"/>), or null in a single process. Never saved.</summary>
@@ -195,6 +199,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// <exception cref="ArgumentException">A group's option is invalid (the message of construction), or a gradient's shape or dtype differs from its parameter's.</exception>
     /// <exception cref="InvalidOperationException">The optimizer has no parameters (it was built from an empty parameter list).</exception>
     /// <exception cref="ObjectDisposedException">The optimizer was disposed.</exception>
+    /// <param name="closure">Optional: re-evaluates the model and returns the loss.</param>
     public override Tensor step(Func<Tensor>? closure = null)
     {
         ThrowIfDisposed();
@@ -293,6 +298,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// carries a CRC-32 (checkpoint format 2).
     /// </summary>
     /// <exception cref="ObjectDisposedException">The optimizer was disposed.</exception>
+    /// <param name="location">The file.</param>
     public new void save_state_dict(string location)
     {
         ThrowIfDisposed();
@@ -323,6 +329,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// after the last parameter's state. Hyperparameters (lr, weight_decay, betas, eps, …) are restored from the file.
     /// </summary>
     /// <exception cref="InvalidDataException">The file does not match this optimizer or is corrupted; the message names the group or parameter and the entry.</exception>
+    /// <param name="location">The file.</param>
     public new void load_state_dict(string location)
     {
         ThrowIfDisposed();
@@ -337,6 +344,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     }
 
     /// <summary>Loads a stream written by <c>save_state_dict</c>; atomic as <see cref="load_state_dict(string)"/> (bytes after the state are left unread).</summary>
+    /// <param name="reader">The stream, positioned at the start of the saved state.</param>
     public new void load_state_dict(BinaryReader reader)
     {
         ThrowIfDisposed();
@@ -365,6 +373,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     }
 
     /// <summary>Loads another <see cref="LowRankOptimizer"/>'s <c>state_dict()</c>; atomic, and copies (never shares) tensors.</summary>
+    /// <param name="state_dict">The other optimizer's <c>state_dict()</c>.</param>
     public override void load_state_dict(StateDictionary state_dict)
     {
         ThrowIfDisposed();

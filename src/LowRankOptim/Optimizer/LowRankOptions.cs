@@ -67,6 +67,7 @@ public sealed class LowRankOptions : OptimizerOptions
         "Hyperparameters (lr, weight_decay, betas, eps, decay rates) may change at any time.";
 
     /// <summary>Fills every unset (null) value from <paramref name="defaults"/>, and sets the initial learning rate.</summary>
+    /// <param name="defaults">The optimizer's defaults.</param>
     public void FillFrom(LowRankOptions defaults)
     {
         ArgumentNullException.ThrowIfNull(defaults);
@@ -92,6 +93,18 @@ public sealed class LowRankOptions : OptimizerOptions
     /// </summary>
     internal void Validate(string where)
     {
+        // Unset is not invalid: name every unset option at once, and say where values come from.
+        List<string> unset = [];
+        if (LearningRate is null) unset.Add("lr");
+        if (WeightDecay is null) unset.Add("weight_decay");
+        if (DecayOrder is null) unset.Add("decay_order");
+        if (Projection is null) unset.Add("projection");
+        if (Rule is null) unset.Add("rule");
+        if (unset.Count > 0)
+            throw new ArgumentException(
+                $"{where}: {string.Join(", ", unset)} {(unset.Count == 1 ? "is" : "are")} not set, neither on the group's options nor on the optimizer's defaults. " +
+                "Start from a preset, which sets every option (e.g. new LowRankOptimizer(groups, LowRankPresets.AdamW(lr: 1e-3)), or LowRankPresets.GaLore(...) as a group's options), " +
+                "or set them on LowRankOptions (Projection = FullSpace.Instance for no projection).", unset[0]);
         ValidateScalars(where);
         if (DecayOrder is not WeightDecayOrder order || !Enum.IsDefined(order))
             throw new ArgumentOutOfRangeException(nameof(DecayOrder), DecayOrder, $"{where}: must be one of {string.Join(", ", Enum.GetNames<WeightDecayOrder>())}.");
@@ -220,6 +233,7 @@ public sealed class LowRankOptions : OptimizerOptions
     /// Reads the saved options. When this group belongs to an optimizer, the values are staged and applied
     /// only after the whole state has been read and checked, so a failed load changes nothing.
     /// </summary>
+    /// <param name="reader">The stream, positioned at this group's options.</param>
     public override void LoadStateDict(BinaryReader reader)
     {
         var staged = new LowRankOptions();
@@ -234,6 +248,7 @@ public sealed class LowRankOptions : OptimizerOptions
 
     /// <summary>Copies the values of another group's options (both must be <see cref="LowRankOptions"/> of the same structure).</summary>
     /// <exception cref="ArgumentException">The source is no <see cref="LowRankOptions"/>, or its structure differs from this group's.</exception>
+    /// <param name="source">The options to copy.</param>
     public override void LoadStateDict(OptimizerOptions source)
     {
         if (source is not LowRankOptions other)

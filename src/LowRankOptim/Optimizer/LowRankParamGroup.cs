@@ -10,6 +10,8 @@ public sealed class LowRankParamGroup : ParamGroup<LowRankOptions>, IBetas
     public LowRankParamGroup() { }
 
     /// <summary>Creates a group of <paramref name="parameters"/>; unset options come from the optimizer's defaults.</summary>
+    /// <param name="parameters">The group's parameters.</param>
+    /// <param name="options">The group's options; unset (null) values come from the optimizer's defaults.</param>
     public LowRankParamGroup(IEnumerable<Parameter> parameters, LowRankOptions? options = null)
         : base(parameters, options ?? new LowRankOptions()) { }
 

@@ -49,6 +49,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     internal string Describe() => $"parameter {Index} (shape {StateReader.Format(Shape)}, group {GroupIndex})";
 
     /// <summary>Creates fresh components for <paramref name="options"/> (disposing any previous ones).</summary>
+    /// <param name="options">The group's (complete) <see cref="LowRankOptions"/>.</param>
     public override void Initialize(OptimizerOptions options)
     {
         var (subspace, rule) = CreateComponents((LowRankOptions)options);
@@ -106,6 +107,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     /// Reads this parameter's saved state into new components. Inside an optimizer load the result is
     /// staged and applied only once everything has been read and checked.
     /// </summary>
+    /// <param name="reader">The stream, positioned at this parameter's state.</param>
     public override void LoadStateDict(BinaryReader reader)
     {
         var options = _owner?.OptionsForLoading(GroupIndex) ?? throw new InvalidOperationException("the state belongs to no optimizer");
@@ -114,6 +116,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     }
 
     /// <summary>Copies another state of the same parameter shape and configuration.</summary>
+    /// <param name="source">The state to copy.</param>
     public override void LoadStateDict(OptimizerState source)
     {
         if (source is not LowRankParameterState other)
@@ -161,6 +164,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
         Replace(staged.Step, staged.Refreshes, staged.RefreshFailures, staged.SkippedUpdates, staged.Subspace, staged.Rule);
 
     /// <summary>True when both states hold exactly the same saved values.</summary>
+    /// <param name="other">The state to compare with.</param>
     public override bool ApproximatelyEquals(OptimizerState other)
     {
         if (other is not LowRankParameterState o) return false;

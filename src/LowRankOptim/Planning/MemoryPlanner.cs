@@ -13,6 +13,7 @@ namespace LowRankOptim;
 public sealed record ParameterPlan(string Name, long[] Shape, int Group, bool Projected, long WeightBytes, long GradientBytes, long StateBytes);
 
 /// <summary>A whole model's plan.</summary>
+/// <param name="Parameters">One plan per parameter.</param>
 public sealed record MemoryPlan(IReadOnlyList<ParameterPlan> Parameters)
 {
     /// <summary>Σ weights.</summary>
@@ -35,6 +36,11 @@ public sealed record MemoryPlan(IReadOnlyList<ParameterPlan> Parameters)
 public static class MemoryPlanner
 {
     /// <summary>Plans one parameter of <paramref name="shape"/> and <paramref name="dtype"/> in a group with complete <paramref name="options"/>.</summary>
+    /// <param name="name">The parameter's name, for the plan.</param>
+    /// <param name="shape">Its shape.</param>
+    /// <param name="dtype">Its dtype.</param>
+    /// <param name="options">Its group's complete options.</param>
+    /// <param name="group">Its group's index.</param>
     public static ParameterPlan PlanParameter(string name, long[] shape, torch.ScalarType dtype, LowRankOptions options, int group = 0)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -50,6 +56,9 @@ public static class MemoryPlanner
     }
 
     /// <summary>Plans named parameters; <paramref name="optionsOf"/> gives each one's group index and complete options.</summary>
+    /// <param name="parameters">The names and shapes.</param>
+    /// <param name="dtype">The parameters' dtype.</param>
+    /// <param name="optionsOf">A parameter's group index and complete options, by name and shape.</param>
     public static MemoryPlan Plan(IEnumerable<(string Name, long[] Shape)> parameters, torch.ScalarType dtype, Func<string, long[], (int Group, LowRankOptions Options)> optionsOf)
     {
         ArgumentNullException.ThrowIfNull(parameters);
@@ -62,6 +71,7 @@ public static class MemoryPlanner
     }
 
     /// <summary>The plan of an existing optimizer's parameters (names are "group.index").</summary>
+    /// <param name="optimizer">The optimizer.</param>
     public static MemoryPlan Plan(LowRankOptimizer optimizer)
     {
         ArgumentNullException.ThrowIfNull(optimizer);

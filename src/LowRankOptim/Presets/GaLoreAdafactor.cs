@@ -13,6 +13,13 @@ public static partial class LowRankPresets
     /// (with <paramref name="oversampling"/>, <paramref name="power_iterations"/>, <paramref name="seed"/>) selects
     /// randomized subspace iteration instead of the exact SVD, as in <see cref="GaLore"/>. Weight decay is decoupled
     /// and applied before the update.
+    /// <para>
+    /// Learning rates: with the defaults (<paramref name="relative_step"/> and <paramref name="scale_parameter"/> true)
+    /// the step size is min(1e-2, 1/√k)·max(ε2, RMS(W)), set by the step count and the weights' scale: there is no lr
+    /// to compare with AdamW's, and a scheduler has nothing to scale. To compare with AdamW or to schedule, pass
+    /// <paramref name="lr"/> with <c>relative_step: false, scale_parameter: false</c>; even then the update is clipped
+    /// to RMS ≤ <paramref name="clip_threshold"/> and, as for GaLore, projected updates are scaled by α.
+    /// </para>
     /// </summary>
     /// <param name="lr">η: null with <paramref name="relative_step"/> (the default), required without it.</param>
     /// <param name="eps1">ε1 &gt; 0, added to g².</param>
@@ -56,7 +63,12 @@ public static partial class LowRankPresets
 
 public static partial class LowRank
 {
-    /// <summary>GaLore with Adafactor over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.GaLoreAdafactor(...))</c>; see <see cref="LowRankPresets.GaLoreAdafactor"/>.</summary>
+    /// <summary>
+    /// GaLore with Adafactor over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.GaLoreAdafactor(...))</c>;
+    /// see <see cref="LowRankPresets.GaLoreAdafactor"/>. Its defaults (relative_step, scale_parameter) derive the step
+    /// size from the step count and RMS(W), so its lr is not comparable with AdamW's: pass <c>lr</c> with
+    /// <c>relative_step: false, scale_parameter: false</c> for that.
+    /// </summary>
     /// <example><code>
     /// var opt = LowRank.GaLoreAdafactor(LowRank.SplitParameters(model), lr: 0.01, relative_step: false, scale_parameter: false, beta1: 0.9);
     /// </code></example>

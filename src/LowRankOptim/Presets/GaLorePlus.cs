@@ -48,7 +48,11 @@ public static partial class LowRank
 {
     /// <summary>GaLore+ with AdamW over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.GaLorePlus(...))</c>; see <see cref="LowRankPresets.GaLorePlus"/>.</summary>
     /// <example><code>
-    /// var groups = LowRank.HeadGroups(model, name => heads.Of(name), new GaLorePlusProjection(Rank: 128, ResidualDensity: 0.01));
+    /// // The head layout of each attention projection by module name (8 heads; q/k/v rows, o columns), null for the rest.
+    /// AttentionHeads? HeadsOf(string name) =>
+    ///     name.EndsWith(".q_proj") || name.EndsWith(".k_proj") || name.EndsWith(".v_proj") ? AttentionHeads.QueryKeyValue(8)
+    ///     : name.EndsWith(".o_proj") ? AttentionHeads.Output(8) : null;
+    /// var groups = LowRank.HeadGroups(model, HeadsOf, new GaLorePlusProjection(Rank: 128, ResidualDensity: 0.01));
     /// var opt = LowRank.GaLorePlus(groups, lr: 0.01, rank: 128, residual_density: 0.01);
     /// </code></example>
     /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>

@@ -11,13 +11,23 @@ namespace LowRankOptim;
 /// registered, so that it fails there and not at the first checkpoint.
 /// </summary>
 /// <example>
+/// A rule config of your own (here SGD with a momentum read from its own field; the math is the library's
+/// <see cref="SgdConfig"/>): its <c>Save</c> writes its fields, the registered reader reads them back in order.
 /// <code>
-/// public sealed record ScaledSgd(double Momentum, double Factor) : IUpdateRuleConfig
+/// ConfigRegistry.Register(reader => new MomentumSgd(reader.Double("momentum")));
+/// var options = LowRankPresets.AdamW(lr: 0.1); // every option set; then replace the rule
+/// options.Rule = new MomentumSgd(0.9);
+/// var opt = new LowRankOptimizer([new LowRankParamGroup(model.parameters())], options);
+///
+/// public sealed record MomentumSgd(double Momentum) : IUpdateRuleConfig
 /// {
-///     public void Save(StateWriter writer) { writer.Double("momentum", Momentum); writer.Double("factor", Factor); }
-///     // … the other members …
+///     private SgdConfig Sgd => new(Momentum);
+///     public ScalarType WorkingType(ScalarType gradientType) => Sgd.WorkingType(gradientType);
+///     public IUpdateRule Create(long[] shape, ScalarType dtype, Device device) => Sgd.Create(shape, dtype, device);
+///     public StateDeclaration DeclareState(long[] shape, ScalarType dtype) => Sgd.DeclareState(shape, dtype);
+///     public void Validate(string where) => Sgd.Validate(where);
+///     public void Save(StateWriter writer) => writer.Double("momentum", Momentum);
 /// }
-/// ConfigRegistry.Register(reader => new ScaledSgd(reader.Double("momentum"), reader.Double("factor")));
 /// </code>
 /// </example>
 public static class ConfigRegistry
@@ -59,6 +69,7 @@ public static class ConfigRegistry
     public static void Register<T>(Func<StateReader, T> read) where T : class => Register(typeof(T).Name, read);
 
     /// <summary>True when configs of exactly <paramref name="configType"/> can be saved and loaded.</summary>
+    /// <param name="configType">A config type.</param>
     public static bool IsRegistered(Type configType)
     {
         ArgumentNullException.ThrowIfNull(configType);

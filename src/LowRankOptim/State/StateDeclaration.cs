@@ -27,6 +27,10 @@ public abstract record StateEntry(string Name);
 public sealed record TensorEntry(string Name, long[] Shape, StateStorage Storage, SlotPresence Presence = SlotPresence.Allocated) : StateEntry(Name)
 {
     /// <summary>A dense tensor of <paramref name="dtype"/>.</summary>
+    /// <param name="name">The entry's name.</param>
+    /// <param name="shape">The tensor's shape.</param>
+    /// <param name="dtype">Its dtype (dense storage).</param>
+    /// <param name="presence">When it holds a tensor.</param>
     public TensorEntry(string name, long[] shape, torch.ScalarType dtype, SlotPresence presence = SlotPresence.Allocated)
         : this(name, shape, StateStorage.Dense(dtype), presence) { }
 
@@ -69,6 +73,7 @@ public sealed record ComponentEntry(string Name, StateDeclaration Declaration) :
 public sealed class StateDeclaration
 {
     /// <summary>Declares <paramref name="entries"/> in checkpoint order.</summary>
+    /// <param name="entries">The entries, in saved order.</param>
     public StateDeclaration(params IEnumerable<StateEntry> entries)
     {
         ArgumentNullException.ThrowIfNull(entries);

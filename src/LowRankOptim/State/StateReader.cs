@@ -54,18 +54,23 @@ public sealed class StateReader
     internal bool Checksums { get; private set; }
 
     /// <summary>Reads a 64-bit integer entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public long Long(string name) => Entry(name, EntryKind.Long, () => _reader.ReadInt64());
 
     /// <summary>Reads a double entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public double Double(string name) => Entry(name, EntryKind.Double, () => _reader.ReadDouble());
 
     /// <summary>Reads an optional double entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public double? OptionalDouble(string name) => Entry(name, EntryKind.OptionalDouble, () => Flag(name) ? _reader.ReadDouble() : (double?)null);
 
     /// <summary>Reads a boolean entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public bool Bool(string name) => Entry(name, EntryKind.Bool, () => Flag(name));
 
     /// <summary>Reads a string entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public string String(string name) => Entry(name, EntryKind.String, () => BoundedString(name, MaxStringBytes));
 
     /// <summary>
@@ -104,6 +109,7 @@ public sealed class StateReader
     /// and this version no longer reads); otherwise leaves the position unchanged. Needs a seekable stream.
     /// Files with checksums (format 2) never hold such entries.
     /// </summary>
+    /// <param name="name">The entry's name, as written.</param>
     public void SkipLongIfNext(string name)
     {
         if (Checksums) return;
@@ -123,6 +129,8 @@ public sealed class StateReader
     }
 
     /// <summary>Reads a long entry and checks it equals <paramref name="expected"/>.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="expected">The value it must have.</param>
     public void ExpectLong(string name, long expected)
     {
         var found = Long(name);
@@ -130,6 +138,7 @@ public sealed class StateReader
     }
 
     /// <summary>Reads a long entry that counts something (steps, refreshes), which must be ≥ 0.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public long Count(string name)
     {
         var value = Long(name);
@@ -141,6 +150,10 @@ public sealed class StateReader
     /// detached from any dispose scope; null when the entry was written as absent.
     /// </summary>
     /// <exception cref="InvalidDataException">The saved tensor's shape or dtype differs from the expected one.</exception>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="shape">The shape it must have.</param>
+    /// <param name="dtype">The dtype of the new tensor.</param>
+    /// <param name="device">The device of the new tensor.</param>
     public torch.Tensor? Tensor(string name, long[] shape, torch.ScalarType dtype, torch.Device device) =>
         Tensor(name, shape, dtype, device, TensorValues.Any);
 
@@ -151,6 +164,11 @@ public sealed class StateReader
     /// </summary>
     /// <exception cref="InvalidDataException">The entry is not the expected tensor, is cut short, fails its checksum or
     /// holds values outside <paramref name="values"/>.</exception>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="shape">The shape it must have.</param>
+    /// <param name="dtype">The dtype of the new tensor.</param>
+    /// <param name="device">The device of the new tensor.</param>
+    /// <param name="values">What its values must satisfy.</param>
     public torch.Tensor? Tensor(string name, long[] shape, torch.ScalarType dtype, torch.Device device, TensorValues values)
     {
         ArgumentNullException.ThrowIfNull(shape);
@@ -183,10 +201,15 @@ public sealed class StateReader
     }
 
     /// <summary>Reads a tensor entry that must be present.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="shape">The shape it must have.</param>
+    /// <param name="dtype">The dtype of the new tensor.</param>
+    /// <param name="device">The device of the new tensor.</param>
     public torch.Tensor RequiredTensor(string name, long[] shape, torch.ScalarType dtype, torch.Device device) =>
         Tensor(name, shape, dtype, device) ?? throw Mismatch(name, "a tensor", "an absent tensor");
 
     /// <summary>Reads a tensor entry that this configuration does not keep, so it must have been saved as absent.</summary>
+    /// <param name="name">The entry's name, as written.</param>
     public void AbsentTensor(string name)
     {
         Expect(name, EntryKind.Tensor);
@@ -199,6 +222,7 @@ public sealed class StateReader
     }
 
     /// <summary>Formats a shape as [a, b, c].</summary>
+    /// <param name="shape">The shape.</param>
     public static string Format(IEnumerable<long> shape) => "[" + string.Join(", ", shape) + "]";
 
     /// <summary>

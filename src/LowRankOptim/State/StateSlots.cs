@@ -12,6 +12,8 @@ public sealed class StateSlots : IDisposable
     private readonly object[] _slots; // TensorSlot, CounterSlot, ConstantEntry or NestedSlot, one per entry
 
     /// <summary>Allocates the declared state on <paramref name="device"/>: zeros for allocated tensors, 0 for counters.</summary>
+    /// <param name="declaration">The declared entries.</param>
+    /// <param name="device">Where the tensors live.</param>
     public StateSlots(StateDeclaration declaration, torch.Device device)
     {
         ArgumentNullException.ThrowIfNull(declaration);
@@ -55,9 +57,11 @@ public sealed class StateSlots : IDisposable
     });
 
     /// <summary>The tensor slot declared as <paramref name="name"/>.</summary>
+    /// <param name="name">The declared entry's name.</param>
     public TensorSlot Tensor(string name) => Find<TensorSlot>(name, s => s.Entry.Name);
 
     /// <summary>The counter declared as <paramref name="name"/>.</summary>
+    /// <param name="name">The declared entry's name.</param>
     public CounterSlot Counter(string name) => Find<CounterSlot>(name, s => s.Entry.Name);
 
     /// <summary>Every tensor slot, nested components' included, in declaration order.</summary>
@@ -77,6 +81,8 @@ public sealed class StateSlots : IDisposable
     });
 
     /// <summary>Attaches the state of the nested component declared as <paramref name="name"/>; its declaration must be the declared one.</summary>
+    /// <param name="name">The declared component entry's name.</param>
+    /// <param name="nested">The component's slots.</param>
     public void Attach(string name, StateSlots nested)
     {
         ArgumentNullException.ThrowIfNull(nested);
@@ -87,6 +93,7 @@ public sealed class StateSlots : IDisposable
     }
 
     /// <summary>Writes every entry in declaration order.</summary>
+    /// <param name="writer">Where the entries go.</param>
     public void Save(StateWriter writer)
     {
         ArgumentNullException.ThrowIfNull(writer);
@@ -108,6 +115,7 @@ public sealed class StateSlots : IDisposable
     /// tensors must be present and unused ones absent.
     /// </summary>
     /// <exception cref="InvalidDataException">An entry does not match the declaration; names the entry and the place.</exception>
+    /// <param name="reader">The entries written by <see cref="Save"/>.</param>
     public void Load(StateReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
@@ -130,6 +138,7 @@ public sealed class StateSlots : IDisposable
     }
 
     /// <summary>Moves every tensor to <paramref name="device"/>.</summary>
+    /// <param name="device">The target device.</param>
     public void MoveTo(torch.Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -200,6 +209,7 @@ public sealed class TensorSlot
 
     /// <summary>Stores <paramref name="value"/> (detached from every dispose scope), disposing the previous tensor.</summary>
     /// <exception cref="InvalidOperationException">The value's shape or dtype differs from the declaration, or the slot is unused.</exception>
+    /// <param name="value">A tensor of the declared shape and dtype; the slot owns it from now on.</param>
     public void Set(torch.Tensor value)
     {
         ArgumentNullException.ThrowIfNull(value);

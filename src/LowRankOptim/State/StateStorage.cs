@@ -9,9 +9,11 @@ namespace LowRankOptim;
 public abstract record StateStorage
 {
     /// <summary>Dense storage in <paramref name="dtype"/>.</summary>
+    /// <param name="dtype">The element type.</param>
     public static DenseStorage Dense(torch.ScalarType dtype) => new(dtype);
 
     /// <summary>Exact bytes a tensor of <paramref name="shape"/> takes in this storage.</summary>
+    /// <param name="shape">The tensor's shape.</param>
     public abstract long Bytes(long[] shape);
 }
 

@@ -17,6 +17,7 @@ public sealed class StateWriter
     private readonly BinaryWriter _writer;
 
     /// <summary>Wraps a writer positioned where the entries go (format 1: no checksums).</summary>
+    /// <param name="writer">The stream writer.</param>
     public StateWriter(BinaryWriter writer) : this(writer, checksums: false) { }
 
     /// <summary>Wraps a writer; with <paramref name="checksums"/> every entry is followed by its CRC-32 (format 2).</summary>
@@ -37,12 +38,18 @@ public sealed class StateWriter
     internal bool Checksums => _checksum is not null;
 
     /// <summary>Writes a 64-bit integer entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="value">The value.</param>
     public void Long(string name, long value) { Header(name, EntryKind.Long); _writer.Write(value); End(); }
 
     /// <summary>Writes a double entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="value">The value.</param>
     public void Double(string name, double value) { Header(name, EntryKind.Double); _writer.Write(value); End(); }
 
     /// <summary>Writes an optional double entry.</summary>
+    /// <param name="name">The entry's name (read back by it).</param>
+    /// <param name="value">The value, or null.</param>
     public void OptionalDouble(string name, double? value)
     {
         Header(name, EntryKind.OptionalDouble);
@@ -52,9 +59,13 @@ public sealed class StateWriter
     }
 
     /// <summary>Writes a boolean entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="value">The value.</param>
     public void Bool(string name, bool value) { Header(name, EntryKind.Bool); _writer.Write(value); End(); }
 
     /// <summary>Writes a string entry.</summary>
+    /// <param name="name">The entry's name, as written.</param>
+    /// <param name="value">The value.</param>
     public void String(string name, string value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -66,6 +77,8 @@ public sealed class StateWriter
     }
 
     /// <summary>Writes a tensor entry (TorchSharp's tensor format); null is written as absent.</summary>
+    /// <param name="name">The entry's name (read back by it).</param>
+    /// <param name="value">The tensor, or null for an absent one.</param>
     public void Tensor(string name, torch.Tensor? value)
     {
         Header(name, EntryKind.Tensor);

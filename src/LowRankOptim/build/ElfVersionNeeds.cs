@@ -1,7 +1,8 @@
 // Marks one symbol-version requirement of an ELF shared library as weak (VER_FLG_WEAK), so the dynamic
 // loader accepts the library on a system whose libstdc++ lacks that version. Used by the MSBuild task
 // below (compiled at build time by RoslynCodeTaskFactory) and, with LOWRANKOPTIM_NO_MSBUILD_TASK defined,
-// by the test project. See docs/native-loading.md for why and what exactly changes in the file.
+// by the library itself (the run-time fix, NativeLoading/TorchSharpNative.cs). See docs/native-loading.md
+// for why and what exactly changes in the file.
 #nullable enable
 using System;
 using System.Collections.Generic;
@@ -10,8 +11,8 @@ using System.Text;
 
 namespace LowRankOptim.Build
 {
-    /// <summary>What <see cref="ElfVersionNeeds.MarkWeak"/> did to a file.</summary>
-    public enum WeakenResult
+    /// <summary>What <c>ElfVersionNeeds.MarkWeak</c> did to a file or image.</summary>
+    internal enum WeakenResult
     {
         /// <summary>The requirement was strong and is now weak (one byte of the file changed).</summary>
         Patched,
@@ -22,8 +23,10 @@ namespace LowRankOptim.Build
     }
 
     /// <summary>Reads and edits the GNU symbol-versioning sections of little-endian ELF64 files.</summary>
-    public static class ElfVersionNeeds
+    internal static class ElfVersionNeeds
     {
+        private const uint ShtDynamic = 6;
+        private const long DtNeeded = 1;
         private const uint ShtGnuVerdef = 0x6ffffffd;
         private const uint ShtGnuVerneed = 0x6ffffffe;
         /// <summary>VER_FLG_WEAK from elf.h: a missing version is not an error.</summary>
@@ -121,6 +124,43 @@ namespace LowRankOptim.Build
         }
 
         /// <summary>
+        /// Sets VER_FLG_WEAK on every requirement of <paramref name="version"/> in the ELF image
+        /// <paramref name="elf"/> (in memory; the caller writes it where it wants).
+        /// </summary>
+        public static WeakenResult MarkWeak(byte[] elf, string version)
+        {
+            var matches = ReadRequirements(elf).FindAll(r => r.Version == version);
+            if (matches.Count == 0) return WeakenResult.NotRequired;
+            var strong = matches.FindAll(r => (r.Flags & VerFlagWeak) == 0);
+            if (strong.Count == 0) return WeakenResult.AlreadyWeak;
+            foreach (var r in strong)
+            {
+                ushort flags = (ushort)(r.Flags | VerFlagWeak);
+                elf[r.FlagsOffset] = (byte)(flags & 0xff);
+                elf[r.FlagsOffset + 1] = (byte)(flags >> 8);
+            }
+            return WeakenResult.Patched;
+        }
+
+        /// <summary>The libraries an ELF file needs (its DT_NEEDED entries), in order.</summary>
+        public static List<string> ReadNeeded(byte[] elf)
+        {
+            var result = new List<string>();
+            foreach (var section in Sections(elf))
+            {
+                if (section.Type != ShtDynamic) continue;
+                var strtab = SectionAt(elf, section.Link);
+                for (long entry = section.Offset; entry + 16 <= section.Offset + section.Size && entry + 16 <= elf.Length; entry += 16)
+                {
+                    long tag = (long)U64(elf, entry);
+                    if (tag == 0) break; // DT_NULL
+                    if (tag == DtNeeded) result.Add(CString(elf, strtab.Offset + (long)U64(elf, entry + 8)));
+                }
+            }
+            return result;
+        }
+
+        /// <summary>
         /// The libstdc++ the dynamic loader would pick on this machine (LD_LIBRARY_PATH first, then the
         /// standard multiarch and lib64 directories), or null when none is found.
         /// </summary>
@@ -149,9 +189,10 @@ namespace LowRankOptim.Build
 
         private readonly struct Section
         {
-            public Section(uint type, long offset, uint link, uint info) { Type = type; Offset = offset; Link = link; Info = info; }
+            public Section(uint type, long offset, long size, uint link, uint info) { Type = type; Offset = offset; Size = size; Link = link; Info = info; }
             public uint Type { get; }
             public long Offset { get; }
+            public long Size { get; }
             public uint Link { get; }
             public uint Info { get; }
         }
@@ -172,7 +213,7 @@ namespace LowRankOptim.Build
             int shentsize = U16(elf, 0x3A);
             long h = shoff + index * (long)shentsize;
             if (h + 64 > elf.Length) throw new InvalidDataException($"section header {index} lies outside the file");
-            return new Section(U32(elf, h + 4), (long)U64(elf, h + 24), U32(elf, h + 40), U32(elf, h + 44));
+            return new Section(U32(elf, h + 4), (long)U64(elf, h + 24), (long)U64(elf, h + 32), U32(elf, h + 40), U32(elf, h + 44));
         }
 
         private static ushort U16(byte[] b, long o) => (ushort)(b[o] | b[o + 1] << 8);

@@ -49,6 +49,7 @@ public sealed record AdamConfig(
     /// The gradient's dtype, except float16, which is computed in float32: ε (1e-8) and squares of ordinary gradients
     /// are outside float16's range, so moments kept in float16 would turn the update into NaN or ∞.
     /// </summary>
+    /// <param name="gradientType">The gradient's dtype.</param>
     public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float16 ? ScalarType.Float32 : gradientType;
 
     /// <inheritdoc />

@@ -72,6 +72,8 @@ public sealed record ApolloProjection(
     /// Side and rank (checked on load); the seed of the current matrix and how many were drawn; the SVD basis
     /// (SVD projector only); the limiter's last norm (with the limiter). The random matrix itself is never stored.
     /// </summary>
+    /// <param name="matrix">The parameter viewed as a matrix.</param>
+    /// <param name="dtype">The working dtype.</param>
     public StateDeclaration DeclareState(MatrixShape matrix, ScalarType dtype)
     {
         var (side, rank) = (MatrixSides.SideOf(Type, matrix), RankOf(matrix));

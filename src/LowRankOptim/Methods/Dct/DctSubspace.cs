@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
 /// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
 /// </summary>
-internal sealed class DctSubspace : ISubspace
+internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
 {
     private readonly DctProjection _config;
     private readonly ScalarType _dtype;
@@ -55,6 +55,16 @@ internal sealed class DctSubspace : ISubspace
     public bool HasBasis => _indices.HasValue;
     /// <summary>The selected column indices in slot order (descending score at the last re-selection), or null before the first.</summary>
     public long[]? Indices => _indices.Value?.cpu().data<long>().ToArray();
+    /// <summary>The selected DCT columns are orthonormal: Proj(G) holds an orthogonal projection's coefficients.</summary>
+    public bool ProjectsOrthogonally => true;
+
+    /// <summary>The selected column indices, or null before the first selection.</summary>
+    public object? Snapshot() => Indices;
+
+    /// <summary>Shared columns / r: for orthonormal columns of one basis, ‖B_oldᵀ B_new‖²_F / r.</summary>
+    public double? Overlap(object snapshot) =>
+        snapshot is long[] old && Indices is { } current ? (double)old.Intersect(current).Count() / Rank : null;
+
     /// <summary>The reference's schedule: k = 1 and k mod T = 0 (and whenever no selection exists yet).</summary>
     public bool NeedsRefresh(long step) => RefreshSchedule.FirstStepAndMultiplesOfGap(_config.UpdateProjGap).IsDue(step, HasBasis);
 

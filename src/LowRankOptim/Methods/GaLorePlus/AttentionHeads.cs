@@ -22,9 +22,11 @@ public enum HeadAxis
 public sealed record AttentionHeads(int Heads, HeadAxis Axis)
 {
     /// <summary>Q, K or V with <paramref name="heads"/> heads: rows grouped by head.</summary>
+    /// <param name="heads">h ≥ 1, the number of heads.</param>
     public static AttentionHeads QueryKeyValue(int heads) => new(heads, HeadAxis.Rows);
 
     /// <summary>The output projection with <paramref name="heads"/> heads: columns grouped by head.</summary>
+    /// <param name="heads">h ≥ 1, the number of heads.</param>
     public static AttentionHeads Output(int heads) => new(heads, HeadAxis.Columns);
 }
 

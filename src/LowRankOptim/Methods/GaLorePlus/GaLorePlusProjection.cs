@@ -102,9 +102,11 @@ public sealed record GaLorePlusProjection(
     }
 
     /// <summary>The rank of the shared basis for a <paramref name="matrix"/>: r clamped to min(d_h, d) with heads, to min(m, n) without.</summary>
+    /// <param name="matrix">The parameter viewed as a matrix.</param>
     public long LayoutRank(MatrixShape matrix) => LayoutOf(matrix).Rank;
 
     /// <summary>k = ⌈ρ·m·n⌉, the number of entries with sparse residual moments (0 when ρ = 0).</summary>
+    /// <param name="matrix">The parameter viewed as a matrix.</param>
     public long ResidualElements(MatrixShape matrix)
     {
         var total = matrix.Rows * matrix.Cols;
@@ -116,6 +118,10 @@ public sealed record GaLorePlusProjection(
     /// uniform in [0, <paramref name="heads"/>), from a SplitMix64 hash of the sketch seed (a separate stream, so
     /// the sketch is the one <see cref="RandomizedSvdProjection"/> draws). Depends on nothing else, so it resumes exactly.
     /// </summary>
+    /// <param name="seed">The projection's sketch seed.</param>
+    /// <param name="parameterIndex">The parameter's index in the optimizer.</param>
+    /// <param name="refreshIndex">The 0-based refresh.</param>
+    /// <param name="heads">h, the number of heads.</param>
     public static int HeadFor(long seed, int parameterIndex, long refreshIndex, int heads)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(heads, 1);

@@ -63,6 +63,7 @@ public sealed record OnlinePcaProjection(
         new OnlinePcaSubspace(this, matrix, MatrixSides.SideOf(Type, matrix), Math.Min(Rank, matrix.Min), dtype, device);
 
     /// <summary>The execution policy of the basis optimizer (its kernel choice) is the current config's.</summary>
+    /// <param name="current">The config in use, whose basis optimizer's kernel choice is kept.</param>
     public IProjectionConfig WithExecutionPolicyOf(IProjectionConfig current) =>
         current is OnlinePcaProjection c ? this with { BasisRule = BasisRule.WithExecutionPolicyOf(c.BasisRule) } : this;
 

@@ -24,6 +24,7 @@ public sealed record SgdConfig(double Momentum = 0.0, double Dampening = 0.0, bo
         .Bool("nesterov", c => c.Nesterov, (c, v) => c with { Nesterov = v });
 
     /// <summary>The gradient's dtype, except float16, which is computed in float32 (as every rule does).</summary>
+    /// <param name="gradientType">The gradient's dtype.</param>
     public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float16 ? ScalarType.Float32 : gradientType;
 
     /// <inheritdoc />

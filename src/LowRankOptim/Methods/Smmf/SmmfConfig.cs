@@ -53,6 +53,7 @@ public sealed record SmmfConfig(
         .ExecutionPolicy("kernel", c => c.Kernel, savedByEarlierReleases: true);
 
     /// <summary>Float32 (also for bf16 and fp16 parameters, as the reference), float64 for float64 parameters.</summary>
+    /// <param name="gradientType">The dtype of the parameter and its gradient.</param>
     public ScalarType WorkingType(ScalarType gradientType) => gradientType == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     /// <inheritdoc />

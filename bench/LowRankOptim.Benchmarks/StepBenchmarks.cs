@@ -43,6 +43,10 @@ public class StepBenchmarks
             _gradient = randn([m, n], generator: generator).mul_(1e-3f);
         }
         _optimizer = Case.Method.Create(_weight, Case.Rank ?? 0);
+        // LOWRANKOPTIM_BENCH_SCREEN=off: the step without the gradient screen (SkipUnusableGradients, a later release's
+        // safety check: one extra read of the gradient); set by reflection so the benchmark compiles against releases without it.
+        if (Environment.GetEnvironmentVariable("LOWRANKOPTIM_BENCH_SCREEN") == "off")
+            _optimizer.GetType().GetProperty("SkipUnusableGradients")?.SetValue(_optimizer, false);
         var created = clock.Elapsed;
         Step();
         Console.WriteLine($"// setup {Shape} {Case}: tensors and optimizer {created.TotalSeconds:F1} s, first step (the refresh) " +

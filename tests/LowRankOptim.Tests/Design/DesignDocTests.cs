@@ -8,11 +8,11 @@ namespace LowRankOptim.Tests.Design;
 /// <summary>docs/design.md states the facts of the code it describes.</summary>
 public sealed partial class DesignDocTests
 {
-    private static string RepositoryFile(string relative, [System.Runtime.CompilerServices.CallerFilePath] string here = "")
+    private static string RepositoryFile(string relative)
     {
-        // This file lives in tests/LowRankOptim.Tests/Design/.
-        var root = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "..", "..", ".."));
-        return Path.Combine(root, relative);
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "LowRankOptim.sln"))) return Path.Combine(dir.FullName, relative);
+        throw new DirectoryNotFoundException("LowRankOptim.sln not found above the test output");
     }
 
     [GeneratedRegex(@"\*\*(\d+) public types\*\*")]

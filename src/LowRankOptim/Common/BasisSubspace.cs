@@ -148,6 +148,12 @@ internal abstract class BasisSubspace : ISubspace
     /// <summary>W ← W − c·Back(N).</summary>
     public virtual void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
 
+    /// <summary>
+    /// False: W ← W − c·Back(N) needs R only. A derived subspace whose <see cref="Apply"/> or
+    /// <see cref="AfterUpdate"/> reads the gradient overrides it.
+    /// </summary>
+    public virtual bool ReadsGradientAfterProjection => false;
+
     internal static Tensor CanonicalOrFail(Tensor basis, bool columns)
     {
         if (!basis.isfinite().all().item<bool>())

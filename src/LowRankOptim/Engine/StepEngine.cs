@@ -16,9 +16,28 @@ internal sealed class StepEngine(Action<LowRankParameterState, ISubspace, long, 
     /// <summary>Runs every phase over <paramref name="steps"/>; temporaries live in the caller's dispose scope.</summary>
     public void Run(IReadOnlyList<ParameterStep> steps)
     {
+        Gather(steps);
+        Finish(steps);
+    }
+
+    /// <summary>
+    /// The phases that read the full gradient: prepare → refresh → project. Afterwards each step holds R in
+    /// <see cref="ParameterStep.Projected"/> (or is <see cref="ParameterStep.Skipped"/>). <see cref="Run"/> is
+    /// Gather then <see cref="Finish"/>; the per-layer mode (PerLayer/GradientRelease) runs the two halves at
+    /// different times (Gather during backward, Finish at once or at <c>step()</c>), and for a subspace that does
+    /// not read the gradient after projection it replaces R by a sum over micro-batches in between
+    /// (<see cref="ParameterStep.KeepOnlyProjected"/>).
+    /// </summary>
+    public void Gather(IReadOnlyList<ParameterStep> steps)
+    {
         foreach (var s in steps) Prepare(s);
         foreach (var s in steps) Refresh(s);
         foreach (var s in steps) Project(s);
+    }
+
+    /// <summary>The phases from R on: communicate → update → apply → after.</summary>
+    public void Finish(IReadOnlyList<ParameterStep> steps)
+    {
         Communicate(steps);
         foreach (var s in steps) Update(s);
         foreach (var s in steps) Apply(s);

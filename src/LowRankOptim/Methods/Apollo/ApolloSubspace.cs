@@ -143,4 +143,7 @@ internal sealed class ApolloSubspace : ISubspace
 
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
+
+    /// <summary>True: the update scales the raw gradient G.</summary>
+    public bool ReadsGradientAfterProjection => true;
 }

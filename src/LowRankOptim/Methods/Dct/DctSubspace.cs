@@ -177,6 +177,9 @@ internal sealed class DctSubspace : ISubspace
     /// <summary>W ← W − c·Back(N).</summary>
     public void Apply(in SubspaceUpdate update) => AddProjectedBack(update.Target, update.Direction, -update.Coefficient);
 
+    /// <summary>False: the step after projection needs R only.</summary>
+    public bool ReadsGradientAfterProjection => false;
+
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 

@@ -42,6 +42,9 @@ internal sealed class CrossHeadSubspace : BasisSubspace
             RandomizedSvdProjection.SketchSeed(_config.Seed, context.ParameterIndex, refreshIndex), NeedsLeft, NeedsRight);
     }
 
+    /// <summary>True with a sparse residual, which reads the gradient (E = G − Back(R)).</summary>
+    public override bool ReadsGradientAfterProjection => _residual is not null;
+
     /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
     public override void Apply(in SubspaceUpdate update)
     {

@@ -32,6 +32,9 @@ internal sealed class OnlinePcaSubspace : BasisSubspace
     /// <summary>P's update-rule state (its moments).</summary>
     public IUpdateRule BasisRuleState => _rule;
 
+    /// <summary>True: P's step after the update reads the gradient (its norm and R̂ᵀĜ).</summary>
+    public override bool ReadsGradientAfterProjection => true;
+
     /// <summary>Only the first step computes a basis (by SVD); afterwards P moves by <see cref="AfterUpdate"/>.</summary>
     public override bool NeedsRefresh(long step) => !HasBasis;
 

@@ -21,6 +21,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     private readonly List<LowRankParameterState> _states = [];
     private readonly StepEngine _engine;
     private LoadSession? _load;
+    private GradientRelease? _release;
 
     /// <summary>Creates the optimizer over <paramref name="groups"/>; unset group options come from <paramref name="defaults"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid, a group is empty of options it needs, or a parameter appears twice.</exception>
@@ -46,6 +47,43 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
 
     /// <summary>Refreshes that failed, over all parameters.</summary>
     public long RefreshFailures => _states.Sum(s => s.RefreshFailures);
+
+    /// <summary>
+    /// Bytes of the gradient tensors alive at the peak of the last <c>step()</c>: in the standard path every
+    /// <c>.grad</c> at <c>step()</c>; in the per-layer mode (<see cref="ReleaseGradientsDuringBackward"/>) the largest
+    /// sum, over the moments gradients are taken during backward and <c>step()</c>, of every <c>.grad</c> and what the
+    /// mode holds (accumulated gradients, projected gradients waiting for <c>step()</c>). 0 before the first step.
+    /// </summary>
+    public long PeakGradientBytes { get; internal set; }
+
+    /// <summary>
+    /// Starts the per-layer mode over <paramref name="model"/>: each parameter's gradient is taken as soon as backward
+    /// has finished it, projected (or applied) and released, instead of waiting in <c>.grad</c> for <c>step()</c>.
+    /// The loop stays the standard one: <c>loss.backward()</c> <paramref name="accumulation_steps"/> times, then
+    /// <c>step()</c> (and no <c>clip_grad_norm_</c>: pass <paramref name="max_grad_norm"/>). The results equal the
+    /// standard path's up to float rounding (docs/per-layer.md). Dispose the result to return to the standard path.
+    /// </summary>
+    /// <param name="model">The model whose backward passes are observed; every trainable parameter must be in this optimizer.</param>
+    /// <param name="accumulation_steps">k ≥ 1: backward passes (micro-batches) per step; their gradients are summed.</param>
+    /// <param name="max_grad_norm">Clip the global 2-norm of the step's gradient to this value, as <c>clip_grad_norm_</c>; null for none.</param>
+    /// <exception cref="ArgumentException">A trainable parameter of the model is not in this optimizer, or the model has no module the mode can observe.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="accumulation_steps"/> &lt; 1, or <paramref name="max_grad_norm"/> is not a finite number &gt; 0.</exception>
+    /// <exception cref="InvalidOperationException">A per-layer mode is already active on this optimizer.</exception>
+    public GradientRelease ReleaseGradientsDuringBackward(nn.Module model, int accumulation_steps = 1, double? max_grad_norm = null)
+    {
+        if (_release is not null)
+            throw new InvalidOperationException("The per-layer mode is already active on this optimizer; dispose its GradientRelease first.");
+        return _release = new GradientRelease(this, _engine, model, accumulation_steps, max_grad_norm);
+    }
+
+    internal bool Owns(Parameter parameter) => _state.ContainsKey(parameter.Handle);
+
+    internal LowRankOptions OptionsOf(LowRankParameterState state) => ((LowRankParamGroup)_parameter_groups[state.GroupIndex]).Options;
+
+    internal void Detach(GradientRelease release)
+    {
+        if (ReferenceEquals(_release, release)) _release = null;
+    }
 
     /// <summary>The default options of groups added later.</summary>
     public LowRankOptions Defaults => (LowRankOptions)_defaults;
@@ -103,16 +141,29 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         }
     }
 
-    /// <summary>Performs one optimization step; returns the closure's loss when a closure is given.</summary>
-    public override Tensor step(Func<Tensor>? closure = null) => _step<LowRankParamGroup>(group =>
+    /// <summary>
+    /// Performs one optimization step; returns the closure's loss when a closure is given. In the per-layer mode it
+    /// completes the step whose updates began during the last backward pass (and throws, changing nothing, before
+    /// the step's last backward pass).
+    /// </summary>
+    public override Tensor step(Func<Tensor>? closure = null)
     {
-        foreach (var p in group.Parameters)
+        if (_release is { } release) return release.Step(closure)!;
+        long gradientBytes = 0;
+        var loss = _step<LowRankParamGroup>(group =>
         {
-            // One scope and one engine run per parameter: temporaries never pile up across the model.
-            using var scope = NewDisposeScope();
-            if (p.grad is { } grad) _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
-        }
-    }, closure!);
+            foreach (var p in group.Parameters)
+            {
+                // One scope and one engine run per parameter: temporaries never pile up across the model.
+                using var scope = NewDisposeScope();
+                if (p.grad is not { } grad) continue;
+                gradientBytes += grad.numel() * grad.element_size();
+                _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
+            }
+        }, closure!);
+        PeakGradientBytes = gradientBytes;
+        return loss;
+    }
 
     /// <summary>
     /// Steps one parameter now with <paramref name="gradient"/> (its group's options, its own step counter), as
@@ -143,6 +194,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// <summary>Sets every gradient to null (PyTorch's default <c>set_to_none=True</c>), releasing its memory.</summary>
     public override void zero_grad()
     {
+        _release?.ThrowIfInWindow("zero_grad()");
         foreach (var group in _parameter_groups)
             foreach (var p in group.Parameters)
                 p.grad = null;
@@ -215,6 +267,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
 
     private void LoadBody(BinaryReader reader)
     {
+        _release?.ThrowIfInWindow("load_state_dict");
         _load?.Dispose();
         _load = null;
         try
@@ -237,6 +290,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     /// </summary>
     internal void StageOptions(int groupIndex, LowRankOptions staged)
     {
+        _release?.ThrowIfInWindow("load_state_dict");
         staged.KeepExecutionPolicyOf(((LowRankParamGroup)_parameter_groups[groupIndex]).Options);
         staged.Validate($"saved parameter group {groupIndex}");
         if (groupIndex == 0 || _load is null)
@@ -248,8 +302,11 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
         TryCommit();
     }
 
-    internal LowRankOptions OptionsForLoading(int groupIndex) =>
-        _load?.Options[groupIndex] ?? ((LowRankParamGroup)_parameter_groups[groupIndex]).Options;
+    internal LowRankOptions OptionsForLoading(int groupIndex)
+    {
+        _release?.ThrowIfInWindow("load_state_dict");
+        return _load?.Options[groupIndex] ?? ((LowRankParamGroup)_parameter_groups[groupIndex]).Options;
+    }
 
     internal void StageState(int index, LowRankParameterState.StagedState staged)
     {
@@ -279,6 +336,7 @@ public sealed class LowRankOptimizer : OptimizerHelper, IBetas
     {
         base.Dispose(disposing);
         if (!disposing) return;
+        _release?.Dispose();
         _load?.Dispose();
         _load = null;
         foreach (var s in _states) s.Dispose();

@@ -40,8 +40,6 @@ public sealed class GradientRelease : IDisposable
     private readonly List<ReleaseSlot> _slots = [];      // optimizer order (the standard step's order)
     private readonly List<ReleaseSlot> _normOrder = [];  // the model's parameter order, then the optimizer's others
     private readonly List<Action> _removeHooks = [];
-    // Taps of this forward by input tensor, weakly held: the graph, not this table, keeps tensors and taps alive.
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, TapPoint> _inputTaps = [];
     private int _passes;
     private bool _forwardSinceTap;
     private bool _disposed;
@@ -134,7 +132,10 @@ public sealed class GradientRelease : IDisposable
 
     private bool Clipping => MaxGradNorm is not null;
 
-    /// <summary>Forward pre-hook: counts the use, and wraps the input in a tap (one per distinct input tensor).</summary>
+    /// <summary>
+    /// Forward pre-hook: counts the use, and wraps the input in a tap of this call. One tap per call, even where modules
+    /// read the same tensor (q/k/v): each fires right after its own module, so one layer's gradient is alive at a time.
+    /// </summary>
     private Tensor OnForward(ModuleRecord record, Tensor input)
     {
         if (_disposed || _fault is not null || !is_grad_enabled()) return input;
@@ -145,17 +146,7 @@ public sealed class GradientRelease : IDisposable
             record.TapOutput = true; // no tap possible on the input: the output's marks the backward pass
             return input!;
         }
-        if (_inputTaps.TryGetValue(input, out var shared) && shared.Output is { IsInvalid: false } output)
-        {
-            shared.Modules.Add(record); // modules reading the same tensor (q/k/v) share one tap, which fires after all of them
-            return output;
-        }
-        var point = new TapPoint(this);
-        point.Modules.Add(record);
-        var tapped = GradientTap.On(input, point);
-        point.Output = tapped;
-        _inputTaps.AddOrUpdate(input, point);
-        return tapped;
+        return GradientTap.On(input, new TapPoint(this, record));
     }
 
     /// <summary>Forward hook: a module whose input could not be tapped gets a tap on its output, which only marks the backward pass.</summary>
@@ -164,7 +155,7 @@ public sealed class GradientRelease : IDisposable
         if (!record.TapOutput) return output;
         record.TapOutput = false;
         if (_disposed || _fault is not null || output is null || !output.requires_grad || !output.is_floating_point()) return output!;
-        return GradientTap.On(output, new TapPoint(this));
+        return GradientTap.On(output, new TapPoint(this, null));
     }
 
     /// <summary>A tap fired during backward: parameters whose every counted use has fired have their gradient complete.</summary>
@@ -176,7 +167,6 @@ public sealed class GradientRelease : IDisposable
             if (_forwardSinceTap)
             {
                 _forwardSinceTap = false;
-                _inputTaps.Clear();
                 if (_passes == 0) _peak = 0;
                 _passes++;
             }
@@ -187,7 +177,7 @@ public sealed class GradientRelease : IDisposable
                 return;
             }
             List<ReleaseSlot>? complete = null;
-            foreach (var module in point.Modules)
+            if (point.Module is { } module)
                 foreach (var slot in module.Slots)
                     if (--slot.Pending == 0 && !slot.AlwaysDeferred) (complete ??= []).Add(slot);
             if (complete is null) return;
@@ -436,7 +426,6 @@ public sealed class GradientRelease : IDisposable
         foreach (var slot in _slots) slot.Reset();
         _passes = 0;
         _forwardSinceTap = false;
-        _inputTaps.Clear();
     }
 
     private void RemoveHooks()

@@ -35,25 +35,10 @@ internal sealed class GradientTap : autograd.SingleTensorFunction<GradientTap>
     }
 }
 
-/// <summary>
-/// One tap in the graph: the module calls whose input it wraps (several when modules share an input tensor, as
-/// q/k/v projections do), or none for a tap that only marks a backward pass.
-/// </summary>
-internal sealed class TapPoint(GradientRelease owner)
+/// <summary>One tap in the graph: the module call whose input it wraps, or none for a tap that only marks a backward pass.</summary>
+internal sealed class TapPoint(GradientRelease owner, ModuleRecord? module)
 {
-    public List<ModuleRecord> Modules { get; } = [];
-
-    private WeakReference<Tensor>? _output;
-
-    /// <summary>
-    /// The tapped tensor handed to the modules (reused by a module called with the same input), weakly held: the
-    /// graph's node holds this point, and a strong reference would keep the tensor, and so the node, alive.
-    /// </summary>
-    public Tensor? Output
-    {
-        get => _output is not null && _output.TryGetTarget(out var t) ? t : null;
-        set => _output = value is null ? null : new WeakReference<Tensor>(value);
-    }
+    public ModuleRecord? Module { get; } = module;
 
     public void Fire() => owner.OnTap(this);
 }

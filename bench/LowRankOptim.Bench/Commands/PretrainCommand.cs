@@ -27,6 +27,8 @@ public static class PretrainCommand
         var scale = new Option<double>("--scale") { Description = "GaLore scale α.", DefaultValueFactory = _ => 0.25 };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
         var clip = new Option<double>("--clip") { Description = "Gradient-norm clipping (0 = off).", DefaultValueFactory = _ => 1.0 };
+        var accumulation = new Option<int>("--accumulation") { Description = "Micro-batches per step: each batch is split into this many, their gradients summed (it must divide --batch).", DefaultValueFactory = _ => 1 };
+        var perLayer = new Option<bool>("--per-layer") { Description = "Per-layer mode: take and release each layer's gradient during backward (ReleaseGradientsDuringBackward; the AdamW baseline runs as LowRank.AdamW)." };
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seed = new Option<long>("--seed") { Description = "Seed of the initialization and the data order.", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--output") { Description = "Output folder.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
@@ -42,7 +44,7 @@ public static class PretrainCommand
         var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
-            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
             evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab,
         };
         command.SetAction(r =>
@@ -54,14 +56,18 @@ public static class PretrainCommand
                 var n = Positive("--steps", r.GetValue(steps));
                 var t = Positive("--seq-len", r.GetValue(seqLen));
                 if (t > config.MaxSequence) throw new UsageException($"--seq-len {t} exceeds the model's maximum sequence length {config.MaxSequence}.");
-                var settings = new TrainSettings(config, n, Positive("--batch", r.GetValue(batch)), t,
+                var b = Positive("--batch", r.GetValue(batch));
+                var micro = Positive("--accumulation", r.GetValue(accumulation));
+                if (b % micro != 0) throw new UsageException($"--accumulation {micro} must divide --batch {b} (each batch is split into equal micro-batches).");
+                var settings = new TrainSettings(config, n, b, t,
                     WarmupSteps: r.GetValue(warmup) is int w ? NonNegative("--warmup", w) : Math.Max(1, n / 10),
                     MinLrRatio: 0.1, ClipNorm: NonNegative("--clip", r.GetValue(clip)), Seed: r.GetValue(seed),
                     EvalEvery: r.GetValue(evalEvery) is int e ? Positive("--eval-every", e) : Math.Max(1, n / 10),
                     EvalBatches: Positive("--eval-batches", r.GetValue(evalBatches)),
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
-                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale))));
+                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale))),
+                    Accumulation: micro, PerLayer: r.GetValue(perLayer));
                 var kinds = ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList();
                 var lrs = ParseLearningRates(r.GetValue(lr), kinds);
                 var grid = r.GetValue(sweep) ? ParseList(r.GetValue(factors)!).Select(f => PositiveReal("--sweep-factors", ParseDouble("--sweep-factors", f))).ToList() : [1.0];
@@ -95,7 +101,9 @@ public static class PretrainCommand
         var dataset = new TokenDataset(tokenizer.Encode(text));
         log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation tokens ({tokenizer.GetType().Name}, vocabulary {tokenizer.VocabSize})");
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
-                      $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}");
+                      $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}" +
+                      (s.Accumulation > 1 ? $"; {s.Accumulation} micro-batches of {s.Batch / s.Accumulation} per step" : "") +
+                      (s.PerLayer ? "; per-layer mode (gradients released during backward)" : ""));
         log.WriteLine(MachineInfo.Describe());
         var settings = s with { Model = s.Model with { VocabSize = tokenizer.VocabSize } };
         Directory.CreateDirectory(output);

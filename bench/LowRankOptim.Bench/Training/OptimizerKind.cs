@@ -128,10 +128,14 @@ public static class OptimizerCatalog
         };
     }
 
-    /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
-    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s)
+    /// <summary>
+    /// Builds the optimizer over <paramref name="model"/>'s parameters; with <paramref name="lowRankOnly"/> the AdamW
+    /// baseline is LowRankOptim's (<c>LowRank.AdamW</c>, equal to TorchSharp's) instead of TorchSharp's.
+    /// </summary>
+    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s, bool lowRankOnly = false)
     {
-        if (kind == OptimizerKind.AdamW) return torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
+        if (kind == OptimizerKind.AdamW)
+            return lowRankOnly ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0) : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
         if (kind == OptimizerKind.GaLorePlus)
         {
             var config = (model as LlamaModel)?.Config ?? throw new ArgumentException("galore-plus needs a LlamaModel (head counts per attention weight).", nameof(model));

@@ -12,7 +12,8 @@ public sealed record RunResult(
     long OptimizerStateBytes,
     long PeakRssBytes,
     IReadOnlyList<(int Step, double Loss)> TrainCurve,
-    IReadOnlyList<(int Step, double Loss)> ValidationCurve)
+    IReadOnlyList<(int Step, double Loss)> ValidationCurve,
+    long PeakGradientBytes = 0)
 {
     public double Perplexity => Math.Exp(ValidationLoss);
 }

@@ -14,8 +14,9 @@ public readonly record struct TrainingProgress(int Step, int Steps, double Loss,
 
 /// <summary>
 /// Trains one model with one optimizer: same initialization (seed), same data order (batches seeded by step),
-/// warm-up + cosine schedule through TorchSharp's LambdaLR, gradient clipping, periodic validation,
-/// checkpoints, resume. Writes train.csv (step, train_loss, lr, elapsed_s) and validation.csv in its folder.
+/// warm-up + cosine schedule through TorchSharp's LambdaLR, gradient clipping, gradient accumulation over
+/// micro-batches, the per-layer mode (<see cref="LowRankOptimizer.ReleaseGradientsDuringBackward"/>), periodic
+/// validation, checkpoints, resume. Writes train.csv (step, train_loss, lr, elapsed_s) and validation.csv in its folder.
 /// </summary>
 public static class Trainer
 {
@@ -25,7 +26,10 @@ public static class Trainer
     {
         Directory.CreateDirectory(runDir);
         using var model = new LlamaModel(s.Model, s.Seed);
-        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank);
+        if (s.Accumulation < 1 || s.Batch % s.Accumulation != 0)
+            throw new ArgumentException($"the batch of {s.Batch} sequences cannot be split into {s.Accumulation} equal micro-batches.", nameof(s));
+        // The per-layer mode is LowRankOptim's: the AdamW baseline then runs as LowRank.AdamW (equal to TorchSharp's).
+        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, lowRankOnly: s.PerLayer);
         var schedule = optim.lr_scheduler.LambdaLR(optimizer, s.LearningRateFactor);
 
         var train = new List<(int Step, double Loss, double Lr, double Elapsed)>();
@@ -47,6 +51,11 @@ public static class Trainer
             validation.AddRange(ReadValidationCsv(Path.Combine(runDir, "validation.csv")).Where(r => r.Step <= start));
         }
 
+        // The mode is execution policy: started after a resume's load, never saved; the loop below is the standard one.
+        using var release = s.PerLayer
+            ? ((LowRankOptimizer)optimizer).ReleaseGradientsDuringBackward(model, accumulation_steps: s.Accumulation, max_grad_norm: s.ClipNorm > 0 ? s.ClipNorm : null)
+            : null;
+        long peakGradients = 0;
         ProcessMemory.ResetPeak();
         var tokensPerStep = (double)s.Batch * s.Sequence;
         var clock = Stopwatch.StartNew();
@@ -57,13 +66,21 @@ public static class Trainer
             using (var scope = NewDisposeScope())
             {
                 var batch = data.TrainBatch(s.Seed, step, s.Batch, s.Sequence);
-                var l = model.Loss(batch);
-                l.backward();
-                if (s.ClipNorm > 0) nn.utils.clip_grad_norm_(model.parameters(), s.ClipNorm);
+                loss = 0;
+                var micro = s.Batch / s.Accumulation;
+                for (var i = 0; i < s.Accumulation; i++)
+                {
+                    using var microScope = NewDisposeScope();
+                    var l = model.Loss(s.Accumulation == 1 ? batch : batch.narrow(0, i * micro, micro));
+                    (s.Accumulation == 1 ? l : l.div(s.Accumulation)).backward();
+                    loss += l.item<float>() / s.Accumulation;
+                }
+                // The per-layer mode clips itself (max_grad_norm): its gradients are gone from .grad by now.
+                if (s.ClipNorm > 0 && !s.PerLayer) nn.utils.clip_grad_norm_(model.parameters(), s.ClipNorm);
                 optimizer.step();
                 model.zero_grad();
-                loss = l.item<float>();
             }
+            if (optimizer is LowRankOptimizer lowRank) peakGradients = Math.Max(peakGradients, lowRank.PeakGradientBytes);
             schedule.step();
             var elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
             train.Add((step, loss, currentLr, elapsed));
@@ -95,7 +112,8 @@ public static class Trainer
             OptimizerStateBytes: OptimizerCatalog.StateBytes(optimizer, model),
             PeakRssBytes: ProcessMemory.PeakRss(),
             TrainCurve: train.Select(r => (r.Step, r.Loss)).ToList(),
-            ValidationCurve: validation);
+            ValidationCurve: validation,
+            PeakGradientBytes: peakGradients);
     }
 
     /// <summary>Mean validation loss over the fixed validation batches.</summary>

@@ -140,7 +140,7 @@ public static class CommCommand
         {
             using var model = new LlamaModel(config, 0);
             var settings = new LowRankSettings(r, 2, 0.25); // refreshes at steps 1 and 3 (DCT: 1 and 2)
-            using var opt = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, settings, distributed: true);
+            using var opt = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, settings, lowRankOnly: true);
             var dp = opt.Distribute(comm, shard);
             var steps = new List<(long Whole, long AllReduced, double Seconds)>();
             for (var k = 1; k <= 3; k++)

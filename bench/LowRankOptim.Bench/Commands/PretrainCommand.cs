@@ -33,6 +33,8 @@ public static class PretrainCommand
         var distributed = new Option<bool>("--distributed") { Description = "Data parallel over MPI: run under 'mpiexec.mpich -n N'; each rank takes 1/N of every global batch (same data order as one process); rank 0 prints and writes (docs/distributed.md)." };
         var shardState = new Option<bool>("--shard-state") { Description = "With --distributed: each rank keeps the update-rule state of its share of the parameters (ZeRO stage 1)." };
         var mpiTimeout = new Option<double>("--mpi-timeout") { Description = "With --distributed: seconds one collective may wait for the other ranks before the rank ends itself.", DefaultValueFactory = _ => 600 };
+        var accumulation = new Option<int>("--accumulation") { Description = "Micro-batches per step: each batch is split into this many, their gradients summed (it must divide --batch).", DefaultValueFactory = _ => 1 };
+        var perLayer = new Option<bool>("--per-layer") { Description = "Per-layer mode: take and release each layer's gradient during backward (ReleaseGradientsDuringBackward; the AdamW baseline runs as LowRank.AdamW)." };
         var seed = new Option<long>("--seed") { Description = "Seed of the initialization and the data order.", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--output") { Description = "Output folder.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var data = new Option<string?>("--data") { Description = "A UTF-8 text file, or a folder of *.txt files (default: the .NET SDK's reference documentation)." };
@@ -47,7 +49,7 @@ public static class PretrainCommand
         var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
-            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, threads, seed, output, data, sweep, factors,
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
             evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
@@ -70,14 +72,18 @@ public static class PretrainCommand
                 var n = Positive("--steps", r.GetValue(steps));
                 var t = Positive("--seq-len", r.GetValue(seqLen));
                 if (t > config.MaxSequence) throw new UsageException($"--seq-len {t} exceeds the model's maximum sequence length {config.MaxSequence}.");
-                var settings = new TrainSettings(config, n, Positive("--batch", r.GetValue(batch)), t,
+                var b = Positive("--batch", r.GetValue(batch));
+                var micro = Positive("--accumulation", r.GetValue(accumulation));
+                if (b % micro != 0) throw new UsageException($"--accumulation {micro} must divide --batch {b} (each batch is split into equal micro-batches).");
+                var settings = new TrainSettings(config, n, b, t,
                     WarmupSteps: r.GetValue(warmup) is int w ? NonNegative("--warmup", w) : Math.Max(1, n / 10),
                     MinLrRatio: 0.1, ClipNorm: NonNegative("--clip", r.GetValue(clip) ?? (comm is null ? 1.0 : 0.0)), Seed: r.GetValue(seed),
                     EvalEvery: r.GetValue(evalEvery) is int e ? Positive("--eval-every", e) : Math.Max(1, n / 10),
                     EvalBatches: Positive("--eval-batches", r.GetValue(evalBatches)),
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
-                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale))));
+                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale))),
+                    Accumulation: micro, PerLayer: r.GetValue(perLayer));
                 var kinds = ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList();
                 var lrs = ParseLearningRates(r.GetValue(lr), kinds);
                 var grid = r.GetValue(sweep) ? ParseList(r.GetValue(factors)!).Select(f => PositiveReal("--sweep-factors", ParseDouble("--sweep-factors", f))).ToList() : [1.0];
@@ -128,7 +134,9 @@ public static class PretrainCommand
         var dataset = new TokenDataset(tokenizer.Encode(text));
         log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation tokens ({tokenizer.GetType().Name}, vocabulary {tokenizer.VocabSize})");
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
-                      $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}");
+                      $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}" +
+                      (s.Accumulation > 1 ? $"; {s.Accumulation} micro-batches of {s.Batch / s.Accumulation} per step" : "") +
+                      (s.PerLayer ? "; per-layer mode (gradients released during backward)" : ""));
         log.WriteLine(MachineInfo.Describe());
         if (distributed is not null)
             log.WriteLine($"data parallel: {distributed.Communicator.Size} ranks × {s.Batch / distributed.Communicator.Size} sequences per step" +

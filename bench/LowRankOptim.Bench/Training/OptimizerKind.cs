@@ -128,16 +128,14 @@ public static class OptimizerCatalog
         };
     }
 
-    /// <summary>Builds the optimizer over <paramref name="model"/>'s parameters.</summary>
-    /// <param name="kind">The optimizer.</param>
-    /// <param name="model">The model.</param>
-    /// <param name="lr">The peak learning rate.</param>
-    /// <param name="s">The low-rank settings.</param>
-    /// <param name="distributed">Data-parallel training needs a <see cref="LowRankOptimizer"/>: AdamW is then its full-space equivalent (LowRank.AdamW, torch conventions).</param>
-    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s, bool distributed = false)
+    /// <summary>
+    /// Builds the optimizer over <paramref name="model"/>'s parameters; with <paramref name="lowRankOnly"/> the AdamW
+    /// baseline is LowRankOptim's (<c>LowRank.AdamW</c>, equal to TorchSharp's) instead of TorchSharp's.
+    /// </summary>
+    public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s, bool lowRankOnly = false)
     {
         if (kind == OptimizerKind.AdamW)
-            return distributed ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0) : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
+            return lowRankOnly ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0) : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
         if (kind == OptimizerKind.GaLorePlus)
         {
             var config = (model as LlamaModel)?.Config ?? throw new ArgumentException("galore-plus needs a LlamaModel (head counts per attention weight).", nameof(model));

@@ -11,7 +11,8 @@ public sealed record RunResult(
     double TokensPerSecond,
     long OptimizerStateBytes,
     IReadOnlyList<(int Step, double Loss)> TrainCurve,
-    IReadOnlyList<(int Step, double Loss)> ValidationCurve)
+    IReadOnlyList<(int Step, double Loss)> ValidationCurve,
+    long PeakGradientBytes = 0)
 {
     public double Perplexity => Math.Exp(ValidationLoss);
 }

@@ -2,7 +2,12 @@ using LowRankOptim.Bench.Model;
 
 namespace LowRankOptim.Bench.Training;
 
-/// <summary>Everything that defines a training run apart from the optimizer and its learning rate.</summary>
+/// <summary>
+/// Everything that defines a training run apart from the optimizer and its learning rate. Each step's batch of
+/// <see cref="Batch"/> sequences is split into <see cref="Accumulation"/> micro-batches whose gradients are summed
+/// (the same objective: the mean of the micro-batch means); <see cref="PerLayer"/> runs the optimizer's per-layer mode
+/// (gradients taken and released during backward; execution policy, the results equal up to float rounding).
+/// </summary>
 public sealed record TrainSettings(
     LlamaConfig Model,
     int Steps,
@@ -15,7 +20,9 @@ public sealed record TrainSettings(
     int EvalEvery,
     int EvalBatches,
     int CheckpointEvery,
-    LowRankSettings LowRank)
+    LowRankSettings LowRank,
+    int Accumulation = 1,
+    bool PerLayer = false)
 {
     /// <summary>Linear warm-up to the peak, then cosine decay to MinLrRatio × peak at the last step (GaLore's schedule).</summary>
     public double LearningRateFactor(int step)

@@ -17,8 +17,9 @@ public readonly record struct TrainingProgress(int Step, int Steps, double Loss,
 
 /// <summary>
 /// Trains one model with one optimizer: same initialization (seed), same data order (batches seeded by step),
-/// warm-up + cosine schedule through TorchSharp's LambdaLR, gradient clipping, periodic validation,
-/// checkpoints, resume. Writes train.csv (step, train_loss, lr, elapsed_s) and validation.csv in its folder.
+/// warm-up + cosine schedule through TorchSharp's LambdaLR, gradient clipping, gradient accumulation over
+/// micro-batches, the per-layer mode (<see cref="LowRankOptimizer.ReleaseGradientsDuringBackward"/>), periodic
+/// validation, checkpoints, resume. Writes train.csv (step, train_loss, lr, elapsed_s) and validation.csv in its folder.
 /// </summary>
 public static class Trainer
 {
@@ -42,11 +43,13 @@ public static class Trainer
             throw new ArgumentException($"the batch ({s.Batch}) must be a multiple of the number of ranks ({comm.Size}): each rank takes an equal slice.");
         if (writer) Directory.CreateDirectory(runDir);
         using var model = new LlamaModel(s.Model, s.Seed);
+        if (s.Accumulation < 1 || s.Batch % s.Accumulation != 0)
+            throw new ArgumentException($"the batch of {s.Batch} sequences cannot be split into {s.Accumulation} equal micro-batches.", nameof(s));
         // AdamW is TorchSharp's in one process and LowRankOptimizer's equivalent when distributed; a checkpoint says which wrote it.
         var written = resume && writer ? ReadMeta(Path.Combine(runDir, CheckpointFolder))?.OptimizerType : null;
         if (comm is not null && written is not null && written != nameof(LowRankOptimizer))
             throw new InvalidOperationException($"{runDir} holds a checkpoint of TorchSharp's {written}; a distributed run uses LowRankOptimizer's equivalent and cannot resume it.");
-        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, distributed: comm is not null || written == nameof(LowRankOptimizer));
+        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, lowRankOnly: s.PerLayer || comm is not null || written == nameof(LowRankOptimizer));
         var dp = comm is null ? null : ((LowRankOptimizer)optimizer).Distribute(comm, distributed!.ShardState);
         var schedule = optim.lr_scheduler.LambdaLR(optimizer, s.LearningRateFactor);
 
@@ -85,6 +88,11 @@ public static class Trainer
             }
         }
 
+        // The mode is execution policy: started after a resume's load, never saved; the loop below is the standard one.
+        using var release = s.PerLayer
+            ? ((LowRankOptimizer)optimizer).ReleaseGradientsDuringBackward(model, accumulation_steps: s.Accumulation, max_grad_norm: s.ClipNorm > 0 ? s.ClipNorm : null)
+            : null;
+        long peakGradients = 0;
         var tokensPerStep = (double)s.Batch * s.Sequence;
         var clock = Stopwatch.StartNew();
         for (var step = start + 1; step <= s.Steps; step++)
@@ -102,14 +110,23 @@ public static class Trainer
             {
                 var batch = data.TrainBatch(s.Seed, step, s.Batch, s.Sequence);
                 if (comm is not null) batch = batch.narrow(0, comm.Rank * (s.Batch / comm.Size), s.Batch / comm.Size);
-                var l = model.Loss(batch);
-                l.backward();
-                if (s.ClipNorm > 0) nn.utils.clip_grad_norm_(model.parameters(), s.ClipNorm);
+                loss = 0;
+                var accumulation = s.Accumulation;
+                var micro = batch.shape[0] / accumulation;
+                for (var i = 0; i < accumulation; i++)
+                {
+                    using var microScope = NewDisposeScope();
+                    var l = model.Loss(accumulation == 1 ? batch : batch.narrow(0, i * micro, micro));
+                    (accumulation == 1 ? l : l.div(accumulation)).backward();
+                    loss += l.item<float>() / accumulation;
+                }
+                // The per-layer mode clips itself (max_grad_norm): its gradients are gone from .grad by now.
+                if (s.ClipNorm > 0 && !s.PerLayer) nn.utils.clip_grad_norm_(model.parameters(), s.ClipNorm);
                 optimizer.step();
                 model.zero_grad();
-                loss = l.item<float>();
                 if (comm is not null) loss = Mean(comm, loss); // the global batch's loss: the mean of the ranks' means
             }
+            if (optimizer is LowRankOptimizer lowRank) peakGradients = Math.Max(peakGradients, lowRank.PeakGradientBytes);
             schedule.step();
             var elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
             train.Add((step, loss, currentLr, elapsed));
@@ -144,7 +161,8 @@ public static class Trainer
             TokensPerSecond: trainedSteps > 0 ? trainedSteps * tokensPerStep / clock.Elapsed.TotalSeconds : 0,
             OptimizerStateBytes: perRank?.Max() ?? OptimizerCatalog.StateBytes(optimizer, model), // the most one rank holds
             TrainCurve: train.Select(r => (r.Step, r.Loss)).ToList(),
-            ValidationCurve: validation);
+            ValidationCurve: validation,
+            PeakGradientBytes: peakGradients);
     }
 
     /// <summary>Mean validation loss over the fixed validation batches.</summary>

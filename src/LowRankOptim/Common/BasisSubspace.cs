@@ -186,6 +186,12 @@ internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
         return sum / old.Length;
     }
 
+    /// <summary>
+    /// False: W ← W − c·Back(N) needs R only. A derived subspace whose <see cref="Apply"/> or
+    /// <see cref="AfterUpdate"/> reads the gradient overrides it.
+    /// </summary>
+    public virtual bool ReadsGradientAfterProjection => false;
+
     internal static Tensor CanonicalOrFail(Tensor basis, bool columns)
     {
         if (!basis.isfinite().all().item<bool>())

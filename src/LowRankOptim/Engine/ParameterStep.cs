@@ -12,7 +12,7 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     public LowRankParameterState State { get; } = state;
     public Parameter Parameter { get; } = parameter;
     /// <summary>The gradient as given (prepare turns it into <see cref="Working"/>).</summary>
-    public Tensor Gradient { get; } = gradient;
+    public Tensor Gradient { get; private set; } = gradient;
     public LowRankOptions Options { get; } = options;
 
     /// <summary>k, the 1-based step being taken.</summary>
@@ -46,4 +46,18 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     /// this rank neither runs the rule nor applies a full-space update (it receives the result).
     /// </summary>
     public bool Owned { get; set; } = true;
+
+    /// <summary>
+    /// After <see cref="StepEngine.Gather"/>: sets R to <paramref name="projected"/> (the per-layer mode's sum of
+    /// the micro-batches' projections) and forgets the full gradient, so that only R is kept until
+    /// <see cref="StepEngine.Finish"/>. Only for a subspace whose <see cref="ISubspace.ReadsGradientAfterProjection"/>
+    /// is false: apply and after then get no gradient matrix.
+    /// </summary>
+    public void KeepOnlyProjected(Tensor projected)
+    {
+        Projected = projected;
+        Gradient = null!;
+        Working = null!;
+        Matrix = null;
+    }
 }

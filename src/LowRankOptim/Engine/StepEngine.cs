@@ -45,6 +45,20 @@ internal sealed class StepEngine(
     /// <summary>Runs every phase over <paramref name="steps"/>; temporaries live in the caller's dispose scope.</summary>
     public void Run(IReadOnlyList<ParameterStep> steps)
     {
+        Gather(steps);
+        Finish(steps);
+    }
+
+    /// <summary>
+    /// The phases that read the full gradient: prepare → refresh → project. Afterwards each step holds R in
+    /// <see cref="ParameterStep.Projected"/> (or is <see cref="ParameterStep.Skipped"/>). <see cref="Run"/> is
+    /// Gather then <see cref="Finish"/>; the per-layer mode (PerLayer/GradientRelease) runs the two halves at
+    /// different times (Gather during backward, Finish at once or at <c>step()</c>), and for a subspace that does
+    /// not read the gradient after projection it replaces R by a sum over micro-batches in between
+    /// (<see cref="ParameterStep.KeepOnlyProjected"/>).
+    /// </summary>
+    public void Gather(IReadOnlyList<ParameterStep> steps)
+    {
         foreach (var s in steps) Prepare(s);
         Communication?.SumGradients(steps);
         foreach (var s in steps) Screen(s);
@@ -52,6 +66,11 @@ internal sealed class StepEngine(
         foreach (var s in steps) Project(s);
         if (observer is not null)
             foreach (var s in steps) Observe(s);
+    }
+
+    /// <summary>The phases from R on: communicate → update → apply → after.</summary>
+    public void Finish(IReadOnlyList<ParameterStep> steps)
+    {
         Communication?.SumProjected(steps);
         foreach (var s in steps) Update(s);
         Communication?.ShareUpdates(steps);

@@ -56,6 +56,15 @@ public interface ISubspace : IStatefulComponent
     void Apply(in SubspaceUpdate update);
 
     /// <summary>
+    /// True (the default) when <see cref="Apply"/> or <see cref="AfterUpdate"/> read the step's full gradient
+    /// matrix (<see cref="SubspaceUpdate.Gradient"/>, AfterUpdate's <c>gradient</c>), as APOLLO's scaled gradient,
+    /// GaLore+'s sparse residual and Online Subspace Descent's basis step do. False promises that the step after
+    /// <see cref="Project"/> needs R only: the per-layer mode then releases the full gradient right after projecting
+    /// it, accumulates micro-batches in the projected space, and passes a null gradient matrix to both.
+    /// </summary>
+    bool ReadsGradientAfterProjection => true;
+
+    /// <summary>
     /// Called once the weight update of this step has been applied, with the step's gradient matrix and its
     /// projection; subspaces that learn their basis online (Online Subspace Descent) update it here. Throws
     /// <see cref="SubspaceRefreshException"/> when the basis cannot be updated (it is then kept unchanged).

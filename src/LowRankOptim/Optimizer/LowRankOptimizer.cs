@@ -28,6 +28,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     private LoadSession? _load;
     private DataParallel? _dataParallel;
     private bool _disposed;
+    private GradientRelease? _release;
 
     /// <summary>Creates the optimizer over <paramref name="groups"/>; unset group options come from <paramref name="defaults"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid, a group is empty of options it needs, or a parameter appears twice.</exception>
@@ -75,6 +76,43 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     {
         get => _engine.ScreenGradients;
         set => _engine.ScreenGradients = value;
+    }
+
+    /// <summary>
+    /// Bytes of the gradient tensors alive at the peak of the last <c>step()</c>: in the standard path every
+    /// <c>.grad</c> at <c>step()</c>; in the per-layer mode (<see cref="ReleaseGradientsDuringBackward"/>) the largest
+    /// sum, over the moments gradients are taken during backward and <c>step()</c>, of every <c>.grad</c> and what the
+    /// mode holds (accumulated gradients, projected gradients waiting for <c>step()</c>). 0 before the first step.
+    /// </summary>
+    public long PeakGradientBytes { get; internal set; }
+
+    /// <summary>
+    /// Starts the per-layer mode over <paramref name="model"/>: each parameter's gradient is taken as soon as backward
+    /// has finished it, projected (or applied) and released, instead of waiting in <c>.grad</c> for <c>step()</c>.
+    /// The loop stays the standard one: <c>loss.backward()</c> <paramref name="accumulation_steps"/> times, then
+    /// <c>step()</c> (and no <c>clip_grad_norm_</c>: pass <paramref name="max_grad_norm"/>). The results equal the
+    /// standard path's up to float rounding (docs/per-layer.md). Dispose the result to return to the standard path.
+    /// </summary>
+    /// <param name="model">The model whose backward passes are observed; every trainable parameter must be in this optimizer.</param>
+    /// <param name="accumulation_steps">k ≥ 1: backward passes (micro-batches) per step; their gradients are summed.</param>
+    /// <param name="max_grad_norm">Clip the global 2-norm of the step's gradient to this value, as <c>clip_grad_norm_</c>; null for none.</param>
+    /// <exception cref="ArgumentException">A trainable parameter of the model is not in this optimizer, or the model has no module the mode can observe.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="accumulation_steps"/> &lt; 1, or <paramref name="max_grad_norm"/> is not a finite number &gt; 0.</exception>
+    /// <exception cref="InvalidOperationException">A per-layer mode is already active on this optimizer.</exception>
+    public GradientRelease ReleaseGradientsDuringBackward(nn.Module model, int accumulation_steps = 1, double? max_grad_norm = null)
+    {
+        if (_release is not null)
+            throw new InvalidOperationException("The per-layer mode is already active on this optimizer; dispose its GradientRelease first.");
+        return _release = new GradientRelease(this, _engine, model, accumulation_steps, max_grad_norm);
+    }
+
+    internal bool Owns(Parameter parameter) => _state.ContainsKey(parameter.Handle);
+
+    internal LowRankOptions OptionsOf(LowRankParameterState state) => ((LowRankParamGroup)_parameter_groups[state.GroupIndex]).Options;
+
+    internal void Detach(GradientRelease release)
+    {
+        if (ReferenceEquals(_release, release)) _release = null;
     }
 
     /// <summary>The default options of groups added later.</summary>
@@ -208,16 +246,22 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
                 "LowRankOptimizer.step: the optimizer has no parameters (it was built from an empty parameter list, as torch.optim refuses to be): " +
                 "there is nothing to train. Pass the model's parameters, or add a group with add_param_group.");
         foreach (LowRankParamGroup group in _parameter_groups) group.Options.CheckBeforeStep();
+        if (_release is { } release) return release.Step(closure)!;
         if (_dataParallel is { } dataParallel) return DistributedStep(dataParallel, closure);
-        return _step<LowRankParamGroup>(group =>
+        long gradientBytes = 0;
+        var loss = _step<LowRankParamGroup>(group =>
         {
             foreach (var p in group.Parameters)
             {
                 // One scope and one engine run per parameter: temporaries never pile up across the model.
                 using var scope = NewDisposeScope();
-                if (p.grad is { } grad && p.numel() > 0) _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
+                if (p.grad is not { } grad || p.numel() == 0) continue;
+                gradientBytes += grad.numel() * grad.element_size();
+                _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
             }
         }, closure!);
+        PeakGradientBytes = gradientBytes;
+        return loss;
     }
 
     /// <summary>Every parameter's step in one collective sequence (chunks of parameters share their all-reduces).</summary>
@@ -286,6 +330,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     public override void zero_grad()
     {
         ThrowIfDisposed();
+        _release?.ThrowIfInWindow("zero_grad()");
         foreach (var group in _parameter_groups)
             foreach (var p in group.Parameters)
                 p.grad = null;
@@ -439,6 +484,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     /// <summary>Reads every group's options and every parameter's state into a deferred load session, then (after <paramref name="beforeCommit"/>) applies it.</summary>
     private void LoadBody(BinaryReader reader, Action? beforeCommit)
     {
+        _release?.ThrowIfInWindow("load_state_dict");
         _load?.Dispose();
         _load = new LoadSession(_parameter_groups.Count, _states.Count, deferred: true);
         try
@@ -466,6 +512,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
     /// </summary>
     internal void StageOptions(int groupIndex, LowRankOptions staged)
     {
+        _release?.ThrowIfInWindow("load_state_dict");
         var current = ((LowRankParamGroup)_parameter_groups[groupIndex]).Options;
         staged.KeepExecutionPolicyOf(current);
         try
@@ -487,8 +534,11 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
         TryCommit();
     }
 
-    internal LowRankOptions OptionsForLoading(int groupIndex) =>
-        _load?.Options[groupIndex] ?? ((LowRankParamGroup)_parameter_groups[groupIndex]).Options;
+    internal LowRankOptions OptionsForLoading(int groupIndex)
+    {
+        _release?.ThrowIfInWindow("load_state_dict");
+        return _load?.Options[groupIndex] ?? ((LowRankParamGroup)_parameter_groups[groupIndex]).Options;
+    }
 
     internal void StageState(int index, LowRankParameterState.StagedState staged)
     {
@@ -527,6 +577,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
         _disposed = true;
         base.Dispose(disposing);
         if (!disposing) return;
+        _release?.Dispose();
         _load?.Dispose();
         _load = null;
         foreach (var s in _states) s.Dispose();

@@ -155,4 +155,7 @@ internal sealed class ApolloSubspace : ISubspace
             throw new InvalidDataException(
                 $"{reader.Context}: entry 'basis' is {(_basis.HasValue ? "present" : "absent")} but entry 'projections' holds {_projections.Value}; the SVD projector keeps a basis once it has drawn one.");
     }
+
+    /// <summary>True: the update scales the raw gradient G.</summary>
+    public bool ReadsGradientAfterProjection => true;
 }

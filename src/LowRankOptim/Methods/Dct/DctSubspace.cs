@@ -191,6 +191,9 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
     /// <summary>The whole gradient at a re-selection (the ℓp scores are not linear in G); R alone otherwise.</summary>
     public GradientExchange Exchange(long step) => NeedsRefresh(step) ? GradientExchange.Full : GradientExchange.Projected();
 
+    /// <summary>False: the step after projection needs R only.</summary>
+    public bool ReadsGradientAfterProjection => false;
+
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 

@@ -46,6 +46,9 @@ internal sealed class CrossHeadSubspace : BasisSubspace
     public override GradientExchange Exchange(long step) =>
         _residual is null || NeedsRefresh(step) ? base.Exchange(step) : _residual.Exchange();
 
+    /// <summary>True with a sparse residual, which reads the gradient (E = G − Back(R)).</summary>
+    public override bool ReadsGradientAfterProjection => _residual is not null;
+
     /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
     public override void Apply(in SubspaceUpdate update)
     {

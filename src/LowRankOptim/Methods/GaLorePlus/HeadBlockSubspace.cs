@@ -115,6 +115,9 @@ internal sealed class HeadBlockSubspace : ISubspace
     /// <inheritdoc />
     public void AfterUpdate(Tensor gradient, Tensor projected, in SubspaceContext context) { }
 
+    /// <summary>True with a sparse residual, which reads the gradient (E = G − Back(R)).</summary>
+    public bool ReadsGradientAfterProjection => _residual is not null;
+
     /// <summary>The back-projected direction, then the sparse residual's own term (its moments follow the group's Adam config).</summary>
     public void Apply(in SubspaceUpdate update)
     {

@@ -35,6 +35,9 @@ internal sealed class OnlinePcaSubspace : BasisSubspace, ISubspace
     /// <summary>P moves after every step (<see cref="AfterUpdate"/>).</summary>
     public bool UpdatesBasisAfterEveryStep => true;
 
+    /// <summary>True: P's step after the update reads the gradient (its norm and R̂ᵀĜ).</summary>
+    public override bool ReadsGradientAfterProjection => true;
+
     /// <summary>Only the first step computes a basis (by SVD); afterwards P moves by <see cref="AfterUpdate"/>.</summary>
     public override bool NeedsRefresh(long step) => RefreshSchedule.FirstStepOnly.IsDue(step, HasBasis);
 

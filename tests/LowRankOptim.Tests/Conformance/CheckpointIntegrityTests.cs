@@ -20,18 +20,6 @@ public sealed class CheckpointIntegrityTests
 
     public static TheoryData<string> Methods() => MethodCatalog.Names();
 
-    private static LowRankOptimizer Trained(string method, Sequential model, int steps, long seed = 3)
-    {
-        var (x, y) = TestProblems.Data(seed);
-        var opt = MethodCatalog.Get(method).Create(model);
-        for (var k = 0; k < steps; k++)
-        {
-            TestProblems.LossAndBackward(model, x, y);
-            opt.step();
-            opt.zero_grad();
-        }
-        return opt;
-    }
 
     private static void Load(LowRankOptimizer opt, byte[] file)
     {
@@ -59,8 +47,8 @@ public sealed class CheckpointIntegrityTests
     public void AnImpossibleSavedValueIsRefusedNamingItsParameterAndEntry(string method)
     {
         using var scope = NewDisposeScope();
-        using var source = Trained(method, TestProblems.Mlp(1), 9); // past GaLore+'s residual warm-up: indices exist
-        using var target = Trained(method, TestProblems.Mlp(2), 1);
+        using var source = MethodCatalog.Get(method).Trained(TestProblems.Mlp(1), 9); // past GaLore+'s residual warm-up: indices exist
+        using var target = MethodCatalog.Get(method).Trained(TestProblems.Mlp(2), 1);
         var cases = 0;
         foreach (var state in source.States)
         {
@@ -121,8 +109,8 @@ public sealed class CheckpointIntegrityTests
     public void ACorruptedByteInATensorFailsItsEntrysChecksum(string method)
     {
         using var scope = NewDisposeScope();
-        using var source = Trained(method, TestProblems.Mlp(3), 4);
-        using var target = Trained(method, TestProblems.Mlp(4), 1);
+        using var source = MethodCatalog.Get(method).Trained(TestProblems.Mlp(3), 4);
+        using var target = MethodCatalog.Get(method).Trained(TestProblems.Mlp(4), 1);
         var file = Checkpoints.Bytes(source);
         // The last parameter's rule's first present tensor: corrupt the low byte of its last element.
         var state = source.States[^1];
@@ -140,8 +128,8 @@ public sealed class CheckpointIntegrityTests
     public void AHugeDimensionCountIsRefusedWithoutAllocatingForIt()
     {
         using var scope = NewDisposeScope();
-        using var source = Trained("adamw", TestProblems.Mlp(5), 2);
-        using var target = Trained("adamw", TestProblems.Mlp(6), 1);
+        using var source = MethodCatalog.Get("adamw").Trained(TestProblems.Mlp(5), 2);
+        using var target = MethodCatalog.Get("adamw").Trained(TestProblems.Mlp(6), 1);
         var file = Checkpoints.Bytes(source);
         var at = IndexOf(file, Entry("exp_avg_sq", 6)) + "exp_avg_sq".Length + 3 + 1; // name, kind, presence flag, dtype: the dimension count
         file[at].Should().Be(2, "fc1.weight's moment is 2-D");
@@ -156,8 +144,8 @@ public sealed class CheckpointIntegrityTests
     public void HugeStringLengthsAndCountsAreRefusedBeforeUse()
     {
         using var scope = NewDisposeScope();
-        using var source = Trained("galore-std", TestProblems.Mlp(5), 2);
-        using var target = Trained("galore-std", TestProblems.Mlp(6), 1);
+        using var source = MethodCatalog.Get("galore-std").Trained(TestProblems.Mlp(5), 2);
+        using var target = MethodCatalog.Get("galore-std").Trained(TestProblems.Mlp(6), 1);
         var file = Checkpoints.Bytes(source);
         var at = IndexOf(file, Entry("shape", 5)) + "shape".Length + 2; // the string value's length prefix
         var patched = file[..at].Concat(new byte[] { 0xFF, 0xFF, 0xFF, 0xFF, 0x07 }).Concat(file[(at + 1)..]).ToArray();
@@ -171,8 +159,8 @@ public sealed class CheckpointIntegrityTests
     public void BytesAfterTheLastStateAreRefusedInAFile()
     {
         using var scope = NewDisposeScope();
-        using var source = Trained("smmf", TestProblems.Mlp(5), 2);
-        using var target = Trained("smmf", TestProblems.Mlp(6), 1);
+        using var source = MethodCatalog.Get("smmf").Trained(TestProblems.Mlp(5), 2);
+        using var target = MethodCatalog.Get("smmf").Trained(TestProblems.Mlp(6), 1);
         var path = Path.GetTempFileName();
         try
         {

@@ -16,18 +16,6 @@ public sealed class MethodConfigurationTests
 {
     public static TheoryData<string> Methods() => MethodCatalog.Names();
 
-    private static LowRankOptimizer Trained(string method, Sequential model, int steps, long seed = 3)
-    {
-        var (x, y) = TestProblems.Data(seed);
-        var opt = MethodCatalog.Get(method).Create(model);
-        for (var k = 0; k < steps; k++)
-        {
-            TestProblems.LossAndBackward(model, x, y);
-            opt.step();
-            opt.zero_grad();
-        }
-        return opt;
-    }
 
     private static List<LowRankOptions> Options(LowRankOptimizer opt) => opt.ParamGroups.Cast<LowRankParamGroup>().Select(g => g.Options).ToList();
 
@@ -55,7 +43,7 @@ public sealed class MethodConfigurationTests
     {
         using var scope = NewDisposeScope();
         var model = TestProblems.Mlp(1);
-        using var opt = Trained(method, model, 2);
+        using var opt = MethodCatalog.Get(method).Trained(model, 2);
         var before = Checkpoints.Bytes(opt);
         var weights = TestProblems.Snapshot(model);
         var (x, y) = TestProblems.Data(1);
@@ -120,10 +108,10 @@ public sealed class MethodConfigurationTests
         using var scope = NewDisposeScope();
         byte[] file;
         int groups;
-        using (var source = Trained(saving, TestProblems.Mlp(2), 3)) (file, groups) = (Checkpoints.Bytes(source), source.ParamGroups.Count());
+        using (var source = MethodCatalog.Get(saving).Trained(TestProblems.Mlp(2), 3)) (file, groups) = (Checkpoints.Bytes(source), source.ParamGroups.Count());
         foreach (var loading in MethodCatalog.All.Where(m => m.Name != saving))
         {
-            using var target = Trained(loading.Name, TestProblems.Mlp(3), 1);
+            using var target = loading.Trained(TestProblems.Mlp(3), 1);
             var before = Checkpoints.Bytes(target);
             var load = () =>
             {
@@ -177,9 +165,9 @@ public sealed class MethodConfigurationTests
     public void ALoadRestoresTheSavedHyperparameters(string method)
     {
         using var scope = NewDisposeScope();
-        using var source = Trained(method, TestProblems.Mlp(4), 3);
+        using var source = MethodCatalog.Get(method).Trained(TestProblems.Mlp(4), 3);
         var file = Checkpoints.Bytes(source);
-        using var target = Trained(method, TestProblems.Mlp(5), 1);
+        using var target = MethodCatalog.Get(method).Trained(TestProblems.Mlp(5), 1);
         foreach (var options in Options(target))
         {
             options.LearningRate *= 0.5;

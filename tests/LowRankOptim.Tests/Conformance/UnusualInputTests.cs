@@ -16,18 +16,6 @@ public sealed class UnusualInputTests
 {
     public static TheoryData<string> Methods() => MethodCatalog.Names();
 
-    private static LowRankOptimizer Trained(string method, Sequential model, int steps, long seed = 3)
-    {
-        var (x, y) = TestProblems.Data(seed);
-        var opt = MethodCatalog.Get(method).Create(model);
-        for (var k = 0; k < steps; k++)
-        {
-            TestProblems.LossAndBackward(model, x, y);
-            opt.step();
-            opt.zero_grad();
-        }
-        return opt;
-    }
 
     [Theory]
     [MemberData(nameof(Methods))]
@@ -63,7 +51,7 @@ public sealed class UnusualInputTests
     {
         using var scope = NewDisposeScope();
         var model = TestProblems.Mlp(2);
-        using var opt = Trained(method, model, 1);
+        using var opt = MethodCatalog.Get(method).Trained(model, 1);
         var empty = new[] { new Parameter(zeros(0, 7)), new Parameter(zeros(9, 0)), new Parameter(zeros(0)) };
         opt.add_param_group(new LowRankParamGroup(empty));
         var (x, y) = TestProblems.Data(2);
@@ -104,7 +92,7 @@ public sealed class UnusualInputTests
     {
         using var scope = NewDisposeScope();
         var model = TestProblems.Mlp(4);
-        var opt = Trained(method, model, 1);
+        var opt = MethodCatalog.Get(method).Trained(model, 1);
         var bytes = Checkpoints.Bytes(opt);
         opt.Dispose();
         opt.Dispose(); // twice is harmless
@@ -189,7 +177,7 @@ public sealed class UnusualInputTests
         using var scope = NewDisposeScope();
         var model = TestProblems.Mlp(6);
         var (x, y) = TestProblems.Data(6);
-        using var opt = Trained(method, model, 4, seed: 6);
+        using var opt = MethodCatalog.Get(method).Trained(model, 4, seed: 6);
         var skipped = new List<UpdateSkippedEventArgs>();
         opt.UpdateSkipped += (_, e) => skipped.Add(e);
         foreach (var bad in new[] { 1e30f, float.NaN, float.PositiveInfinity, -3e25f })

@@ -24,6 +24,20 @@ public sealed record CatalogMethod(string Name, Func<nn.Module, LowRankOptimizer
     /// <summary>True when every group's rule has betas (OneCycleLR can cycle β1; betas can be mis-set).</summary>
     public bool HasBetas => Derived.Value.HasBetas;
 
+    /// <summary>This method's optimizer over <paramref name="model"/> after <paramref name="steps"/> steps on <see cref="TestProblems.Data"/>(<paramref name="seed"/>).</summary>
+    public LowRankOptimizer Trained(nn.Module<Tensor, Tensor> model, int steps, long seed = 3)
+    {
+        var (x, y) = TestProblems.Data(seed);
+        var opt = Create(model);
+        for (var k = 0; k < steps; k++)
+        {
+            TestProblems.LossAndBackward(model, x, y);
+            opt.step();
+            opt.zero_grad();
+        }
+        return opt;
+    }
+
     /// <summary>True when the group learning rates drive the update (Adafactor's relative step ignores them, lr = 0).</summary>
     public bool UsesLearningRate => Derived.Value.UsesLearningRate;
 

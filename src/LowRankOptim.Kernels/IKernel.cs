@@ -25,12 +25,14 @@ public interface IKernel
     string? UnavailableReason { get; }
 
     /// <summary>The most elements one tensor of <paramref name="storage"/> may have (<see cref="long.MaxValue"/>: no limit).</summary>
+    /// <param name="storage">The storage the tensors would have.</param>
     long MaxElements(KernelStorage storage);
 
     /// <summary>
     /// Whether every tensor has the layout the kernel needs: device type, contiguity, size (null entries are
     /// skipped). The reference takes any; the fused kernels need dense (contiguous) tensors on their device.
     /// </summary>
+    /// <param name="tensors">The tensors of one call.</param>
     bool Accepts(params ReadOnlySpan<torch.Tensor?> tensors);
 }
 
@@ -43,6 +45,11 @@ public interface IAdamDirectionKernel : IKernel
     /// (ε after bias correction; with <see cref="AdamScalars.SqrtBiasCorrection2"/> = 1, ε is added to the
     /// uncorrected √v). Moments, gradient and direction share one dtype.
     /// </summary>
+    /// <param name="gradient">The gradient g (read only).</param>
+    /// <param name="expAvg">The first moment m, updated in place.</param>
+    /// <param name="expAvgSq">The second moment v, updated in place.</param>
+    /// <param name="scalars">β1, β2, ε and the bias corrections of this step.</param>
+    /// <returns>The normalized direction, a new tensor of the gradient's shape.</returns>
     torch.Tensor AdamDirection(torch.Tensor gradient, torch.Tensor expAvg, torch.Tensor expAvgSq, in AdamScalars scalars);
 }
 
@@ -55,6 +62,11 @@ public interface IAdamUpdateKernel : IKernel
     /// W ← W + (−<see cref="AdamScalars.StepSize"/>·m) / denom (<c>mul_</c>, then <c>addcdiv_</c>), so no
     /// direction tensor is created. Weights, moments and gradient share one dtype and shape.
     /// </summary>
+    /// <param name="gradient">The gradient g (read only).</param>
+    /// <param name="expAvg">The first moment m, updated in place.</param>
+    /// <param name="expAvgSq">The second moment v, updated in place.</param>
+    /// <param name="scalars">β1, β2, ε, the bias corrections, the step size and the decay factor of this step.</param>
+    /// <param name="weights">The weights W, updated in place.</param>
     void AdamUpdate(torch.Tensor gradient, torch.Tensor expAvg, torch.Tensor expAvgSq, in AdamScalars scalars, torch.Tensor weights);
 }
 
@@ -66,6 +78,10 @@ public interface IAdafactorStatisticsKernel : IKernel
     /// B×R×C (B the product of the leading dimensions), rows (B·R) ← β2·rows + (1−β2)·mean over C of q and
     /// cols (B·C) ← β2·cols + (1−β2)·mean over R of q, in place.
     /// </summary>
+    /// <param name="gradient">The gradient, B×R×C (read only).</param>
+    /// <param name="rows">The row statistics, B·R elements, updated in place.</param>
+    /// <param name="cols">The column statistics, B·C elements, updated in place.</param>
+    /// <param name="scalars">β2 and ε1 of this step.</param>
     void AdafactorStatistics(torch.Tensor gradient, torch.Tensor rows, torch.Tensor cols, in AdafactorScalars scalars);
 }
 
@@ -78,6 +94,11 @@ public interface ISmmfStepKernel : IKernel
     /// <paramref name="updateWeights"/>, updates the weights W ← W·<see cref="SmmfScalars.DecayFactor"/> −
     /// <see cref="SmmfScalars.StepSize"/>·U. Gradient and target have N = rows·cols elements.
     /// </summary>
+    /// <param name="gradient">The gradient (read only).</param>
+    /// <param name="state">The compressed moments, updated in place.</param>
+    /// <param name="scalars">The decay rates, ε, the step size and the decay factor of this step.</param>
+    /// <param name="target">Where the direction is written, or the weights when <paramref name="updateWeights"/>.</param>
+    /// <param name="updateWeights">Whether <paramref name="target"/> holds the weights to step rather than a direction buffer.</param>
     void SmmfStep(torch.Tensor gradient, in SmmfFactors state, in SmmfScalars scalars, torch.Tensor target, bool updateWeights);
 }
 
@@ -88,5 +109,7 @@ public interface IL1NormsKernel : IKernel
     /// The ℓ1 norms of the columns (Σ_i |x_ij|) or rows (Σ_j |x_ij|) of the 2-D tensor
     /// <paramref name="matrix"/>, as a new float32 tensor on its device (the DCT projector's column scores).
     /// </summary>
+    /// <param name="matrix">A 2-D, contiguous tensor (read only).</param>
+    /// <param name="axis">Whether to sum over the rows of each column or over the columns of each row.</param>
     torch.Tensor L1Norms(torch.Tensor matrix, L1Axis axis);
 }

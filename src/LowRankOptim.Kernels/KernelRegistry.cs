@@ -63,6 +63,9 @@ public static class KernelRegistry
     }
 
     /// <summary>The kernel of <paramref name="backend"/> for <paramref name="operation"/> on <paramref name="storage"/>, or null when none is registered.</summary>
+    /// <param name="operation">The operation.</param>
+    /// <param name="backend">The backend.</param>
+    /// <param name="storage">The storage.</param>
     public static IKernel? Find(KernelOperation operation, KernelBackend backend, KernelStorage storage) =>
         Lookup(operation, backend, storage)?.Kernel;
 

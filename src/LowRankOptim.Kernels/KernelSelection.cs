@@ -29,6 +29,7 @@ public static class KernelSelection
     /// The backend in force: <paramref name="backend"/> when one is named, else the one
     /// <see cref="EnvironmentVariable"/> names, else null (automatic).
     /// </summary>
+    /// <param name="backend">The backend named in code, or null.</param>
     /// <exception cref="ArgumentException">The environment variable holds something else than auto, reference, cpu or cuda.</exception>
     public static KernelBackend? Effective(KernelBackend? backend)
     {
@@ -79,6 +80,8 @@ public static class KernelSelection
     }
 
     /// <summary>The reference kernel of <typeparamref name="TKernel"/>'s operation for <paramref name="storage"/> (any device, dtype and layout).</summary>
+    /// <typeparam name="TKernel">The operation's interface.</typeparam>
+    /// <param name="storage">The state's storage.</param>
     /// <exception cref="InvalidOperationException">No reference is registered for <paramref name="storage"/>.</exception>
     public static TKernel Reference<TKernel>(KernelStorage storage) where TKernel : class, IKernel
     {
@@ -171,6 +174,11 @@ public sealed class KernelChoice<TKernel>(string? subject = null) where TKernel 
     /// The kernel for this call: the cached choice when it accepts every tensor's layout; under automatic selection
     /// the reference otherwise; under an explicit choice the cached kernel (which rejects such a tensor with the reason).
     /// </summary>
+    /// <param name="backend">The backend named by the user, or null for automatic selection.</param>
+    /// <param name="device">The state's device.</param>
+    /// <param name="storage">The state's storage.</param>
+    /// <param name="count">The elements of the largest tensor the kernel will take.</param>
+    /// <param name="tensors">The tensors of this call, whose layouts the kernel must accept.</param>
     public TKernel ForCall(KernelBackend? backend, torch.Device device, KernelStorage storage, long count, params ReadOnlySpan<torch.Tensor?> tensors)
     {
         var kernel = For(backend, device, storage, count);

@@ -22,6 +22,7 @@ public enum StorageKind
 public readonly record struct KernelStorage(StorageKind Kind, torch.ScalarType DType)
 {
     /// <summary>Dense storage in <paramref name="dtype"/>.</summary>
+    /// <param name="dtype">The state's dtype.</param>
     public static KernelStorage Dense(torch.ScalarType dtype) => new(StorageKind.Dense, dtype);
 
     /// <summary>The dtype's name (Float32, BFloat16, ...), preceded by the kind when it is not dense.</summary>

@@ -73,6 +73,14 @@ if dotnet pack "$repo/LowRankOptim.Packages.slnf" -c Release -o "$work/feed" -p:
     version=$(cd "$work/feed" && ls LowRankOptim.*.nupkg | grep -v Kernels | sed -E 's/^LowRankOptim\.(.*)\.nupkg$/\1/')
     ls "$work/feed" | sed 's/^/    /'
     [ -f "$work/feed/LowRankOptim.$version.snupkg" ] && [ -f "$work/feed/LowRankOptim.Kernels.$version.nupkg" ] || { echo "    missing package or symbols"; version=""; }
+    # The metadata a feed shows: licence, readme, repository (with the commit, from Source Link).
+    for package in LowRankOptim LowRankOptim.Kernels; do
+        [ -n "$version" ] || break
+        nuspec=$(python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(z.read(next(n for n in z.namelist() if n.endswith(".nuspec"))).decode())' "$work/feed/$package.$version.nupkg")
+        for tag in '<license type="expression">MIT</license>' '<readme>README.md</readme>' '<repository type="git"'; do
+            echo "$nuspec" | grep -qF "$tag" || { echo "    $package.$version.nupkg: the nuspec lacks $tag"; version=""; }
+        done
+    done
 else
     cat "$log"; version=""
 fi

@@ -22,7 +22,9 @@ internal static class RankOneFactorization
         var colSums = x.sum(0L, type: ScalarType.Float64);
         var total = colSums.sum();
         // X ≥ 0, so a zero total means X = 0: divide by 1 instead (no division, as the reference).
-        colSums.div_(total.masked_fill(total.eq(0), 1));
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        colSums.div_(total.masked_fill(total.eq(zero), one));
         rows.copy_(rowSums);
         cols.copy_(colSums);
     }

@@ -39,5 +39,9 @@ internal static class SignBits
         return bits.reshape(-1).narrow(0, 0, count).to(ScalarType.Bool).reshape(shape).MoveToOuterDisposeScope();
     }
 
-    private static Tensor Shifts(Device device) => arange(8, ScalarType.Byte, device);
+    private static Tensor Shifts(Device device)
+    {
+        using var eight = 8.ToScalar();
+        return arange(eight, ScalarType.Byte, device);
+    }
 }

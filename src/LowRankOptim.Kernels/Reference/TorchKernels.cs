@@ -19,6 +19,9 @@ internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IA
 
     private TorchKernels() { }
 
+    /// <summary>0, rooted for the process (a Scalar made per call must be held in a local: see ScalarLifetimeTests).</summary>
+    private static readonly Scalar Zero = 0.ToScalar();
+
     /// <inheritdoc />
     public KernelBackend Backend => KernelBackend.Reference;
 
@@ -34,8 +37,7 @@ internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IA
     /// <inheritdoc />
     public Tensor AdamDirection(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars)
     {
-        expAvg.mul_(scalars.Beta1).add_(gradient, alpha: 1 - scalars.Beta1);
-        expAvgSq.mul_(scalars.Beta2).addcmul_(gradient, gradient, value: 1 - scalars.Beta2);
+        UpdateMoments(gradient, expAvg, expAvgSq, scalars);
         using var denom = Denominator(expAvgSq, scalars);
         return expAvg.div(denom);
     }
@@ -43,27 +45,45 @@ internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IA
     /// <inheritdoc />
     public void AdamUpdate(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars, Tensor weights)
     {
-        expAvg.mul_(scalars.Beta1).add_(gradient, alpha: 1 - scalars.Beta1);
-        expAvgSq.mul_(scalars.Beta2).addcmul_(gradient, gradient, value: 1 - scalars.Beta2);
+        UpdateMoments(gradient, expAvg, expAvgSq, scalars);
         using var denom = Denominator(expAvgSq, scalars);
-        if (scalars.DecayFactor != 1) weights.mul_(scalars.DecayFactor);
-        weights.addcdiv_(expAvg, denom, value: -scalars.StepSize);
+        if (scalars.DecayFactor != 1)
+            using (var decay = scalars.DecayFactor.ToScalar()) weights.mul_(decay);
+        using var step = (-scalars.StepSize).ToScalar();
+        weights.addcdiv_(expAvg, denom, value: step);
+    }
+
+    /// <summary>m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², in torch.optim.AdamW's ops.</summary>
+    private static void UpdateMoments(Tensor gradient, Tensor expAvg, Tensor expAvgSq, in AdamScalars scalars)
+    {
+        using var beta1 = scalars.Beta1.ToScalar();
+        using var oneMinusBeta1 = (1 - scalars.Beta1).ToScalar();
+        using var beta2 = scalars.Beta2.ToScalar();
+        using var oneMinusBeta2 = (1 - scalars.Beta2).ToScalar();
+        expAvg.mul_(beta1).add_(gradient, alpha: oneMinusBeta1);
+        expAvgSq.mul_(beta2).addcmul_(gradient, gradient, value: oneMinusBeta2);
     }
 
     /// <summary>√v / √bc2 + ε (torch.optim.AdamW's denominator), or √v + ε when √bc2 = 1.</summary>
     private static Tensor Denominator(Tensor expAvgSq, in AdamScalars scalars)
     {
         using var root = expAvgSq.sqrt();
-        return scalars.SqrtBiasCorrection2 == 1.0 ? root.add(scalars.Eps) : root.div(scalars.SqrtBiasCorrection2).add_(scalars.Eps);
+        using var eps = scalars.Eps.ToScalar();
+        if (scalars.SqrtBiasCorrection2 == 1.0) return root.add(eps);
+        using var correction = scalars.SqrtBiasCorrection2.ToScalar();
+        return root.div(correction).add_(eps);
     }
 
     /// <inheritdoc />
     public void AdafactorStatistics(Tensor gradient, Tensor rows, Tensor cols, in AdafactorScalars scalars)
     {
         using var scope = NewDisposeScope();
-        var q = gradient.square().add_(scalars.Eps1);
-        rows.mul_(scalars.Beta2).add_(q.mean([-1]).reshape(rows.shape), alpha: 1 - scalars.Beta2);
-        cols.mul_(scalars.Beta2).add_(q.mean([-2]).reshape(cols.shape), alpha: 1 - scalars.Beta2);
+        using var eps1 = scalars.Eps1.ToScalar();
+        using var beta2 = scalars.Beta2.ToScalar();
+        using var oneMinusBeta2 = (1 - scalars.Beta2).ToScalar();
+        var q = gradient.square().add_(eps1);
+        rows.mul_(beta2).add_(q.mean([-1]).reshape(rows.shape), alpha: oneMinusBeta2);
+        cols.mul_(beta2).add_(q.mean([-2]).reshape(cols.shape), alpha: oneMinusBeta2);
     }
 
     /// <inheritdoc />
@@ -73,26 +93,33 @@ internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IA
         var (rows, cols) = (state.Rows, state.Cols);
         var count = rows * cols;
         var dtype = gradient.dtype;
+        using var beta1 = scalars.Beta1.ToScalar();
+        using var oneMinusBeta1 = (1 - scalars.Beta1).ToScalar();
+        using var beta2 = scalars.Beta2.ToScalar();
+        using var oneMinusBeta2 = (1 - scalars.Beta2).ToScalar();
+        using var eps = scalars.Eps.ToScalar();
         var g = gradient.reshape(rows, cols);
         Tensor? m = null;
         if (state.HasMomentum)
         {
             var magnitude = RankOneFactorization.Decompress(state.MomentRows!, state.MomentCols!, dtype);
             var positive = SignBits.Unpack(state.MomentSigns!, count, [rows, cols]);
-            m = where(positive, magnitude, magnitude.neg()).mul_(scalars.Beta1).add_(g, alpha: 1 - scalars.Beta1);
+            m = where(positive, magnitude, magnitude.neg()).mul_(beta1).add_(g, alpha: oneMinusBeta1);
         }
-        var v = RankOneFactorization.Decompress(state.VarianceRows, state.VarianceCols, dtype).mul_(scalars.Beta2).addcmul_(g, g, value: 1 - scalars.Beta2);
+        var v = RankOneFactorization.Decompress(state.VarianceRows, state.VarianceCols, dtype).mul_(beta2).addcmul_(g, g, value: oneMinusBeta2);
         if (m is not null)
         {
-            SignBits.PackInto(m.gt(0), state.MomentSigns!);
+            SignBits.PackInto(m.gt(Zero), state.MomentSigns!);
             RankOneFactorization.Compress(m.abs(), state.MomentRows!, state.MomentCols!);
         }
         RankOneFactorization.Compress(v, state.VarianceRows, state.VarianceCols);
-        var u = (m ?? g).div(v.sqrt_().add_(scalars.Eps)).reshape(target.shape);
+        var u = (m ?? g).div(v.sqrt_().add_(eps)).reshape(target.shape);
         if (updateWeights)
         {
-            if (scalars.DecayFactor != 1) target.mul_(scalars.DecayFactor);
-            target.add_(u.to(target.dtype), alpha: -scalars.StepSize);
+            if (scalars.DecayFactor != 1)
+                using (var decay = scalars.DecayFactor.ToScalar()) target.mul_(decay);
+            using var step = (-scalars.StepSize).ToScalar();
+            target.add_(u.to(target.dtype), alpha: step);
         }
         else
         {

@@ -129,7 +129,9 @@ internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
     public Tensor ProjectBack(Tensor lowRank)
     {
         var back = ProjectBackUnscaled(lowRank);
-        return Scale == 1.0 ? back : back.mul_(Scale);
+        if (Scale == 1.0) return back;
+        using var scale = Scale.ToScalar();
+        return back.mul_(scale);
     }
 
     /// <summary>Back(lowRank) without the scale α: the orthogonal projection's map back to the full matrix.</summary>
@@ -146,7 +148,8 @@ internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
         if (target.dtype != lowRank.dtype || target.dtype != DType)
         {
             using var back = ProjectBack(lowRank);
-            target.add_(back, alpha: alpha);
+            using var coefficient = alpha.ToScalar();
+            target.add_(back, alpha: coefficient);
             return;
         }
         var a = (float)(alpha * Scale);

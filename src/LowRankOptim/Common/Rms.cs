@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LowRankOptim;
@@ -6,7 +7,11 @@ namespace LowRankOptim;
 internal static class Rms
 {
     /// <summary>RMS(<paramref name="x"/>) as a 0-dim tensor of its dtype.</summary>
-    public static Tensor Of(Tensor x) => x.norm().div_(Math.Sqrt(x.numel()));
+    public static Tensor Of(Tensor x)
+    {
+        using var root = Math.Sqrt(x.numel()).ToScalar();
+        return x.norm().div_(root);
+    }
 
     /// <summary>RMS of a parameter computed in float32, as a number (read only when a rule asks, through <see cref="RuleContext.ParameterRms"/>).</summary>
     public static double OfParameter(Tensor parameter)

@@ -21,7 +21,9 @@ internal static class SignCanonicalization
         // argmax returns the first maximal index, which is the documented tie rule.
         var index = vectors.abs().argmax(dim, keepdim: true);
         var sign = vectors.gather(dim, index).sign();
-        sign.masked_fill_(sign.eq(0), 1); // an all-zero vector keeps its (zero) values
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        sign.masked_fill_(sign.eq(zero), one); // an all-zero vector keeps its (zero) values
         vectors.mul_(sign);
     }
 }

@@ -402,7 +402,8 @@ public sealed class DataParallel : IStepCommunication
     {
         if (tensors.Count == 0) return;
         Communicator.AllReduceSum(tensors);
-        foreach (var t in tensors) t.div_(Size);
+        using var size = Size.ToScalar();
+        foreach (var t in tensors) t.div_(size);
     }
 
     private static long Bytes(Tensor t) => t.numel() * t.element_size();

@@ -1,3 +1,4 @@
+using TorchSharp;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -230,7 +231,10 @@ internal sealed class StepEngine(
                 if (!viewable) p.copy_(target);
             }
             else
-                p.add_(s.Update.Direction, alpha: -s.Update.Coefficient);
+            {
+                using var alpha = (-s.Update.Coefficient).ToScalar();
+                p.add_(s.Update.Direction, alpha: alpha);
+            }
         }
         s.Decay.ApplyAfterUpdate(p, s.DecayLearningRate);
     }

@@ -20,18 +20,29 @@ public readonly record struct WeightDecayPolicy(double Lambda, WeightDecayOrder 
         Order == WeightDecayOrder.BeforeUpdate && Lambda != 0 ? 1 - decayLearningRate * Lambda : 1;
 
     /// <summary>g + λ·W for L2 decay (<see cref="WeightDecayOrder.CoupledToGradient"/>), else <paramref name="gradient"/> itself.</summary>
-    internal torch.Tensor CoupleToGradient(torch.Tensor gradient, torch.Tensor weights) =>
-        Order == WeightDecayOrder.CoupledToGradient && Lambda != 0 ? gradient.add(weights.to(gradient.dtype), alpha: Lambda) : gradient;
+    internal torch.Tensor CoupleToGradient(torch.Tensor gradient, torch.Tensor weights)
+    {
+        if (Order != WeightDecayOrder.CoupledToGradient || Lambda == 0) return gradient;
+        using var lambda = Lambda.ToScalar();
+        return gradient.add(weights.to(gradient.dtype), alpha: lambda);
+    }
 
     /// <summary>W ← W·(1 − η_d·λ) when the decay comes before the update.</summary>
     internal void ApplyBeforeUpdate(torch.Tensor weights, double decayLearningRate)
     {
-        if (Order == WeightDecayOrder.BeforeUpdate && Lambda != 0) weights.mul_(1 - decayLearningRate * Lambda);
+        if (Order == WeightDecayOrder.BeforeUpdate) Decay(weights, decayLearningRate);
     }
 
     /// <summary>W ← W·(1 − η_d·λ) when the decay comes after the update.</summary>
     internal void ApplyAfterUpdate(torch.Tensor weights, double decayLearningRate)
     {
-        if (Order == WeightDecayOrder.AfterUpdate && Lambda != 0) weights.mul_(1 - decayLearningRate * Lambda);
+        if (Order == WeightDecayOrder.AfterUpdate) Decay(weights, decayLearningRate);
+    }
+
+    private void Decay(torch.Tensor weights, double decayLearningRate)
+    {
+        if (Lambda == 0) return;
+        using var factor = (1 - decayLearningRate * Lambda).ToScalar();
+        weights.mul_(factor);
     }
 }

@@ -359,8 +359,11 @@ public sealed class GradientRelease : IDisposable
             {
                 var total = norms.Count == 1 ? norms[0] : stack(norms.Select(n => n.to(norms[0].dtype))).norm();
                 LastGradNorm = total.to(ScalarType.Float64).item<double>();
-                var denominator = total.add(1e-6);
-                coefficient = full_like(denominator, maxNorm).div_(denominator).clamp_max_(1.0);
+                using var epsilon = 1e-6.ToScalar();
+                using var max = maxNorm.ToScalar();
+                using var one = 1.0.ToScalar();
+                var denominator = total.add(epsilon);
+                coefficient = full_like(denominator, max).div_(denominator).clamp_max_(one);
             }
             else LastGradNorm = 0;
         }

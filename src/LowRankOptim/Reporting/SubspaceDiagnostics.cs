@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LowRankOptim;
@@ -93,7 +94,7 @@ public sealed class SubspaceDiagnostics : IRefreshObserver
         var energy = s.square().cumsum(0);
         var total = energy[-1].item<float>();
         if (!(total > 0)) return 1;
-        var needed = (float)(_target * _target) * total;
+        using var needed = ((float)(_target * _target) * total).ToScalar();
         var below = energy.lt(needed).sum().item<long>(); // the cumulative energy is nondecreasing
         return Math.Min(below + 1, s.shape[0]);
     }

@@ -262,7 +262,8 @@ public sealed class StateReader
         using var scope = torch.NewDisposeScope();
         if (!t.isfinite().all().item<bool>())
             throw new InvalidDataException($"{context}: entry '{name}' holds non-finite values (NaN or infinity); the saved state is corrupted.");
-        if (values == TensorValues.NonNegative && t.lt(0).any().item<bool>())
+        using var zero = 0.ToScalar();
+        if (values == TensorValues.NonNegative && t.lt(zero).any().item<bool>())
             throw new InvalidDataException($"{context}: entry '{name}' holds negative values, but it must be >= 0 (a second moment or magnitude); the saved state is corrupted.");
     }
 

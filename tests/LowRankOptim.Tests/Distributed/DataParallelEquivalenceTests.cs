@@ -11,9 +11,9 @@ namespace LowRankOptim.Tests.Distributed;
 /// 2 ranks × batch b equal 1 process × batch 2b within float32 summation-order tolerance over 50 steps that cross
 /// many refreshes; the ranks' weights are bit-identical after every step; sharded optimizer state gives bit-identical
 /// weights to replicated state, holds exactly the single process's rule state split over the ranks, and the subspace
-/// state on every rank. The same code over MPI is checked by MpiTests. Serial: other serial tests set libtorch's
-/// process-wide thread count to 1 for their duration, and with one intra-op thread the two rank threads of DCT-AdamW
-/// come out 1 ulp apart (an open finding, docs/distributed.md).
+/// state on every rank. The same code over MPI is checked by MpiTests. Bit identity across rank threads needs every
+/// thread to use the same libtorch/MKL thread count: test.runsettings pins one (ThreadSettingsTests). Serial: the
+/// rank threads would otherwise share the two cores with other tests for minutes.
 /// </summary>
 [Collection(SerialCollection.Name)]
 public sealed class DataParallelEquivalenceTests

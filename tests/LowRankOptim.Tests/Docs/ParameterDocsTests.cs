@@ -14,14 +14,12 @@ namespace LowRankOptim.Tests.Docs;
 /// </summary>
 public sealed class ParameterDocsTests
 {
-    /// <summary>
-    /// LowRankOptim's API. (LowRankOptim.Kernels, the kernel boundary, is reworked separately by the kernel registry
-    /// work and not checked here yet.)
-    /// </summary>
-    [Fact]
-    public void EveryPublicParameterIsDocumented()
+    /// <summary>Both packages; <paramref name="atLeast"/> guards against a reader that silently finds nothing.</summary>
+    [Theory]
+    [InlineData("LowRankOptim", 100)]
+    [InlineData("LowRankOptim.Kernels", 20)]
+    public void EveryPublicParameterIsDocumented(string assembly, int atLeast)
     {
-        const string assembly = "LowRankOptim";
         var dll = Path.Combine(AppContext.BaseDirectory, assembly + ".dll");
         var docs = XDocument.Load(Path.ChangeExtension(dll, ".xml")).Descendants("member")
             .ToDictionary(m => m.Attribute("name")!.Value);
@@ -58,7 +56,7 @@ public sealed class ParameterDocsTests
                 if (undocumented.Count > 0) missing.Add($"{member.ToDisplayString()}: {string.Join(", ", undocumented)}");
             }
         }
-        checkedMembers.Should().BeGreaterThan(100);
+        checkedMembers.Should().BeGreaterThanOrEqualTo(atLeast);
         string.Join("\n", missing).Should().BeEmpty($"every public parameter of {assembly} needs a <param> doc (or <inheritdoc/>)");
     }
 

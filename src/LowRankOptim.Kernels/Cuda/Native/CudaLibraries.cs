@@ -4,6 +4,8 @@ using System.Text;
 namespace LowRankOptim.Kernels;
 
 /// <summary>Something the CUDA path needs is missing or failed; the message says what and where it looked.</summary>
+/// <param name="message">What is missing or failed, and where it was looked for.</param>
+/// <param name="inner">The failure that caused it (a load or driver error), if any.</param>
 public sealed class CudaUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>

@@ -7,6 +7,7 @@ using System.Text;
 namespace LowRankOptim.Kernels;
 
 /// <summary>A kernel source failed to compile; <see cref="Exception.Message"/> holds NVRTC's log.</summary>
+/// <param name="message">What failed to compile, with NVRTC's log.</param>
 public sealed class CudaCompileException(string message) : Exception(message);
 
 /// <summary>The CUDA C kernel sources embedded in the assembly (Cuda/Sources/*.cu).</summary>

@@ -67,16 +67,24 @@ internal sealed class AdafactorRule : IUpdateRule
         }
         else
         {
-            using var q = gradient.square().add_(c.Eps1);
+            using var eps1 = c.Eps1.ToScalar();
+            using var beta2 = beta2t.ToScalar();
+            using var oneMinusBeta2 = (1 - beta2t).ToScalar();
+            using var q = gradient.square().add_(eps1);
             var expAvgSq = _expAvgSq.Required;
-            expAvgSq.mul_(beta2t).add_(q, alpha: 1 - beta2t);
+            expAvgSq.mul_(beta2).add_(q, alpha: oneMinusBeta2);
             update = expAvgSq.rsqrt().mul_(gradient);
         }
-        update.div_(Rms.Of(update).div_(c.ClipThreshold).clamp_(min: 1.0));
-        update.mul_(lr);
+        using (var threshold = c.ClipThreshold.ToScalar())
+        using (var one = 1.0.ToScalar())
+        using (var rms = Rms.Of(update))
+            update.div_(rms.div_(threshold).clamp_(min: one));
+        using (var step = lr.ToScalar()) update.mul_(step);
         if (c.Beta1 is double b1)
         {
-            update = _expAvg.Required.mul_(b1).add_(update, alpha: 1 - b1);
+            using var beta1 = b1.ToScalar();
+            using var oneMinusBeta1 = (1 - b1).ToScalar();
+            update = _expAvg.Required.mul_(beta1).add_(update, alpha: oneMinusBeta1);
         }
         return new RuleUpdate(update, 1.0, lr);
     }

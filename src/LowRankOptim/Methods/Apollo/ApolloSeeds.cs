@@ -14,7 +14,8 @@ internal static class ApolloSeeds
     {
         using var generator = new Generator(unchecked((ulong)seed), CPU);
         using var z = randn(shape, ScalarType.Float32, CPU, generator: generator);
-        var p = z.div(Math.Sqrt(rank));
+        using var root = Math.Sqrt(rank).ToScalar();
+        var p = z.div(root);
         return dtype == ScalarType.Float32 && device.type == DeviceType.CPU ? p : p.to(dtype, device);
     }
 

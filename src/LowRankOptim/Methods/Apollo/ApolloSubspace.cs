@@ -12,6 +12,7 @@ internal sealed class ApolloSubspace : ISubspace
 {
     private const double NormFloor = 1e-8;    // the reference's guard in ‖R‖ + 1e-8 and nl + 1e-8
     private const double GrowthLimit = 1.01;  // Fira's γ
+    private static readonly Scalar Floor = NormFloor.ToScalar(), Limit = GrowthLimit.ToScalar(); // rooted: see ScalarLifetimeTests
     private readonly ApolloProjection _config;
     private readonly MatrixShape _matrix;
     private readonly ProjectionSide _side;
@@ -87,7 +88,8 @@ internal sealed class ApolloSubspace : ISubspace
     public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
     {
         using var back = ProjectBack(lowRank);
-        target.add_(back.to(target.dtype), alpha: alpha);
+        using var a = alpha.ToScalar();
+        target.add_(back.to(target.dtype), alpha: a);
     }
 
     /// <summary>
@@ -98,23 +100,24 @@ internal sealed class ApolloSubspace : ISubspace
     {
         using var scope = NewDisposeScope();
         var (n, r, g) = (update.Direction, update.Projected, update.Gradient);
+        using var rootScale = Math.Sqrt(_config.Scale).ToScalar();
+        using var minusCoefficient = (-update.Coefficient).ToScalar();
         Tensor factor;
         if (_config.Scaling == ApolloScaling.Channel)
         {
             var axis = _matrix.Rows < _matrix.Cols ? 0 : 1; // the reference takes it from G's shape
-            factor = n.norm(dim: axis).div(r.norm(dim: axis).add(NormFloor));
+            factor = n.norm(dim: axis).div(r.norm(dim: axis).add(Floor));
             if (axis == 1) factor = factor.unsqueeze(1);
         }
         else
         {
-            factor = n.norm().div(r.norm().add(NormFloor));
+            factor = n.norm().div(r.norm().add(Floor));
         }
         var scaled = g.mul(factor);
-        var rootScale = Math.Sqrt(_config.Scale);
         if (_config.ScaleBeforeLimiter) scaled.mul_(rootScale);
         if (_config.LimitNormGrowth) scaled = LimitGrowth(scaled);
         if (!_config.ScaleBeforeLimiter) scaled.mul_(rootScale);
-        update.Target.add_(scaled.to(update.Target.dtype), alpha: -update.Coefficient);
+        update.Target.add_(scaled.to(update.Target.dtype), alpha: minusCoefficient);
     }
 
     /// <summary>
@@ -129,14 +132,14 @@ internal sealed class ApolloSubspace : ISubspace
             _growthNorm.Set(norm.clone());
             return scaled;
         }
-        var ratio = norm.div(last.add(NormFloor));
+        var ratio = norm.div(last.add(Floor));
         // The reference's max(ratio, 1.01) keeps the float 1.01 (divisor exactly 1) only when ratio < 1.01 in the tensor's dtype.
-        if (ratio.lt(GrowthLimit).item<bool>())
+        if (ratio.lt(Limit).item<bool>())
         {
             _growthNorm.Set(norm.clone());
             return scaled;
         }
-        var divisor = ratio.div(GrowthLimit);
+        var divisor = ratio.div(Limit);
         _growthNorm.Set(norm.div(divisor));
         return scaled.div(divisor);
     }

@@ -27,18 +27,27 @@ internal static class DctBasis
         Tensor result;
         using (var scope = NewDisposeScope())
         {
+            using var n = size.ToScalar();
+            using var one = 1.ToScalar();
+            using var two = 2.ToScalar();
+            using var period = (4 * size).ToScalar();
+            using var radians = (Math.PI / (2.0 * size)).ToScalar();
             var c = empty([size, size], dtype: ScalarType.Float64);
-            var odd = arange(size, dtype: ScalarType.Int64).mul_(2).add_(1).unsqueeze(0); // 2j + 1
+            var odd = arange(n, dtype: ScalarType.Int64).mul_(two).add_(one).unsqueeze(0); // 2j + 1
             for (long k0 = 0; k0 < size; k0 += BlockRows)
             {
                 using var inner = NewDisposeScope();
                 var rows = Math.Min(BlockRows, size - k0);
-                var k = arange(k0, k0 + rows, dtype: ScalarType.Int64).unsqueeze(1);
-                var angle = k.mul(odd).remainder_(4 * size).to(ScalarType.Float64).mul_(Math.PI / (2.0 * size)).cos_();
+                using var start = k0.ToScalar();
+                using var stop = (k0 + rows).ToScalar();
+                var k = arange(start, stop, dtype: ScalarType.Int64).unsqueeze(1);
+                var angle = k.mul(odd).remainder_(period).to(ScalarType.Float64).mul_(radians).cos_();
                 c.narrow(0, k0, rows).copy_(angle);
             }
-            c.mul_(Math.Sqrt(2.0 / size));
-            c.narrow(0, 0, 1).mul_(Math.Sqrt(0.5));
+            using var orthonormal = Math.Sqrt(2.0 / size).ToScalar();
+            using var firstRow = Math.Sqrt(0.5).ToScalar();
+            c.mul_(orthonormal);
+            c.narrow(0, 0, 1).mul_(firstRow);
             result = c.to(dtype, device ?? CPU, copy: true).MoveToOuterDisposeScope();
         }
         return result;

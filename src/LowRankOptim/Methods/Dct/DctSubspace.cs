@@ -167,7 +167,9 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
     {
         using var q = Columns();
         var back = Side == ProjectionSide.Right ? lowRank.mm(q.t()) : q.mm(lowRank);
-        return _config.Scale == 1.0 ? back : back.mul_(_config.Scale);
+        if (_config.Scale == 1.0) return back;
+        using var scale = _config.Scale.ToScalar();
+        return back.mul_(scale);
     }
 
     /// <inheritdoc />
@@ -176,7 +178,8 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
         if (target.dtype != lowRank.dtype || target.dtype != _dtype)
         {
             using var back = ProjectBack(lowRank);
-            target.add_(back, alpha: alpha);
+            using var coefficient = alpha.ToScalar();
+            target.add_(back, alpha: coefficient);
             return;
         }
         using var q = Columns();
@@ -203,7 +206,9 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
         State.Load(reader);
         if (_indices.Value is not { } indices) return;
         using var scope = NewDisposeScope();
-        if (indices.lt(0).logical_or(indices.ge(BasisSize)).any().item<bool>())
+        using var zero = 0L.ToScalar();
+        using var size = BasisSize.ToScalar();
+        if (indices.lt(zero).logical_or(indices.ge(size)).any().item<bool>())
             throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index outside [0, {BasisSize}).");
         if (indices.unique().Item1.numel() != indices.numel())
             throw new InvalidDataException($"{reader.Context}: entry 'dct_indices' holds an index twice; the selected columns are distinct.");

@@ -61,9 +61,13 @@ internal static class DctTransform
             imaginary.narrow(dim, 0, 1).zero_();
             if (half > 0) imaginary.narrow(dim, 1, half).copy_(xw.narrow(dim, s - half, half).flip(dim).neg_());
             // H_k = w_k·e^{iπk/(2s)}·z_k: w_0 = √(1/s), w_k = ½·√(2/s) (the ½ of the pairing), times s for irfft's 1/s.
-            var phase = arange(half + 1, dtype: ScalarType.Float64).mul_(Math.PI / (2.0 * s));
-            var weight = full(half + 1, 0.5 * Math.Sqrt(2.0 / s) * s, dtype: ScalarType.Float64);
-            weight[0] = Math.Sqrt(1.0 / s) * s;
+            using var count = (half + 1).ToScalar();
+            using var angle = (Math.PI / (2.0 * s)).ToScalar();
+            using var pairWeight = (0.5 * Math.Sqrt(2.0 / s) * s).ToScalar();
+            using var firstWeight = (Math.Sqrt(1.0 / s) * s).ToScalar();
+            var phase = arange(count, dtype: ScalarType.Float64).mul_(angle);
+            var weight = full(half + 1, pairWeight, dtype: ScalarType.Float64);
+            weight.narrow(0, 0, 1).fill_(firstWeight);
             var factor = complex(phase.cos().mul_(weight), phase.sin().mul_(weight)).to(complexType, x.device).view(Along(half + 1));
             z.mul_(factor);
             result = fft.irfft(z, s, dim).MoveToOuterDisposeScope();

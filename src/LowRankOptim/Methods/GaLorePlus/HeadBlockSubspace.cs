@@ -98,14 +98,17 @@ internal sealed class HeadBlockSubspace : ISubspace
     public Tensor ProjectBack(Tensor lowRank)
     {
         var back = ProjectBackUnscaled(lowRank);
-        return _config.Scale == 1.0 ? back : back.mul_(_config.Scale);
+        if (_config.Scale == 1.0) return back;
+        using var scale = _config.Scale.ToScalar();
+        return back.mul_(scale);
     }
 
     /// <inheritdoc />
     public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
     {
         using var back = ProjectBackUnscaled(lowRank);
-        target.add_(back.dtype == target.dtype ? back : back.to(target.dtype), alpha: alpha * _config.Scale);
+        using var scaled = (alpha * _config.Scale).ToScalar();
+        target.add_(back.dtype == target.dtype ? back : back.to(target.dtype), alpha: scaled);
     }
 
     /// <summary>The whole gradient at a refresh; otherwise R, plus G on Ω once the sparse residual has chosen it (the whole G before).</summary>

@@ -107,14 +107,15 @@ internal sealed class SparseResidual
         var e = residual.view(-1).index_select(0, index);
         var update = AdamRule.Update(config, e, _expAvg.Required, _expAvgSq.Required, ++_step.Value, rule.LearningRate);
         var direction = update.Direction.dtype == target.dtype ? update.Direction : update.Direction.to(target.dtype);
+        using var alpha = (-update.Coefficient * _scale).ToScalar();
         if (target.is_contiguous())
         {
-            target.view(-1).index_add_(0, index, direction, alpha: -update.Coefficient * _scale);
+            target.view(-1).index_add_(0, index, direction, alpha: alpha);
             return;
         }
         // A strided weight has no flat view: the same sums through (row, column) indices.
-        var columns = _matrix.Cols;
-        target.index_put_(direction.mul(-update.Coefficient * _scale), [index.div(columns, rounding_mode: RoundingMode.floor), index.remainder(columns)], accumulate: true);
+        using var columns = _matrix.Cols.ToScalar();
+        target.index_put_(direction.mul(alpha), [index.div(columns, rounding_mode: RoundingMode.floor), index.remainder(columns)], accumulate: true);
     }
 
     /// <summary>
@@ -133,13 +134,16 @@ internal sealed class SparseResidual
     {
         using var scope = NewDisposeScope();
         var flat = scores.reshape(-1);
-        var chosen = _k == flat.shape[0] ? arange(_k, dtype: ScalarType.Int64, device: flat.device) : flat.topk((int)_k).indexes;
+        using var k = _k.ToScalar();
+        var chosen = _k == flat.shape[0] ? arange(k, dtype: ScalarType.Int64, device: flat.device) : flat.topk((int)_k).indexes;
         var sorted = chosen.sort().Values.to(_indexType);
         Tensor m, v;
         if (carryMoments && _indices.Value is { } indices)
         {
             var old = indices.to(ScalarType.Int64);
-            var position = searchsorted(old, sorted.to(ScalarType.Int64)).clamp_(0, _k - 1);
+            using var first = 0L.ToScalar();
+            using var last = (_k - 1).ToScalar();
+            var position = searchsorted(old, sorted.to(ScalarType.Int64)).clamp_(first, last);
             var kept = old.index_select(0, position).eq(sorted.to(ScalarType.Int64));
             var zero = zeros(1, dtype: _dtype, device: flat.device);
             m = where(kept, _expAvg.Required.index_select(0, position), zero);
@@ -169,7 +173,9 @@ internal sealed class SparseResidual
             using var scope = NewDisposeScope();
             var flat = indices.to(ScalarType.Int64);
             var size = _matrix.Rows * _matrix.Cols;
-            if (flat.lt(0).logical_or(flat.ge(size)).any().item<bool>())
+            using var zero = 0L.ToScalar();
+            using var end = size.ToScalar();
+            if (flat.lt(zero).logical_or(flat.ge(end)).any().item<bool>())
                 throw new InvalidDataException($"{reader.Context}: entry 'residual_indices' holds an index outside [0, {size}) (the {_matrix} weight's entries).");
             if (flat.numel() > 1 && flat.narrow(0, 1, flat.numel() - 1).le(flat.narrow(0, 0, flat.numel() - 1)).any().item<bool>())
                 throw new InvalidDataException($"{reader.Context}: entry 'residual_indices' is not strictly increasing; the kept entries are sorted and distinct.");

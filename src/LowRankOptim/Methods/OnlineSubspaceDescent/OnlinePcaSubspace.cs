@@ -69,7 +69,8 @@ internal sealed class OnlinePcaSubspace : BasisSubspace, ISubspace
         var decay = new WeightDecayPolicy(_config.BasisWeightDecay, WeightDecayOrder.BeforeUpdate);
         var update = _rule.Compute(grad, new RuleContext(++_basisSteps.Value, lr, _config.BasisRule, () => Rms.OfParameter(p), decay));
         decay.ApplyBeforeUpdate(p, update.DecayLearningRate);
-        p.add_(update.Direction.to(p.dtype), alpha: -update.Coefficient);
+        using var alpha = (-update.Coefficient).ToScalar();
+        p.add_(update.Direction.to(p.dtype), alpha: alpha);
     }
 
     /// <summary>
@@ -85,23 +86,26 @@ internal sealed class OnlinePcaSubspace : BasisSubspace, ISubspace
         Tensor result;
         using (var scope = NewDisposeScope())
         {
+            using var scale = inverseNorm.ToScalar();
+            using var minusTwo = (-2).ToScalar();
+            using var two = 2.ToScalar();
             var g = gradient.to(p.dtype);
-            var r = projected.to(p.dtype).mul(inverseNorm);
+            var r = projected.to(p.dtype).mul(scale);
             if (side == ProjectionSide.Right)
             {
-                var b = r.t().mm(g).mul_(inverseNorm);   // R̂ᵀĜ (r×n)
+                var b = r.t().mm(g).mul_(scale);   // R̂ᵀĜ (r×n)
                 result = r.t().mm(r).mm(p)               // (R̂ᵀR̂) P
                     .add_(p.mm(p.t()).mm(b))             // + (PPᵀ) R̂ᵀĜ
-                    .add_(b, alpha: -2);
+                    .add_(b, alpha: minusTwo);
             }
             else
             {
-                var b = g.mm(r.t()).mul_(inverseNorm);   // ĜR̂ᵀ (m×r)
+                var b = g.mm(r.t()).mul_(scale);   // ĜR̂ᵀ (m×r)
                 result = p.mm(r.mm(r.t()))               // P (R̂R̂ᵀ)
                     .add_(b.mm(p.t().mm(p)))             // + ĜR̂ᵀ (PᵀP)
-                    .add_(b, alpha: -2);
+                    .add_(b, alpha: minusTwo);
             }
-            result = result.mul_(2).MoveToOuterDisposeScope();
+            result = result.mul_(two).MoveToOuterDisposeScope();
         }
         return result;
     }

@@ -30,9 +30,11 @@ internal sealed class SgdRule : IUpdateRule
         var direction = gradient;
         if (_buffer.Value is { } buffer)
         {
+            using var momentum = c.Momentum.ToScalar();
+            using var undamped = (1 - c.Dampening).ToScalar();
             if (context.Step == 1) buffer.copy_(gradient);
-            else buffer.mul_(c.Momentum).add_(gradient, alpha: 1 - c.Dampening);
-            direction = c.Nesterov ? gradient.add(buffer, alpha: c.Momentum) : buffer;
+            else buffer.mul_(momentum).add_(gradient, alpha: undamped);
+            direction = c.Nesterov ? gradient.add(buffer, alpha: momentum) : buffer;
         }
         return new RuleUpdate(direction, context.LearningRate, context.LearningRate);
     }

@@ -148,9 +148,14 @@ internal sealed class SmmfRule : IUpdateRule
     /// <summary>The unfactorized step: full M and V of the tensor's shape, same schedules, no compression.</summary>
     private Tensor FullStep(Tensor gradient, SmmfConfig config, double beta1, double beta2)
     {
-        _expAvg?.mul_(beta1).add_(gradient, alpha: 1 - beta1);
-        _expAvgSq!.mul_(beta2).addcmul_(gradient, gradient, value: 1 - beta2);
-        using var denominator = _expAvgSq.sqrt().add_(config.Eps);
+        using var b1 = beta1.ToScalar();
+        using var oneMinusB1 = (1 - beta1).ToScalar();
+        using var b2 = beta2.ToScalar();
+        using var oneMinusB2 = (1 - beta2).ToScalar();
+        using var eps = config.Eps.ToScalar();
+        _expAvg?.mul_(b1).add_(gradient, alpha: oneMinusB1);
+        _expAvgSq!.mul_(b2).addcmul_(gradient, gradient, value: oneMinusB2);
+        using var denominator = _expAvgSq.sqrt().add_(eps);
         return (_expAvg ?? gradient).div(denominator);
     }
 

@@ -327,6 +327,17 @@ public sealed class DataParallel : IStepCommunication
         Average(full);
     }
 
+    void IStepCommunication.CombineGradientNorms(IReadOnlyList<ParameterStep> steps)
+    {
+        var local = steps.Where(s => !s.Exchange.IsFull).ToList();
+        if (local.Count == 0) return;
+        using var squares = tensor(local.Select(s => s.GradientNorm * s.GradientNorm).ToArray());
+        Communicator.AllReduceSum([squares]);
+        Traffic.Control += local.Count * 8L;
+        var sums = squares.data<double>().ToArray();
+        for (var i = 0; i < local.Count; i++) local[i].GradientNorm = Math.Sqrt(sums[i]);
+    }
+
     void IStepCommunication.SumProjected(IReadOnlyList<ParameterStep> steps)
     {
         var reduced = new List<Tensor>();

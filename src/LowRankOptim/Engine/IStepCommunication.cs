@@ -13,6 +13,13 @@ internal interface IStepCommunication
     /// </summary>
     void SumGradients(IReadOnlyList<ParameterStep> steps);
 
+    /// <summary>
+    /// Before the screen: combines each projected exchange's <see cref="ParameterStep.GradientNorm"/> over the ranks
+    /// (√Σ‖G_r‖², which is not finite when any rank's is not and bounds every rank's), so all ranks take the same skips.
+    /// Full exchanges screen the averaged gradient, the same on every rank, and are left as they are.
+    /// </summary>
+    void CombineGradientNorms(IReadOnlyList<ParameterStep> steps);
+
     /// <summary>After project: averages the projected gradients (and declared gradient entries) of projected exchanges.</summary>
     void SumProjected(IReadOnlyList<ParameterStep> steps);
 

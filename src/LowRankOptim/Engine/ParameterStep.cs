@@ -31,6 +31,11 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     public object? Refreshed { get; set; }
     /// <summary>Set when this parameter takes no update this step (a failed first refresh, an unusable gradient).</summary>
     public bool Skipped { get; set; }
+    /// <summary>
+    /// ‖G‖ of the working gradient for the screen (NaN or ∞ when an entry is not finite): this rank's own for a projected
+    /// exchange, combined over the ranks before the screen decides, so that every rank skips the same steps.
+    /// </summary>
+    public double GradientNorm { get; set; }
     /// <summary>Why the gradient was unusable (not finite, or its squares could overflow), when it was; the step was skipped.</summary>
     public string? Unusable { get; set; }
     /// <summary>The rule's result (update), unless the rule updated the weights itself.</summary>

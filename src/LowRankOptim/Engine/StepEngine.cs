@@ -62,7 +62,12 @@ internal sealed class StepEngine(
     {
         foreach (var s in steps) Prepare(s);
         Communication?.SumGradients(steps);
-        foreach (var s in steps) Screen(s);
+        if (ScreenGradients)
+        {
+            foreach (var s in steps) s.GradientNorm = Norm(s.Working);
+            Communication?.CombineGradientNorms(steps);
+            foreach (var s in steps) Screen(s);
+        }
         foreach (var s in steps) Refresh(s);
         foreach (var s in steps) Project(s);
         if (observer is not null)
@@ -119,11 +124,9 @@ internal sealed class StepEngine(
     /// </summary>
     private void Screen(ParameterStep s)
     {
-        if (!ScreenGradients) return;
         var g = s.Working;
         if (g.numel() == 0) return;
-        double norm;
-        using (var n = g.norm()) norm = n.to(ScalarType.Float64).item<double>(); // NaN or ∞ for a non-finite entry
+        var norm = s.GradientNorm;
         var bound = Math.Sqrt(LargestFinite(g.dtype)) / OverflowMargin;
         if (norm < bound) return; // false for NaN
         s.Skipped = true;
@@ -137,6 +140,15 @@ internal sealed class StepEngine(
         // A basis that was due to move could not: reported as the refresh failure it is.
         if (subspace.NeedsRefresh(s.Step) || subspace.UpdatesBasisAfterEveryStep)
             reportFailure(s.State, subspace, s.Step, s.Unusable + "; the basis keeps its value");
+    }
+
+    /// <summary>‖<paramref name="g"/>‖₂ as a number: NaN or ∞ for a non-finite entry; 0 for an empty tensor.</summary>
+    private static double Norm(Tensor g)
+    {
+        if (g.numel() == 0) return 0;
+        using var n = g.norm();
+        using var wide = n.to(ScalarType.Float64);
+        return wide.item<double>();
     }
 
     /// <summary>Recomputes the basis when due; a numerical failure keeps the old basis and is reported.</summary>

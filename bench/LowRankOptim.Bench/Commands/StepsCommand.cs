@@ -9,7 +9,8 @@ namespace LowRankOptim.Bench.Commands;
 
 /// <summary>
 /// `steps`: one optimizer step on a single m×n float32 parameter, timed side by side for TorchSharp's
-/// AdamW and each LowRankOptim optimizer (GaLore's amortized step = step + refresh / T).
+/// AdamW and each LowRankOptim optimizer (GaLore's amortized step = step + refresh / T); full-space AdamW's fused kernel
+/// alone and its step with the gradient screen off and on are timed interleaved, round by round.
 /// </summary>
 public static class StepsCommand
 {
@@ -47,6 +48,27 @@ public static class StepsCommand
             {
                 var step = Time(adamw, pa);
                 results.Add(("TorchSharp AdamW", step, 0, step));
+            }
+
+            // Full-space AdamW, interleaved: the fused kernel alone, then the whole step with the gradient screen off and on
+            // (what the engine and the screen add around the kernel).
+            var kernel = LowRankOptim.Kernels.KernelSelection.Select<LowRankOptim.Kernels.IAdamUpdateKernel>(
+                null, CPU, LowRankOptim.Kernels.KernelStorage.Dense(ScalarType.Float32), (long)rows * cols);
+            var (m, v, w) = (zeros(rows, cols), zeros(rows, cols), randn(rows, cols));
+            var scalars = new LowRankOptim.Kernels.AdamScalars(0.9, 0.999, 1e-8, 0.99, 1e-3, 0.99);
+            var (off, on) = (new Parameter(randn(rows, cols)), new Parameter(randn(rows, cols)));
+            using (var screenOff = LowRank.AdamW([off], lr: 1e-3))
+            using (var screenOn = LowRank.AdamW([on], lr: 1e-3))
+            {
+                screenOff.SkipUnusableGradients = false;
+                var medians = Timing.InterleavedMedianMilliseconds([
+                    () => kernel.AdamUpdate(gradient, m, v, scalars, w),
+                    () => { off.grad = gradient; screenOff.step(); },
+                    () => { on.grad = gradient; screenOn.step(); },
+                ]);
+                results.Add(($"fused AdamUpdate kernel alone ({kernel.Backend})", medians[0], 0, medians[0]));
+                results.Add(("LowRank.AdamW, gradient screen off", medians[1], 0, medians[1]));
+                results.Add(("LowRank.AdamW, gradient screen on (default)", medians[2], 0, medians[2]));
             }
 
             // GaLore: a step without refresh (T huge after the first), and the refresh (T = 1) separately.

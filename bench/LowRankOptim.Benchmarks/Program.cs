@@ -13,13 +13,13 @@ using Perfolizer.Mathematics.OutlierDetection;
 
 // Usage (README.md beside this file):
 //   LowRankOptim.Benchmarks [--shapes 4096x4096,4096x11008] [--ranks 128,512] [--methods GaLore,TorchAdamW]
-//                           [--iterations 5] [--warmup 1] [BenchmarkDotNet options, e.g. --artifacts DIR]
+//                           [--iterations 5] [--warmup 40] [BenchmarkDotNet options, e.g. --artifacts DIR]
 //   LowRankOptim.Benchmarks --list-methods
 //   LowRankOptim.Benchmarks merge --before DIR --after DIR --out FILE [--preamble FILE]
 if (args.Length > 0 && args[0] == "merge") return Merge.Run(args[1..]);
 
 var iterations = 5;
-var warmup = 1;
+var warmup = 40; // the fused CPU kernels run unoptimized JIT code for their first ~30 calls (docs/kernels.md)
 var passThrough = new List<string>();
 try
 {

@@ -12,7 +12,8 @@
 #   --ranks LIST       ranks of the ranked methods (default 128,512)
 #   --methods LIST     method ids (default: every method either build has; see --list-methods)
 #   --iterations N     measured steps per case (default 5)
-#   --warmup N         warm-up steps per case, after the setup's refreshing step (default 1)
+#   --warmup N         warm-up steps per case, after the setup's refreshing step (default 40: .NET recompiles the
+#                      fused CPU kernels' loops optimized only after ~30 calls, see docs/kernels.md)
 #   --out FILE         the merged table (default bench/LowRankOptim.Benchmarks/results/step-before-after.md)
 #   --raw DIR          BenchmarkDotNet's own reports and logs (default results/raw/<UTC timestamp>, git-ignored)
 #   --work DIR         build folder (default: a new folder under ${TMPDIR:-/tmp}, removed at the end)
@@ -37,7 +38,7 @@ SHAPES=4096x4096,4096x11008
 RANKS=128,512
 METHODS=""
 ITERATIONS=5
-WARMUP=1
+WARMUP=40
 OUT="$SCRIPT_DIR/results/step-before-after.md"
 RAW=""
 WORK=""

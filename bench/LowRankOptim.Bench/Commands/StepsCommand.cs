@@ -61,11 +61,12 @@ public static class StepsCommand
             using (var screenOn = LowRank.AdamW([on], lr: 1e-3))
             {
                 screenOff.SkipUnusableGradients = false;
+                // 40 warm-up rounds: the kernel's loop runs unoptimized JIT code for its first ~30 calls (docs/kernels.md).
                 var medians = Timing.InterleavedMedianMilliseconds([
                     () => kernel.AdamUpdate(gradient, m, v, scalars, w),
                     () => { off.grad = gradient; screenOff.step(); },
                     () => { on.grad = gradient; screenOn.step(); },
-                ]);
+                ], warmup: 40);
                 results.Add(($"fused AdamUpdate kernel alone ({kernel.Backend})", medians[0], 0, medians[0]));
                 results.Add(("LowRank.AdamW, gradient screen off", medians[1], 0, medians[1]));
                 results.Add(("LowRank.AdamW, gradient screen on (default)", medians[2], 0, medians[2]));

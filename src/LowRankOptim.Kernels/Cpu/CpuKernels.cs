@@ -32,10 +32,6 @@ namespace LowRankOptim.Kernels;
 /// Adafactor statistics and ℓ1 norms for dense float32 and bfloat16, SMMF for float32; every tensor under
 /// <see cref="RawTensor.MaxBytes"/> bytes (TorchSharp's byte spans stop at 2 GiB).
 /// </para>
-/// <para>
-/// The loops here and in <see cref="SmmfCpuKernel"/> are marked AggressiveOptimization: under tiered compilation their
-/// first ~30 calls (the first training steps, and every short benchmark) ran unoptimized code about 4× slower.
-/// </para>
 /// </remarks>
 internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel
 {
@@ -146,14 +142,12 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
         public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, Sbc2, Decay, NegativeStep;
         public bool Corrected, BFloat16, UpdateWeights, Decays;
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(long start, long end)
         {
             if (BFloat16) RunBf16(start, end);
             else RunF32(start, end);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RunF32(long i, long end)
         {
             float* g = (float*)G, m = (float*)M, v = (float*)V, t = (float*)Target;
@@ -217,7 +211,6 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RunBf16(long i, long end)
         {
             ushort* g = (ushort*)G, m = (ushort*)M, v = (ushort*)V, t = (ushort*)Target;
@@ -288,7 +281,6 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
     // ---------------------------------------------------------------- Adafactor
 
     /// <inheritdoc />
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AdafactorStatistics(Tensor gradient, Tensor rows, Tensor cols, in AdafactorScalars scalars)
     {
         ArgumentNullException.ThrowIfNull(gradient);
@@ -348,7 +340,6 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
     // ---------------------------------------------------------------- ℓ1 norms
 
     /// <inheritdoc />
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public Tensor L1Norms(Tensor matrix, L1Axis axis)
     {
         ArgumentNullException.ThrowIfNull(matrix);
@@ -427,11 +418,9 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
     /// column in band order whatever the split: vectorized, and in parallel over blocks of columns (each band's
     /// row read contiguously) when there is enough to merge.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void SumBands(double* partial, int bands, long count)
     {
         var blocks = (count + SumBlockColumns - 1) / SumBlockColumns;
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void SumBlock(long block)
         {
             var j0 = block * SumBlockColumns;
@@ -457,7 +446,6 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
         public double* Partial, RowSums;
         public float Eps;
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void RunBand(int band)
         {
             var r0 = band * RowsPerBand;

@@ -133,7 +133,6 @@ internal static unsafe class SmmfCpuKernel
     /// γ_j = Σ_bands partial_j / Σ_j Σ_bands partial_j (raw sums when the total is 0): each column's sum in band
     /// order (<see cref="CpuKernels.SumBands"/>), the total in column order.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MergeColumns(double* partial, float* cols, int bands, long count)
     {
         CpuKernels.SumBands(partial, bands, count);
@@ -163,7 +162,6 @@ internal static unsafe class SmmfCpuKernel
         private static readonly Vector256<int> BitWeights = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
         private static readonly Vector512<int> BitWeights16 = Vector512.Create(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void RunBand(int band)
         {
             var r0 = band * RowsPerBand;
@@ -351,7 +349,6 @@ internal static unsafe class SmmfCpuKernel
         /// column are added together before the band's float64 column sums are loaded and stored, which takes
         /// three quarters of that load/store traffic (the kernel's main cost besides the arithmetic) away.
         /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RowQuad(long i, double* partialM, double* partialV)
         {
             // One compiled loop per mode, its flags constants: with the branches in the loop, code optimized
@@ -361,7 +358,6 @@ internal static unsafe class SmmfCpuKernel
             else RowQuad<No>(i, partialM, partialV, streaming);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RowQuad<TMomentum>(long i, double* partialM, double* partialV, bool streaming) where TMomentum : struct, IFlag
         {
             if (UpdateWeights) RowQuad<TMomentum, Yes, No>(i, partialM, partialV);
@@ -369,7 +365,6 @@ internal static unsafe class SmmfCpuKernel
             else RowQuad<TMomentum, No, No>(i, partialM, partialV);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RowQuad<TMomentum, TWeights, TStreaming>(long i, double* partialM, double* partialV)
             where TMomentum : struct, IFlag where TWeights : struct, IFlag where TStreaming : struct, IFlag
         {
@@ -476,7 +471,6 @@ internal static unsafe class SmmfCpuKernel
         }
 
         /// <summary>The stored sign bits of elements e … e+15 (all in this band), as the low 16 bits.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static uint ReadSixteenBits(byte* signs, long e)
         {
             var at = signs + (e >> 3);
@@ -486,7 +480,6 @@ internal static unsafe class SmmfCpuKernel
         }
 
         /// <summary>The stored sign bits of elements e … e+7 (all in this band), as the low 8 bits.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static uint ReadEightBits(byte* signs, long e)
         {
             var at = signs + (e >> 3);

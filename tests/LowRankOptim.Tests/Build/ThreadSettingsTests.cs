@@ -36,9 +36,7 @@ public sealed class ThreadSettingsTests
     [Fact]
     public void AFreshThreadAndAThreadThatRanAParallelOpRoundAGemmAlike()
     {
-        var saved = torch.get_num_threads();
-        torch.set_num_threads(1); // as the serial tests that pin one thread do
-        try
+        TorchThreads.OnOne(() => // as the serial tests that pin one thread do
         {
             var random = new Random(5);
             for (var trial = 0; trial < 20; trial++)
@@ -49,7 +47,6 @@ public sealed class ThreadSettingsTests
                 var warmed = OnNewThread(() => Product(a, b), warm: true);
                 Assert.True(fresh.SequenceEqual(warmed), $"trial {trial}: the GEMM on a fresh thread differs from the one on a thread that ran a parallel op");
             }
-        }
-        finally { torch.set_num_threads(saved); }
+        });
     }
 }

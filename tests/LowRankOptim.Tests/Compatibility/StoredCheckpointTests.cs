@@ -145,15 +145,6 @@ public sealed class StoredCheckpointTests
         return string.Join(" ", parts);
     }
 
-    /// <summary>Runs <paramref name="body"/> with one libtorch intra-op thread (MKL's results depend on its thread count).</summary>
-    private static void OneTorchThread(Action body)
-    {
-        var saved = torch.get_num_threads();
-        torch.set_num_threads(1);
-        try { body(); }
-        finally { torch.set_num_threads(saved); }
-    }
-
     /// <summary>The step count of every parameter state (the one use of LowRankOptimizer's state API).</summary>
     private static long[] StepCounters(LowRankOptimizer opt) => opt.States.Select(s => s.Step).ToArray();
 
@@ -241,7 +232,7 @@ public sealed class StoredCheckpointTests
     [Theory]
     [MemberData(nameof(StoredFiles))]
     public void StoredCheckpointLoadsAndContinuesTheRunExactly(string release, string method) =>
-        OneTorchThread(() => VerifyStored(Path.Combine(StoredRoot, release), method));
+        TorchThreads.OnOne(() => VerifyStored(Path.Combine(StoredRoot, release), method));
 
     [Fact]
     public void EveryMethodHasAStoredCheckpoint()
@@ -259,7 +250,7 @@ public sealed class StoredCheckpointTests
 
     /// <summary>Writes one release folder when <see cref="WriteVariable"/> names it; skipped otherwise.</summary>
     [WriteCheckpointsFact]
-    public void WriteCheckpoints() => OneTorchThread(() =>
+    public void WriteCheckpoints() => TorchThreads.OnOne(() =>
     {
         var dir = Path.GetFullPath(Environment.GetEnvironmentVariable(WriteVariable)!);
         Directory.CreateDirectory(dir);

@@ -32,7 +32,7 @@ public sealed class PerLayerEquivalenceTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void PerLayerModeEqualsTheStandardPath(string method, int accumulation, bool clip)
     {
-        var o = PerLayerRuns.OnOneThread(() => PerLayerRuns.Compare(MethodCatalog.Get(method), accumulation, clip ? ClipNorm * accumulation : null, Steps));
+        var o = TorchThreads.OnOne(() => PerLayerRuns.Compare(MethodCatalog.Get(method), accumulation, clip ? ClipNorm * accumulation : null, Steps));
         output.WriteLine($"{method} k={accumulation} clip={clip}: worst {o.WorstRelativeDifference:E2} ({o.WorstParameter}), clipped {o.Clipped} (norms {o.MinNorm:F3}..{o.MaxNorm:F3}, worst norm difference {o.WorstNormDifference:E2}), peak {o.PeakStandard} vs {o.PeakPerLayer}");
         o.WorstRelativeDifference.Should().BeLessThanOrEqualTo(Tolerance, $"{method}, accumulation {accumulation}, clipping {clip}: worst parameter {o.WorstParameter}");
         o.PerLayerSteps.Should().Equal(o.Steps, "one update per step of k micro-batches");

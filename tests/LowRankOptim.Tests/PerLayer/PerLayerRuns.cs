@@ -28,15 +28,6 @@ public static class PerLayerRuns
 {
     public const int Input = 12, Hidden = 20, Output = 6, Batch = 8;
 
-    /// <summary>Runs <paramref name="body"/> with one libtorch intra-op thread (for serial tests only: the setting is process-wide).</summary>
-    public static T OnOneThread<T>(Func<T> body)
-    {
-        var saved = torch.get_num_threads();
-        torch.set_num_threads(1);
-        try { return body(); }
-        finally { torch.set_num_threads(saved); }
-    }
-
     public static Sequential Model(long seed)
     {
         var model = nn.Sequential(("scale", new Scale(Input)), ("fc1", nn.Linear(Input, Hidden)), ("norm", nn.LayerNorm(Hidden)),

@@ -7,7 +7,8 @@ namespace LowRankOptim.Kernels;
 /// it can run in this process, its size limit, and, per call, whether it takes the tensors' layout. Which
 /// operation and storage it serves is its registration in <see cref="KernelRegistry"/>; the operation itself is
 /// one of the per-operation interfaces (<see cref="IAdamDirectionKernel"/>, <see cref="IAdamUpdateKernel"/>,
-/// <see cref="IAdafactorStatisticsKernel"/>, <see cref="ISmmfStepKernel"/>, <see cref="IL1NormsKernel"/>).
+/// <see cref="IAdafactorStatisticsKernel"/>, <see cref="ISmmfStepKernel"/>, <see cref="IL1NormsKernel"/>,
+/// <see cref="IQuantizedAdamKernel"/>).
 /// </summary>
 /// <remarks>
 /// The memory-bound arithmetic of the optimizers lives behind these interfaces; matrix products, SVD and QR stay
@@ -113,3 +114,39 @@ public interface IL1NormsKernel : IKernel
     /// <param name="axis">Whether to sum over the rows of each column or over the columns of each row.</param>
     torch.Tensor L1Norms(torch.Tensor matrix, L1Axis axis);
 }
+
+/// <summary>
+/// <see cref="KernelOperation.QuantizedAdam"/>: Adam on block-wise quantized moments (<see cref="BlockFormat"/>), in one
+/// pass per block: dequantize m and v (map[code]·absmax in float32, converted to the gradient's dtype), take the Adam step
+/// of <see cref="IAdamDirectionKernel"/> or <see cref="IAdamUpdateKernel"/>, and quantize the new moments back
+/// (<see cref="BlockQuantizer"/>, with each moment's rounding). The reference is exactly that sequence of TorchSharp ops;
+/// a fused kernel gives the same codes and absmax bit for bit (the moments round as the reference's) and the direction or
+/// weights as the dense kernels do.
+/// </summary>
+public interface IQuantizedAdamKernel : IKernel
+{
+    /// <summary>Updates the quantized moments with <paramref name="gradient"/> and returns the normalized direction (a new tensor of the gradient's shape and dtype).</summary>
+    /// <param name="gradient">The gradient g (read only); its element count is the moments'.</param>
+    /// <param name="moments">m and v, codes and absmax updated in place.</param>
+    /// <param name="scalars">β1, β2, ε and the bias corrections of this step.</param>
+    torch.Tensor QuantizedAdamDirection(torch.Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars);
+
+    /// <summary>A full-space step on the quantized moments and the weights in one pass (<see cref="IAdamUpdateKernel.AdamUpdate"/>'s order).</summary>
+    /// <param name="gradient">The gradient g (read only).</param>
+    /// <param name="moments">m and v, codes and absmax updated in place.</param>
+    /// <param name="scalars">β1, β2, ε, the bias corrections, the step size and the decay factor of this step.</param>
+    /// <param name="weights">The weights W (the gradient's shape and dtype), updated in place.</param>
+    void QuantizedAdamUpdate(torch.Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars, torch.Tensor weights);
+}
+
+/// <summary>One block-wise quantized tensor as a kernel sees it.</summary>
+/// <param name="Codes">The codes (uint8, <see cref="BlockFormat.CodeBytes"/> elements).</param>
+/// <param name="Absmax">One float32 absmax per block.</param>
+/// <param name="Format">The format.</param>
+/// <param name="Rounding">How this store rounds to the codes.</param>
+public readonly record struct QuantizedTensor(torch.Tensor Codes, torch.Tensor Absmax, BlockFormat Format, Rounding Rounding);
+
+/// <summary>Adam's quantized moments: m (a signed map) and v (an unsigned map), of the same element count and width.</summary>
+/// <param name="ExpAvg">The first moment m.</param>
+/// <param name="ExpAvgSq">The second moment v.</param>
+public readonly record struct QuantizedMoments(QuantizedTensor ExpAvg, QuantizedTensor ExpAvgSq);

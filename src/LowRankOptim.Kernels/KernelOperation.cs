@@ -13,6 +13,8 @@ public enum KernelOperation
     SmmfStep,
     /// <summary><see cref="IL1NormsKernel"/>.</summary>
     L1Norms,
+    /// <summary><see cref="IQuantizedAdamKernel"/>.</summary>
+    QuantizedAdam,
 }
 
 /// <summary>The mapping between operations and their kernel interfaces.</summary>
@@ -26,6 +28,7 @@ internal static class KernelOperations
         KernelOperation.AdafactorStatistics => typeof(IAdafactorStatisticsKernel),
         KernelOperation.SmmfStep => typeof(ISmmfStepKernel),
         KernelOperation.L1Norms => typeof(IL1NormsKernel),
+        KernelOperation.QuantizedAdam => typeof(IQuantizedAdamKernel),
         _ => throw new ArgumentOutOfRangeException(nameof(operation), operation, "not a kernel operation."),
     };
 

@@ -111,12 +111,17 @@ public static class KernelRegistry
     {
         var entries = new List<KernelRegistration>();
         var operations = Enum.GetValues<KernelOperation>();
-        foreach (var operation in operations)
+        foreach (var operation in operations.Where(o => o != KernelOperation.QuantizedAdam))
             foreach (var dtype in Enum.GetValues<torch.ScalarType>().Distinct())
                 entries.Add(new(operation, KernelStorage.Dense(dtype), TorchKernels.Instance, Automatic: true));
+        // Adam on block-wise moments, for the floating working dtypes (the reference dequantizes into the gradient's).
+        torch.ScalarType[] working = [torch.ScalarType.Float32, torch.ScalarType.BFloat16, torch.ScalarType.Float64];
+        foreach (var bits in new[] { 8, 4 })
+            foreach (var dtype in working)
+                entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, dtype), TorchKernels.Instance, Automatic: true));
         KernelStorage[] floats = [KernelStorage.Dense(torch.ScalarType.Float32), KernelStorage.Dense(torch.ScalarType.BFloat16)];
         foreach (IKernel backend in new IKernel[] { CpuKernels.Instance, CudaKernels.Instance })
-            foreach (var operation in operations)
+            foreach (var operation in operations.Where(o => o != KernelOperation.QuantizedAdam))
                 // SMMF keeps float32 state and computes in float32 (also for bf16 parameters): float32 only.
                 foreach (var storage in operation == KernelOperation.SmmfStep ? floats[..1] : floats)
                     // Under Auto the DCT projector's ℓ1 scores stay the reference's (a GEMV) on the GPU.

@@ -7,6 +7,10 @@ public enum StorageKind
 {
     /// <summary>One element of the storage's dtype per state entry (float32, bfloat16, ...).</summary>
     Dense,
+    /// <summary>Block-wise 8-bit codes and a float32 absmax per block (<see cref="BlockFormat"/>); the dtype is the working dtype.</summary>
+    Blockwise8Bit,
+    /// <summary>Block-wise 4-bit codes, two to a byte, and a float32 absmax per block; the dtype is the working dtype.</summary>
+    Blockwise4Bit,
 }
 
 /// <summary>
@@ -24,6 +28,12 @@ public readonly record struct KernelStorage(StorageKind Kind, torch.ScalarType D
     /// <summary>Dense storage in <paramref name="dtype"/>.</summary>
     /// <param name="dtype">The state's dtype.</param>
     public static KernelStorage Dense(torch.ScalarType dtype) => new(StorageKind.Dense, dtype);
+
+    /// <summary>Block-wise storage of <paramref name="bits"/> (8 or 4) bits for a rule working in <paramref name="dtype"/>.</summary>
+    /// <param name="bits">8 or 4.</param>
+    /// <param name="dtype">The working dtype (the gradient's).</param>
+    public static KernelStorage Blockwise(int bits, torch.ScalarType dtype) =>
+        new(bits == 8 ? StorageKind.Blockwise8Bit : bits == 4 ? StorageKind.Blockwise4Bit : throw new ArgumentOutOfRangeException(nameof(bits), bits, "must be 8 or 4."), dtype);
 
     /// <summary>The dtype's name (Float32, BFloat16, ...), preceded by the kind when it is not dense.</summary>
     public override string ToString() => Kind == StorageKind.Dense ? $"{DType}" : $"{Kind} {DType}";

@@ -12,7 +12,7 @@ namespace LowRankOptim.Kernels;
 /// Registered in <see cref="KernelRegistry"/> for every operation and every dense dtype as
 /// <see cref="KernelBackend.Reference"/>; rules reach it through <see cref="KernelSelection"/>, never by name.
 /// </remarks>
-internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel
+internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel, IQuantizedAdamKernel
 {
     /// <summary>The shared instance; the class has no state.</summary>
     public static TorchKernels Instance { get; } = new();
@@ -133,5 +133,46 @@ internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IA
         if (matrix.dim() != 2) throw new ArgumentException($"matrix must be 2-D (got {matrix.dim()} dims).", nameof(matrix));
         using var absolute = matrix.abs();
         return absolute.sum(dim: axis == L1Axis.Columns ? 0L : 1L, type: ScalarType.Float32);
+    }
+
+    /// <inheritdoc />
+    public Tensor QuantizedAdamDirection(Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars)
+    {
+        var (m, v) = Dequantized(gradient, moments);
+        using (m)
+        using (v)
+        {
+            var direction = AdamDirection(gradient, m, v, scalars);
+            Store(m, v, moments);
+            return direction;
+        }
+    }
+
+    /// <inheritdoc />
+    public void QuantizedAdamUpdate(Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars, Tensor weights)
+    {
+        var (m, v) = Dequantized(gradient, moments);
+        using (m)
+        using (v)
+        {
+            AdamUpdate(gradient, m, v, scalars, weights);
+            Store(m, v, moments);
+        }
+    }
+
+    /// <summary>m and v dequantized into the gradient's shape and dtype.</summary>
+    private static (Tensor M, Tensor V) Dequantized(Tensor gradient, in QuantizedMoments moments)
+    {
+        var (m, v) = (moments.ExpAvg, moments.ExpAvgSq);
+        return (BlockQuantizer.Dequantize(m.Codes, m.Absmax, m.Format, gradient.shape, gradient.dtype),
+                BlockQuantizer.Dequantize(v.Codes, v.Absmax, v.Format, gradient.shape, gradient.dtype));
+    }
+
+    /// <summary>Quantizes the updated m and v back into their codes and absmax.</summary>
+    private static void Store(Tensor m, Tensor v, in QuantizedMoments moments)
+    {
+        var (qm, qv) = (moments.ExpAvg, moments.ExpAvgSq);
+        BlockQuantizer.Quantize(m, qm.Codes, qm.Absmax, qm.Format, qm.Rounding);
+        BlockQuantizer.Quantize(v, qv.Codes, qv.Absmax, qv.Format, qv.Rounding);
     }
 }

@@ -6,7 +6,7 @@ namespace LowRankOptim;
 
 /// <summary>
 /// The step, in named phases over a list of parameter steps:
-/// prepare → screen → refresh → project → communicate → update → apply → after.
+/// prepare → screen → refresh → project → communicate → update → apply → after → store (compressed moments written back).
 /// Each phase runs over the whole list before the next starts, so a phase can work on many tensors at once.
 /// The communicate phase is the data-parallel seam (<see cref="Communication"/>, null in a single process): it sums
 /// over ranks what each subspace declares (<see cref="ISubspace.Exchange"/>): whole gradients before the screen and
@@ -82,6 +82,7 @@ internal sealed class StepEngine(
         Communication?.ShareUpdates(steps);
         foreach (var s in steps) Apply(s);
         foreach (var s in steps) After(s);
+        foreach (var s in steps) s.State.EndStep(s.Step, changed: !s.Skipped);
         Communication?.ShareWeights(steps);
     }
 

@@ -20,7 +20,7 @@ namespace LowRankOptim;
 /// </summary>
 public sealed class LowRankOptions : OptimizerOptions
 {
-    private const int FormatVersion = 2;
+    private const int FormatVersion = 3;
     private WeightDecayOrder? _decayOrder;
     private IProjectionConfig? _projection;
     private IUpdateRuleConfig? _rule;
@@ -43,6 +43,13 @@ public sealed class LowRankOptions : OptimizerOptions
         get => _projection;
         set => _projection = value;
     }
+
+    /// <summary>
+    /// How the group's moments are stored (structural): dense by default, or bfloat16, block-wise 8-bit or 4-bit
+    /// (<see cref="LowRankOptim.MomentStorage"/>). A rule without a moment to compress (SMMF, Adafactor without beta1,
+    /// SGD without momentum) is refused with a compressed format.
+    /// </summary>
+    public MomentStorage? MomentStorage { get; set; }
 
     /// <summary>The update rule (Adam, Adafactor, …): its kind and structural values are fixed once the group belongs to an optimizer.</summary>
     public IUpdateRuleConfig? Rule
@@ -76,6 +83,7 @@ public sealed class LowRankOptions : OptimizerOptions
         DecayOrder ??= defaults.DecayOrder;
         Projection ??= defaults.Projection;
         Rule ??= defaults.Rule;
+        MomentStorage ??= defaults.MomentStorage ?? LowRankOptim.MomentStorage.Dense;
         InitialLearningRate = LearningRate ?? 0;
     }
 
@@ -83,7 +91,7 @@ public sealed class LowRankOptions : OptimizerOptions
     internal void Seal(LowRankOptimizer owner, int index)
     {
         (Owner, GroupIndex) = (owner, index);
-        _built = new Structure(_projection!, _rule!, _decayOrder!.Value);
+        _built = new Structure(_projection!, _rule!, _decayOrder!.Value, MomentStorage ?? LowRankOptim.MomentStorage.Dense);
         _checked = (_projection, _rule);
     }
 
@@ -115,9 +123,28 @@ public sealed class LowRankOptions : OptimizerOptions
         ConfigRegistry.EnsureRegistered(Rule, where, nameof(Rule));
         Projection.Validate(where);
         Rule.Validate(where);
+        ValidateMomentStorage(where);
         if (Projection is GaLorePlusProjection { ResidualDensity: > 0 } plus && Rule is not AdamConfig)
             throw new ArgumentException($"{where}: residual_density = {plus.ResidualDensity} needs the Adam rule (the sparse residual's moments follow its betas, eps and bias correction); the group's rule is {Rule.GetType().Name}.", "residual_density");
         ValidateLearningRateAndRule(where);
+    }
+
+    /// <summary>The storage must be valid, and a compressed one needs a rule that declares a moment (else it would be ignored).</summary>
+    private void ValidateMomentStorage(string where)
+    {
+        var storage = MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+        storage.Validate(where);
+        if (storage.Format == MomentFormat.Dense || DeclaresMoment(Rule!.DeclareState([64, 64], TorchSharp.torch.ScalarType.Float32))) return;
+        throw new ArgumentException(
+            $"{where}: moment storage {storage} needs a rule with moments to store, but the rule {Rule!.GetType().Name} keeps none " +
+            "(SMMF's factored moments, Adafactor without beta1, SGD without momentum); use MomentFormat.Dense (optim_bits 32) for this group.", "optim_bits");
+
+        static bool DeclaresMoment(StateDeclaration d) => d.Entries.Any(e => e switch
+        {
+            TensorEntry t => t.Moment != MomentKind.None,
+            ComponentEntry c => DeclaresMoment(c.Declaration),
+            _ => false,
+        });
     }
 
     /// <summary>
@@ -129,7 +156,7 @@ public sealed class LowRankOptions : OptimizerOptions
     /// <exception cref="InvalidOperationException">A structural option was changed since the optimizer was built.</exception>
     internal void CheckBeforeStep()
     {
-        if (ReferenceEquals(_projection, _checked.Projection) && ReferenceEquals(_rule, _checked.Rule) && _decayOrder == _built?.DecayOrder)
+        if (ReferenceEquals(_projection, _checked.Projection) && ReferenceEquals(_rule, _checked.Rule) && _decayOrder == _built?.DecayOrder && MomentStorage == _built?.MomentStorage)
         {
             ValidateScalars(Where);
             ValidateLearningRateAndRule(Where);
@@ -151,6 +178,9 @@ public sealed class LowRankOptions : OptimizerOptions
         if (_decayOrder != built.DecayOrder)
             throw new InvalidOperationException(
                 $"{Where}: decay_order cannot switch from {built.DecayOrder} to {_decayOrder?.ToString() ?? "null"} after the optimizer is built. {FixedStructure}");
+        if (MomentStorage != built.MomentStorage)
+            throw new InvalidOperationException(
+                $"{Where}: moment_storage cannot switch from {built.MomentStorage} to {MomentStorage?.ToString() ?? "null"} after the optimizer is built. {FixedStructure}");
         EnsureSameStructure("projection", nameof(Projection), built.Projection, _projection);
         EnsureSameStructure("rule", nameof(Rule), built.Rule, _rule);
     }
@@ -192,13 +222,19 @@ public sealed class LowRankOptions : OptimizerOptions
     {
         var where = $"parameter group {groupIndex}";
         // Compared with what the states were built for (a structural option set since is undone by the load).
-        var (decayOrder, projection, rule) = _built is { } built ? (built.DecayOrder, built.Projection, built.Rule) : (DecayOrder, Projection, Rule);
+        var (decayOrder, projection, rule, storage) = _built is { } built
+            ? (built.DecayOrder, built.Projection, built.Rule, built.MomentStorage)
+            : (DecayOrder, Projection, Rule, MomentStorage ?? LowRankOptim.MomentStorage.Dense);
         const string Rule_ =
             "A checkpoint loads only into an optimizer built with the same method configuration: the projection and rule " +
             "kinds and their structural options (see docs/getting-started.md, section Checkpoints). Hyperparameters (lr, " +
             "weight_decay, betas, eps, decay rates) need not match: the load restores the saved ones.";
         if (saved.DecayOrder != decayOrder)
             return $"{where}: the checkpoint was saved with decay_order = {saved.DecayOrder}, but this optimizer's group has decay_order = {decayOrder}. {Rule_}";
+        if (saved.MomentStorage != storage)
+            return $"{where}: the checkpoint's moments are stored as {saved.MomentStorage}, but this optimizer's group stores them as {storage}. " +
+                "Moments are not converted between storages on load (the values would silently lose precision or the file's meaning); " +
+                $"build the optimizer with MomentStorage = {saved.MomentStorage} to load it. {Rule_}";
         foreach (var (role, a, b) in new[] { ("projection", (object)saved.Projection!, (object)projection!), ("rule", saved.Rule!, rule!) })
         {
             if (ConfigRegistry.Difference(a, b) is not { } d) continue;
@@ -227,6 +263,11 @@ public sealed class LowRankOptions : OptimizerOptions
         w.Long("decay_order", (long)DecayOrder!.Value);
         ConfigCodec.Write(w, Projection!);
         ConfigCodec.Write(w, Rule!);
+        var storage = MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+        w.Long("moment_format", (long)storage.Format);
+        w.Long("moment_rounding", (long)storage.Rounding);
+        w.Long("moment_seed", storage.Seed);
+        w.Long("moment_min_elements", storage.MinElements);
     }
 
     /// <summary>
@@ -271,7 +312,8 @@ public sealed class LowRankOptions : OptimizerOptions
             throw new InvalidDataException($"{context}: the stream ended inside TorchSharp's learning rates, before entry 'options_version'.", e);
         }
         var r = new StateReader(reader, context);
-        if (r.FormatVersion("options_version") >= 2)
+        var version = r.FormatVersion("options_version");
+        if (version >= 2)
         {
             // TorchSharp's unchecked doubles must equal the checked copies.
             var (initial, lr) = (r.Double("initial_lr"), r.Double("lr"));
@@ -286,6 +328,24 @@ public sealed class LowRankOptions : OptimizerOptions
         DecayOrder = (WeightDecayOrder)r.Long("decay_order");
         Projection = ConfigCodec.ReadProjection(r);
         Rule = ConfigCodec.ReadRule(r);
+        // Format 3 added the moment storage; earlier files hold dense moments.
+        MomentStorage = version >= 3 ? ReadMomentStorage(r, context) : LowRankOptim.MomentStorage.Dense;
+    }
+
+    private static MomentStorage ReadMomentStorage(StateReader r, string context)
+    {
+        var format = (MomentFormat)r.Long("moment_format");
+        var rounding = (Kernels.StateRounding)r.Long("moment_rounding");
+        var storage = new MomentStorage(format, rounding, r.Long("moment_seed"), r.Long("moment_min_elements"));
+        try
+        {
+            storage.Validate(context);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{context}: the saved moment storage is invalid: {e.Message}", e);
+        }
+        return storage;
     }
 
     /// <summary>Gives these (loaded) options the execution policy of <paramref name="current"/>: a load restores the math only.</summary>
@@ -303,8 +363,9 @@ public sealed class LowRankOptions : OptimizerOptions
         DecayOrder = other.DecayOrder;
         Projection = other.Projection;
         Rule = other.Rule;
+        MomentStorage = other.MomentStorage;
     }
 
     /// <summary>What a group's states were built for.</summary>
-    private sealed record Structure(IProjectionConfig Projection, IUpdateRuleConfig Rule, WeightDecayOrder DecayOrder);
+    private sealed record Structure(IProjectionConfig Projection, IUpdateRuleConfig Rule, WeightDecayOrder DecayOrder, MomentStorage MomentStorage);
 }

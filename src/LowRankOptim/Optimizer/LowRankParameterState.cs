@@ -48,6 +48,24 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
     public Parameter Parameter => _parameter;
     internal string Describe() => $"parameter {Index} (shape {StateReader.Format(Shape)}, group {GroupIndex})";
 
+    /// <summary>
+    /// Ends a step for the compressed state (<see cref="MomentStorage"/>): stores the workspaces of a step that changed the
+    /// state, or drops them, unchanged, for a skipped one.
+    /// </summary>
+    internal void EndStep(long step, bool changed)
+    {
+        if (changed)
+        {
+            Subspace?.State.Commit(step);
+            Rule.State.Commit(step);
+        }
+        else
+        {
+            Subspace?.State.Discard();
+            Rule.State.Discard();
+        }
+    }
+
     /// <summary>Creates fresh components for <paramref name="options"/> (disposing any previous ones).</summary>
     /// <param name="options">The group's (complete) <see cref="LowRankOptions"/>.</param>
     public override void Initialize(OptimizerOptions options)
@@ -68,11 +86,16 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
         var dtype = options.Rule!.WorkingType(_parameter.dtype);
         var device = _parameter.device;
         var matrix = ProjectedView(options.Projection!, Shape);
+        using var storage = MomentStorageScope.Use(options.MomentStorage ?? MomentStorage.Dense);
         var subspace = matrix is MatrixShape m ? options.Projection!.Create(m, dtype, device) : null;
         View = matrix;
         try
         {
-            return (subspace, options.Rule.Create(subspace?.ProjectedShape ?? Shape, dtype, device));
+            var rule = options.Rule.Create(subspace?.ProjectedShape ?? Shape, dtype, device);
+            // Each state tensor of each parameter draws its own stochastic-rounding numbers.
+            subspace?.State.AssignStreams(2 * (ulong)Index + 1);
+            rule.State.AssignStreams(2 * (ulong)Index + 2);
+            return (subspace, rule);
         }
         catch
         {

@@ -49,9 +49,10 @@ public static class MemoryPlanner
         var working = rule.WorkingType(dtype);
         var matrix = LowRankParameterState.ProjectedView(projection, shape);
         var bytes = DTypes.Elements(shape) * DTypes.ElementSize(dtype);
+        var storage = options.MomentStorage ?? MomentStorage.Dense;
         var state = matrix is MatrixShape m
-            ? projection.DeclareState(m, working).PlannedBytes + rule.DeclareState(projection.ProjectedShape(m), working).PlannedBytes
-            : rule.DeclareState(shape, working).PlannedBytes;
+            ? storage.Apply(projection.DeclareState(m, working)).PlannedBytes + storage.Apply(rule.DeclareState(projection.ProjectedShape(m), working)).PlannedBytes
+            : storage.Apply(rule.DeclareState(shape, working)).PlannedBytes;
         return new ParameterPlan(name, shape, group, matrix is not null, bytes, bytes, state);
     }
 

@@ -40,11 +40,17 @@ public sealed record TensorEntry(string Name, long[] Shape, StateStorage Storage
     /// </summary>
     public TensorValues Values { get; init; } = DefaultValues(Storage);
 
+    /// <summary>
+    /// Whether the entry is an optimizer moment, and of which sign: a group's <see cref="MomentStorage"/> compresses
+    /// moments only (a basis or an index tensor is always stored as declared).
+    /// </summary>
+    public MomentKind Moment { get; init; }
+
     /// <summary>Bytes in the steady-state plan: the storage's bytes when the tensor is allocated or set once, else 0.</summary>
     public long PlannedBytes => Presence is SlotPresence.Allocated or SlotPresence.WhenSet ? Storage.Bytes(Shape) : 0;
 
-    /// <summary>The dense dtype (the only storage today).</summary>
-    internal torch.ScalarType DType => ((DenseStorage)Storage).DType;
+    /// <summary>The dtype the component sees (the tensor's, or the workspace's for compressed storage).</summary>
+    internal torch.ScalarType DType => Storage.WorkingType;
 
     private static TensorValues DefaultValues(StateStorage storage) =>
         storage is DenseStorage { DType: torch.ScalarType.Float16 or torch.ScalarType.BFloat16 or torch.ScalarType.Float32 or torch.ScalarType.Float64 }

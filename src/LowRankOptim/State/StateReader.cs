@@ -89,17 +89,18 @@ public sealed class StateReader
         $"{Context}: entry '{name}' fails its checksum (CRC-32): the file is corrupted.";
 
     /// <summary>
-    /// Reads the format-version entry <paramref name="name"/>, which must hold 1 (no checksums) or 2 (every entry,
-    /// this one included, followed by its CRC-32), and switches checksum verification on for format 2.
+    /// Reads the format-version entry <paramref name="name"/>, which must hold 1 (no checksums), 2 (every entry,
+    /// this one included, followed by its CRC-32) or 3 (as 2; the group options add the moment storage), and switches
+    /// checksum verification on from format 2.
     /// </summary>
     internal long FormatVersion(string name)
     {
         Expect(name, EntryKind.Long);
         var version = Guard(name, () => _reader.ReadInt64());
-        if (version is not (1 or 2))
+        if (version is not (1 or 2 or 3))
             throw new InvalidDataException(
-                $"{Context}: entry '{name}' holds {version}; this release reads formats 1 and 2 (a newer release wrote the file, or it is corrupted).");
-        Checksums = version == 2;
+                $"{Context}: entry '{name}' holds {version}; this release reads formats 1 to 3 (a newer release wrote the file, or it is corrupted).");
+        Checksums = version >= 2;
         EndEntry(name, enforce: true);
         return version;
     }

@@ -1,3 +1,4 @@
+using LowRankOptim.Kernels;
 using TorchSharp;
 
 namespace LowRankOptim;
@@ -11,14 +12,17 @@ public sealed class StateSlots : IDisposable
 {
     private readonly object[] _slots; // TensorSlot, CounterSlot, ConstantEntry or NestedSlot, one per entry
 
-    /// <summary>Allocates the declared state on <paramref name="device"/>: zeros for allocated tensors, 0 for counters.</summary>
+    /// <summary>
+    /// Allocates the declared state on <paramref name="device"/>: zeros for allocated tensors, 0 for counters. Moments are
+    /// stored as the group's <see cref="MomentStorage"/> says (set by the optimizer while it creates the components).
+    /// </summary>
     /// <param name="declaration">The declared entries.</param>
     /// <param name="device">Where the tensors live.</param>
     public StateSlots(StateDeclaration declaration, torch.Device device)
     {
         ArgumentNullException.ThrowIfNull(declaration);
         ArgumentNullException.ThrowIfNull(device);
-        Declaration = declaration;
+        Declaration = declaration = MomentStorageScope.Current.Apply(declaration);
         Device = device;
         _slots = new object[declaration.Entries.Count];
         try
@@ -42,7 +46,7 @@ public sealed class StateSlots : IDisposable
         }
     }
 
-    /// <summary>The declaration these slots follow.</summary>
+    /// <summary>The declaration these slots follow (moments in the storage they were created with).</summary>
     public StateDeclaration Declaration { get; }
 
     /// <summary>The device of the tensors.</summary>
@@ -51,7 +55,7 @@ public sealed class StateSlots : IDisposable
     /// <summary>Exact bytes of the tensors present now, nested components included.</summary>
     public long Bytes => _slots.Sum(s => s switch
     {
-        TensorSlot t => t.Value is { } v ? v.numel() * v.element_size() : 0,
+        TensorSlot t => t.Bytes,
         NestedSlot n => n.Slots?.Bytes ?? 0,
         _ => 0,
     });
@@ -101,7 +105,7 @@ public sealed class StateSlots : IDisposable
         {
             switch (slot)
             {
-                case TensorSlot t: writer.Tensor(t.Entry.Name, t.Value); break;
+                case TensorSlot t: t.Save(writer); break;
                 case CounterSlot c: writer.Long(c.Entry.Name, c.Value); break;
                 case ConstantEntry c: writer.Long(c.Name, c.Value); break;
                 case NestedSlot n: Nested(n).Save(writer); break;
@@ -123,13 +127,7 @@ public sealed class StateSlots : IDisposable
         {
             switch (slot)
             {
-                case TensorSlot t:
-                    if (t.Entry.Presence == SlotPresence.Unused) { reader.AbsentTensor(t.Entry.Name); break; }
-                    var value = reader.Tensor(t.Entry.Name, t.Entry.Shape, t.Entry.DType, Device, t.Entry.Values);
-                    if (value is null && t.Entry.Presence == SlotPresence.Allocated)
-                        throw new InvalidDataException($"{reader.Context}: entry '{t.Entry.Name}' must hold a tensor but the saved state has an absent tensor.");
-                    if (value is null) t.Clear(); else t.Set(value);
-                    break;
+                case TensorSlot t: t.Load(reader); break;
                 case CounterSlot c: c.Value = reader.Count(c.Entry.Name); break;
                 case ConstantEntry c: reader.ExpectLong(c.Name, c.Value); break;
                 case NestedSlot n: Nested(n).Load(reader); break;
@@ -144,7 +142,7 @@ public sealed class StateSlots : IDisposable
         ArgumentNullException.ThrowIfNull(device);
         foreach (var slot in _slots)
         {
-            if (slot is TensorSlot { Value: { } v } t && v.device != device) t.Set(v.to(device));
+            if (slot is TensorSlot t) t.MoveTo(device);
             else if (slot is NestedSlot n) n.Slots?.MoveTo(device);
         }
         Device = device;
@@ -157,6 +155,45 @@ public sealed class StateSlots : IDisposable
         {
             if (slot is TensorSlot t) t.Clear();
             else if (slot is NestedSlot n) n.Slots?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Stores back every compressed tensor's workspace after a step that changed the state (<paramref name="step"/> keys
+    /// stochastic rounding) and frees the workspaces; dense tensors are untouched.
+    /// </summary>
+    /// <param name="step">The step that changed the state.</param>
+    public void Commit(long step)
+    {
+        foreach (var slot in _slots)
+        {
+            if (slot is TensorSlot t) t.Commit(step);
+            else if (slot is NestedSlot n) n.Slots?.Commit(step);
+        }
+    }
+
+    /// <summary>Drops every compressed tensor's workspace without storing it: the stored state is kept as it was (a skipped step).</summary>
+    public void Discard()
+    {
+        foreach (var slot in _slots)
+        {
+            if (slot is TensorSlot t) t.Discard();
+            else if (slot is NestedSlot n) n.Slots?.Discard();
+        }
+    }
+
+    /// <summary>
+    /// Gives every tensor its stochastic-rounding stream, derived from <paramref name="stream"/> (the parameter and the
+    /// component) and its position, so each state tensor of each parameter draws its own random numbers.
+    /// </summary>
+    /// <param name="stream">The component's stream.</param>
+    internal void AssignStreams(ulong stream)
+    {
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            var own = stream * 64 + (ulong)i + 1;
+            if (_slots[i] is TensorSlot t) t.Stream = own;
+            else if (_slots[i] is NestedSlot { Slots: { } n }) n.AssignStreams(own);
         }
     }
 
@@ -181,35 +218,73 @@ public sealed class StateSlots : IDisposable
     }
 }
 
-/// <summary>One declared state tensor. Setting it checks the declared shape and dtype and detaches it from dispose scopes.</summary>
+/// <summary>
+/// One declared state tensor. Setting it checks the declared shape and dtype and detaches it from dispose scopes.
+/// <para>
+/// With compressed storage (<see cref="BlockwiseStorage"/>, <see cref="BFloat16Storage"/>) the slot keeps the stored form,
+/// and <see cref="Value"/> is a dense workspace in the working dtype, decoded at the first read of a step; the engine stores
+/// it back after the step (<see cref="StateSlots.Commit"/>, or drops it for a skipped step), so a component reads and
+/// writes its moments as dense tensors whatever the storage. A fused kernel may work on <see cref="Compressed"/> directly
+/// while no workspace exists.
+/// </para>
+/// </summary>
 public sealed class TensorSlot
 {
     private readonly StateSlots _owner;
-    private torch.Tensor? _value;
+    private torch.Tensor? _value;             // dense storage: the tensor; compressed: the workspace while decoded
+    private CompressedState? _compressed;     // compressed storage: the stored form
 
     internal TensorSlot(TensorEntry entry, StateSlots owner)
     {
         Entry = entry;
         _owner = owner;
-        if (entry.Presence == SlotPresence.Allocated)
-            _value = torch.zeros(entry.Shape, dtype: entry.DType, device: owner.Device).DetachFromDisposeScope();
+        if (entry.Presence != SlotPresence.Allocated) return;
+        if (IsCompressed) _compressed = CompressedState.Zeros(entry.Storage, entry.Shape, owner.Device);
+        else _value = torch.zeros(entry.Shape, dtype: entry.DType, device: owner.Device).DetachFromDisposeScope();
     }
 
     /// <summary>The declaration.</summary>
     public TensorEntry Entry { get; }
 
-    /// <summary>The tensor, or null while absent.</summary>
-    public torch.Tensor? Value => _value;
+    /// <summary>The tensor (for compressed storage, the decoded workspace), or null while absent.</summary>
+    public torch.Tensor? Value
+    {
+        get
+        {
+            if (_value is null && _compressed is not null)
+                _value = _compressed.Decode(Entry.Shape, Entry.DType).DetachFromDisposeScope();
+            return _value;
+        }
+    }
 
     /// <summary>The tensor, which must be present.</summary>
-    public torch.Tensor Required => _value ?? throw new InvalidOperationException($"state tensor '{Entry.Name}' is not set.");
+    public torch.Tensor Required => Value ?? throw new InvalidOperationException($"state tensor '{Entry.Name}' is not set.");
 
     /// <summary>True while the tensor is present.</summary>
-    public bool HasValue => _value is not null;
+    public bool HasValue => _value is not null || _compressed is not null;
+
+    /// <summary>The stored form of a compressed tensor while no workspace is decoded (for fused kernels), else null.</summary>
+    internal CompressedState? Compressed => _value is null ? _compressed : null;
+
+    /// <summary>This tensor's stochastic-rounding stream (<see cref="StateSlots.AssignStreams"/>).</summary>
+    internal ulong Stream { get; set; }
+
+    /// <summary>Exact bytes held now: the stored form, plus the workspace while decoded.</summary>
+    internal long Bytes => (_compressed?.Bytes ?? 0) + (_value is { } v ? v.numel() * v.element_size() : 0);
+
+    private bool IsCompressed => Entry.Storage is not DenseStorage;
+
+    /// <summary>The rounding of a store at <paramref name="step"/>: nearest, or stochastic keyed by seed, stream and step.</summary>
+    internal Rounding RoundingAt(long step) => Entry.Storage switch
+    {
+        BlockwiseStorage { Rounding: StateRounding.Stochastic, Seed: var seed } => new(StateRounding.Stochastic, RoundingNoise.Key(seed, Stream, step)),
+        BFloat16Storage { Rounding: StateRounding.Stochastic, Seed: var seed } => new(StateRounding.Stochastic, RoundingNoise.Key(seed, Stream, step)),
+        _ => Rounding.Nearest,
+    };
 
     /// <summary>Stores <paramref name="value"/> (detached from every dispose scope), disposing the previous tensor.</summary>
     /// <exception cref="InvalidOperationException">The value's shape or dtype differs from the declaration, or the slot is unused.</exception>
-    /// <param name="value">A tensor of the declared shape and dtype; the slot owns it from now on.</param>
+    /// <param name="value">A tensor of the declared shape and dtype; the slot owns it from now on (compressed storage: as the workspace, stored at the end of the step).</param>
     public void Set(torch.Tensor value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -221,6 +296,7 @@ public sealed class TensorSlot
         var old = _value;
         _value = value.DetachFromDisposeScope();
         if (!ReferenceEquals(old, _value)) old?.Dispose();
+        if (IsCompressed) _compressed ??= CompressedState.Zeros(Entry.Storage, Entry.Shape, _owner.Device);
     }
 
     /// <summary>Disposes and removes the tensor.</summary>
@@ -228,10 +304,78 @@ public sealed class TensorSlot
     {
         _value?.Dispose();
         _value = null;
+        _compressed?.Dispose();
+        _compressed = null;
     }
 
     /// <summary>The device tensors of this slot live on.</summary>
     public torch.Device Device => _owner.Device;
+
+    /// <summary>Stores the workspace of a compressed tensor (rounded for <paramref name="step"/>) and frees it.</summary>
+    internal void Commit(long step)
+    {
+        if (!IsCompressed || _value is null) return;
+        _compressed!.Encode(_value, RoundingAt(step));
+        _value.Dispose();
+        _value = null;
+    }
+
+    /// <summary>Frees the workspace of a compressed tensor without storing it (the stored form stays as it was).</summary>
+    internal void Discard()
+    {
+        if (!IsCompressed || _value is null) return;
+        _value.Dispose();
+        _value = null;
+    }
+
+    /// <summary>Writes the entry (compressed storage: its stored form; a workspace exists only inside a step).</summary>
+    internal void Save(StateWriter writer)
+    {
+        if (!IsCompressed) writer.Tensor(Entry.Name, _value);
+        else if (_compressed is null) CompressedState.SaveAbsent(writer, Entry.Name, Entry.Storage);
+        else _compressed.Save(writer, Entry.Name);
+    }
+
+    /// <summary>Reads the entry into this fresh slot, checking shape, dtype, values and presence.</summary>
+    internal void Load(StateReader reader)
+    {
+        if (Entry.Presence == SlotPresence.Unused)
+        {
+            if (IsCompressed) CompressedState.LoadAbsent(reader, Entry.Name, Entry.Storage);
+            else reader.AbsentTensor(Entry.Name);
+            return;
+        }
+        var present = IsCompressed ? LoadCompressed(reader) : LoadDense(reader);
+        if (!present && Entry.Presence == SlotPresence.Allocated)
+            throw new InvalidDataException($"{reader.Context}: entry '{Entry.Name}' must hold a tensor but the saved state has an absent tensor.");
+    }
+
+    private bool LoadDense(StateReader reader)
+    {
+        var value = reader.Tensor(Entry.Name, Entry.Shape, Entry.DType, Device, Entry.Values);
+        if (value is null) Clear(); else Set(value);
+        return value is not null;
+    }
+
+    private bool LoadCompressed(StateReader reader)
+    {
+        var loaded = CompressedState.Load(reader, Entry, Device);
+        Clear();
+        _compressed = loaded;
+        return loaded is not null;
+    }
+
+    /// <summary>Moves the tensor (and the stored form) to <paramref name="device"/>.</summary>
+    internal void MoveTo(torch.Device device)
+    {
+        _compressed?.MoveTo(device);
+        if (_value is { } v && v.device != device)
+        {
+            var moved = v.to(device).DetachFromDisposeScope();
+            v.Dispose();
+            _value = moved;
+        }
+    }
 }
 
 /// <summary>A declared 64-bit counter.</summary>

@@ -37,8 +37,8 @@ internal sealed class AdafactorRule : IUpdateRule
         return new(
             new TensorEntry("exp_avg_sq_row", Factored(shape) ? shape[..^1] : [], dtype, factored) { Values = TensorValues.NonNegative },
             new TensorEntry("exp_avg_sq_col", Factored(shape) ? [.. shape[..^2], shape[^1]] : [], dtype, factored) { Values = TensorValues.NonNegative },
-            new TensorEntry("exp_avg_sq", shape, dtype, unfactored) { Values = TensorValues.NonNegative },
-            new TensorEntry("exp_avg", shape, dtype, momentum ? SlotPresence.Allocated : SlotPresence.Unused));
+            new TensorEntry("exp_avg_sq", shape, dtype, unfactored) { Values = TensorValues.NonNegative, Moment = MomentKind.NonNegative },
+            new TensorEntry("exp_avg", shape, dtype, momentum ? SlotPresence.Allocated : SlotPresence.Unused) { Moment = MomentKind.Signed });
     }
 
     /// <inheritdoc />

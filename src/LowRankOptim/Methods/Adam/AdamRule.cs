@@ -15,6 +15,8 @@ internal sealed class AdamRule : IUpdateRule
     private readonly TensorSlot _expAvgSq;
     private readonly KernelChoice<IAdamDirectionKernel> _kernels;
     private readonly KernelChoice<IAdamUpdateKernel> _updateKernels;
+    private readonly KernelChoice<IQuantizedAdamKernel>? _quantizedKernels; // block-wise moments only
+    private readonly KernelStorage _quantizedStorage;
 
     internal AdamRule(StateDeclaration declaration, ScalarType dtype, Device device, KernelPreference kernel = KernelPreference.Auto)
     {
@@ -24,15 +26,32 @@ internal sealed class AdamRule : IUpdateRule
         _count = DTypes.Elements(shape);
         var subject = $"the Adam state of shape {StateReader.Format(shape)}";
         (_kernels, _updateKernels) = (new(subject), new(subject));
-        _kernels.For(kernel.Backend(), device, _storage, _count); // an explicit choice that cannot be honoured fails here, with the reason
         State = new StateSlots(declaration, device);
         _expAvg = State.Tensor("exp_avg");
         _expAvgSq = State.Tensor("exp_avg_sq");
+        if (_expAvg.Entry.Storage is BlockwiseStorage m && _expAvgSq.Entry.Storage is BlockwiseStorage)
+        {
+            // m and v have the same count, so both are block-wise or neither (MomentStorage's size policy).
+            _quantizedStorage = KernelStorage.Blockwise(m.Format.Bits, dtype);
+            _quantizedKernels = new(subject);
+        }
+        try
+        {
+            // An explicit choice that cannot be honoured fails here, with the reason.
+            if (_quantizedKernels is null) _kernels.For(kernel.Backend(), device, _storage, _count);
+            else _quantizedKernels.For(kernel.Backend(), device, _quantizedStorage, _count);
+        }
+        catch
+        {
+            State.Dispose();
+            throw;
+        }
     }
 
     /// <summary>exp_avg and exp_avg_sq, dense in the gradient's dtype.</summary>
     internal static StateDeclaration Declare(long[] shape, ScalarType dtype) =>
-        new(new TensorEntry("exp_avg", shape, dtype), new TensorEntry("exp_avg_sq", shape, dtype) { Values = TensorValues.NonNegative });
+        new(new TensorEntry("exp_avg", shape, dtype) { Moment = MomentKind.Signed },
+            new TensorEntry("exp_avg_sq", shape, dtype) { Values = TensorValues.NonNegative, Moment = MomentKind.NonNegative });
 
     /// <inheritdoc />
     public StateSlots State { get; }
@@ -46,6 +65,13 @@ internal sealed class AdamRule : IUpdateRule
     public RuleUpdate Compute(Tensor gradient, in RuleContext context)
     {
         var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
+        if (Quantized(context.Step) is { } moments)
+        {
+            var q = QuantizedKernel(c, gradient, moments);
+            using var dense = q.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
+            var (s, coefficient) = Scalars(c, context.Step, context.LearningRate);
+            return new RuleUpdate(q.QuantizedAdamDirection(dense ?? gradient, moments, s), coefficient, context.LearningRate);
+        }
         var kernel = gradient.dtype == _dtype
             ? _kernels.ForCall(c.Kernel.Backend(), ExpAvg.device, _storage, _count, gradient, ExpAvg, ExpAvgSq)
             : _kernels.Reference;
@@ -66,6 +92,15 @@ internal sealed class AdamRule : IUpdateRule
         var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
         var lr = decayLearningRate = context.LearningRate;
         if (parameter.dtype != _dtype || gradient.dtype != _dtype) return false;
+        if (Quantized(context.Step) is { } moments)
+        {
+            var q = QuantizedKernel(c, gradient, moments, parameter);
+            if (!q.Accepts(parameter)) return false;
+            using var dense = q.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
+            var (s, stepSize) = Scalars(c, context.Step, lr);
+            q.QuantizedAdamUpdate(dense ?? gradient, moments, s with { StepSize = stepSize, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
+            return true;
+        }
         var kernel = _updateKernels.ForCall(c.Kernel.Backend(), ExpAvg.device, _storage, _count, gradient, ExpAvg, ExpAvgSq, parameter);
         if (!kernel.Accepts(parameter)) return false; // an explicit kernel choice and a strided parameter: Compute's path
         using var contiguous = kernel.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
@@ -73,6 +108,22 @@ internal sealed class AdamRule : IUpdateRule
         kernel.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
         return true;
     }
+
+    /// <summary>
+    /// The block-wise moments as the quantized kernels take them, with the rounding of step <paramref name="step"/>; null
+    /// for dense or bfloat16 moments, or while a workspace is decoded (then the dense path runs on it and the slots store it).
+    /// </summary>
+    private QuantizedMoments? Quantized(long step) =>
+        _quantizedKernels is not null && _expAvg.Compressed is BlockwiseState m && _expAvgSq.Compressed is BlockwiseState v
+            ? new QuantizedMoments(new(m.Codes, m.Absmax, m.Format, _expAvg.RoundingAt(step)), new(v.Codes, v.Absmax, v.Format, _expAvgSq.RoundingAt(step)))
+            : null;
+
+    /// <summary>The quantized Adam kernel for this call (the reference for a gradient of another dtype than the moments' working one).</summary>
+    private IQuantizedAdamKernel QuantizedKernel(AdamConfig c, Tensor gradient, in QuantizedMoments moments, Tensor? parameter = null) =>
+        gradient.dtype == _dtype
+            ? _quantizedKernels!.ForCall(c.Kernel.Backend(), moments.ExpAvg.Codes.device, _quantizedStorage, _count,
+                gradient, moments.ExpAvg.Codes, moments.ExpAvg.Absmax, moments.ExpAvgSq.Codes, moments.ExpAvgSq.Absmax, parameter)
+            : KernelSelection.Reference<IQuantizedAdamKernel>(KernelStorage.Blockwise(moments.ExpAvg.Format.Bits, gradient.dtype));
 
     /// <summary>
     /// One Adam step on moments <paramref name="expAvg"/>, <paramref name="expAvgSq"/> (updated in place) at

@@ -49,8 +49,8 @@ internal sealed class SparseResidual
         new CounterEntry("residual_warmup_steps"), new CounterEntry("residual_step"),
         new TensorEntry("residual_accumulator", m.ToArray(), ScalarType.Float32, SlotPresence.Transient) { Values = TensorValues.NonNegative },
         new TensorEntry("residual_indices", [k], IndexType(m), SlotPresence.WhenSet),
-        new TensorEntry("residual_exp_avg", [k], dtype, SlotPresence.WhenSet),
-        new TensorEntry("residual_exp_avg_sq", [k], dtype, SlotPresence.WhenSet) { Values = TensorValues.NonNegative },
+        new TensorEntry("residual_exp_avg", [k], dtype, SlotPresence.WhenSet) { Moment = MomentKind.Signed },
+        new TensorEntry("residual_exp_avg_sq", [k], dtype, SlotPresence.WhenSet) { Values = TensorValues.NonNegative, Moment = MomentKind.NonNegative },
     ];
 
     /// <summary>k, the number of kept entries.</summary>

@@ -16,7 +16,7 @@ internal sealed class SgdRule : IUpdateRule
 
     /// <summary>momentum_buffer, allocated only when μ ≠ 0.</summary>
     internal static StateDeclaration Declare(long[] shape, bool momentum, ScalarType dtype) =>
-        new(new TensorEntry("momentum_buffer", shape, dtype, momentum ? SlotPresence.Allocated : SlotPresence.Unused));
+        new(new TensorEntry("momentum_buffer", shape, dtype, momentum ? SlotPresence.Allocated : SlotPresence.Unused) { Moment = MomentKind.Signed });
 
     /// <inheritdoc />
     public StateSlots State { get; }

@@ -1,13 +1,11 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LowRankOptim.Kernels;
 
 /// <summary>
 /// The code books of <see cref="QuantizationMap"/>, computed as torchao computes them (its <c>create_dynamic_map</c>,
 /// taken from bitsandbytes without the zero padding, and <c>linspace(0, 1, 17)[1:]</c>): float32 <c>linspace</c>
-/// boundaries, float32 midpoints scaled by a power of ten in float32, sorted.
-/// The values are checked against the maps produced by torchao's own function (tests/fixtures/quantization-maps.json).
+/// boundaries, float32 midpoints times a power of ten (in double, rounded once to float32), sorted.
+/// The values are checked against the maps torchao's own function produced (tests/fixtures/quantization/maps.json), to
+/// the ulp or two by which torch's vectorized linspace differs, and pinned exactly (they are part of the checkpoint format).
 /// </summary>
 public static class QuantizationMaps
 {
@@ -52,17 +50,25 @@ public static class QuantizationMaps
     private static void Add(List<float> data, int count, double scale, bool signed)
     {
         var boundaries = Linspace(0.1, 1, count);
-        // torch: (b[:-1] + b[1:]) / 2.0 and scale * means are float32 ops (a Python scalar takes the tensor's dtype).
+        // torch: (b[:-1] + b[1:]) / 2.0 in float32; the product with the Python float is taken in double and rounded once.
         var means = boundaries.Zip(boundaries.Skip(1), (a, b) => (a + b) / 2.0f).ToArray();
-        var (up, down) = ((float)scale, (float)-scale);
-        data.AddRange(means.Select(m => up * m));
-        if (signed) data.AddRange(means.Select(m => down * m));
+        data.AddRange(means.Select(m => (float)(scale * m)));
+        if (signed) data.AddRange(means.Select(m => (float)(-scale * m)));
     }
 
-    /// <summary>torch.linspace in float32, from libtorch itself (its rounding is the one torchao's maps were built with).</summary>
+    /// <summary>
+    /// float32 linspace by the scalar path of ATen's CPU kernel: step = (end − start) / (steps − 1) in float32, start + step·i
+    /// below the halfway index and end − step·(steps − 1 − i) from it. torch's own result also depends on the vector width
+    /// its CPU dispatch picks (its vectorized path rounds some boundaries an ulp or two differently), so the maps are computed
+    /// here, the same on every machine: they are part of the checkpoint format.
+    /// </summary>
     private static float[] Linspace(double start, double end, int steps)
     {
-        using var values = torch.linspace(start, end, steps, dtype: ScalarType.Float32);
-        return values.data<float>().ToArray();
+        var (first, last) = ((float)start, (float)end);
+        var step = (last - first) / (steps - 1);
+        var values = new float[steps];
+        for (var i = 0; i < steps; i++)
+            values[i] = i < steps / 2 ? first + step * i : last - step * (steps - 1 - i);
+        return values;
     }
 }

@@ -58,8 +58,8 @@ public static class RoundingNoise
     public static Tensor BitsTensor(uint key, long count, Device device)
     {
         using var scope = NewDisposeScope();
-        using var mask = 0xFFFFFFFFL.ToScalar();
         using var k = ((long)key).ToScalar();
+        var mask = Mask(0xFFFFFFFFL, device);
         var x = Mul32(arange(count, ScalarType.Int64, device).bitwise_and_(mask), ElementStride).add_(k).bitwise_and_(mask);
         x = XorShift(x, 16);
         x = Mul32(x, Multiplier1);
@@ -82,10 +82,13 @@ public static class RoundingNoise
     {
         using var low = ((long)(c & 0xFFFF)).ToScalar();
         using var high = ((long)(c >> 16)).ToScalar();
-        using var lowMask = 0xFFFFL.ToScalar();
-        using var mask = 0xFFFFFFFFL.ToScalar();
         using var shift = 65536L.ToScalar();
+        using var lowMask = Mask(0xFFFFL, x.device);
+        using var mask = Mask(0xFFFFFFFFL, x.device);
         using var upper = x.mul(high).bitwise_and_(lowMask).mul_(shift);
         return x.mul(low).add_(upper).bitwise_and_(mask);
     }
+
+    /// <summary>A 0-dim int64 mask (TorchSharp's bitwise ops take tensors, not scalars).</summary>
+    private static Tensor Mask(long value, Device device) => tensor(value, ScalarType.Int64, device);
 }

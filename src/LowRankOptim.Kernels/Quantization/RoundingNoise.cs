@@ -59,8 +59,9 @@ public static class RoundingNoise
     {
         using var scope = NewDisposeScope();
         using var k = ((long)key).ToScalar();
+        using var n = count.ToScalar();
         var mask = Mask(0xFFFFFFFFL, device);
-        var x = Mul32(arange(count, ScalarType.Int64, device).bitwise_and_(mask), ElementStride).add_(k).bitwise_and_(mask);
+        var x = Mul32(arange(n, ScalarType.Int64, device).bitwise_and_(mask), ElementStride).add_(k).bitwise_and_(mask);
         x = XorShift(x, 16);
         x = Mul32(x, Multiplier1);
         x = XorShift(x, 15);

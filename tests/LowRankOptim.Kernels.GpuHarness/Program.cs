@@ -105,6 +105,7 @@ try
     checks.AddRange(Checks.Adam(deviceOrdinal));
     checks.AddRange(Checks.Reductions(deviceOrdinal));
     checks.AddRange(Checks.Smmf(deviceOrdinal));
+    checks.AddRange(QuantizedChecks.All(deviceOrdinal));
 }
 catch (Exception e) when (e is CudaUnavailableException or CudaCompileException)
 {

@@ -7,7 +7,8 @@ namespace LowRankOptim.Kernels;
 /// CUDA kernels for TorchSharp CUDA tensors: CUDA C sources embedded in this assembly, compiled at first use
 /// with NVRTC into PTX for the device's architecture, loaded with the driver API into the device's primary
 /// context and launched on the tensors' device pointers on the default stream (see docs/kernels.md).
-/// Adam's direction and full-space update (float32, bfloat16), Adafactor statistics and ℓ1 norms (float32,
+/// Adam's direction and full-space update (float32, bfloat16), Adam on block-wise 8/4-bit moments (float32,
+/// bfloat16; quantized_adam.cu, see CudaKernels.Quantized.cs), Adafactor statistics and ℓ1 norms (float32,
 /// bfloat16), and SMMF's step (float32: SMMF keeps float32 state and computes in float32; smmf.cu, five
 /// deterministic launches without atomics, see <see cref="SmmfStep"/>). Outputs and scratch are allocated as
 /// torch tensors (libtorch's caching allocator), never with cuMemAlloc.
@@ -15,10 +16,10 @@ namespace LowRankOptim.Kernels;
 /// <remarks>
 /// Registered in <see cref="KernelRegistry"/> as <see cref="KernelBackend.Cuda"/>: Adam's direction and update,
 /// Adafactor statistics and ℓ1 norms for dense float32 and bfloat16 (the ℓ1 norms for an explicit choice only),
-/// SMMF for float32. Not executed on a GPU in this repository's CI (it has none); the kernels are compiled there
+/// SMMF for float32, quantized Adam for block-wise 8-bit and 4-bit moments with float32 and bfloat16 gradients. Not executed on a GPU in this repository's CI (it has none); the kernels are compiled there
 /// with NVRTC.
 /// </remarks>
-internal sealed class CudaKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel
+internal sealed partial class CudaKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel, IQuantizedAdamKernel
 {
     /// <summary>The shared instance.</summary>
     public static CudaKernels Instance { get; } = new();

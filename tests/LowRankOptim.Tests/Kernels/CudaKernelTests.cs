@@ -188,6 +188,71 @@ public sealed class CudaKernelTests
             }
     }
 
+    /// <summary>
+    /// quantized_adam.cu on CUDA tensors against the reference on the same tensors: 8-bit and 4-bit, float32 and bfloat16,
+    /// direction and update, nearest and stochastic rounding, three steps. float32: codes and absmax bit for bit. bfloat16:
+    /// the kernel keeps adam.cu's float scalars, so a code may move by one and the absmax by bfloat16 rounding.
+    /// </summary>
+    [CudaFact]
+    public void CudaQuantizedAdamEqualsTheReferenceOnCudaTensors()
+    {
+        using var scope = NewDisposeScope();
+        var cuda = new Device(DeviceType.CUDA, 0);
+        foreach (var (fm, fv) in new[] { (BlockFormat.Signed8, BlockFormat.Unsigned8), (BlockFormat.Signed4, BlockFormat.Unsigned4) })
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+                foreach (var update in new[] { false, true })
+                    foreach (var stochastic in new[] { false, true })
+                    {
+                        var what = $"{fm.Bits}-bit {dtype} {(update ? "update" : "direction")} {(stochastic ? "stochastic" : "nearest")}";
+                        var n = fm.BlockSize * 5L;
+                        QuantizedMoments Fresh() => new(new(zeros(fm.CodeBytes(n), ScalarType.Byte, cuda), zeros(fm.Blocks(n), device: cuda), fm, Rounding.Nearest),
+                            new(zeros(fv.CodeBytes(n), ScalarType.Byte, cuda), zeros(fv.Blocks(n), device: cuda), fv, Rounding.Nearest));
+                        var (expected, actual) = (Fresh(), Fresh());
+                        var w = randn([n], device: cuda).to(dtype);
+                        var (we, wa) = (w.clone(), w.clone());
+                        for (var step = 1; step <= 3; step++)
+                        {
+                            Rounding Round(ulong stream) => stochastic ? new(StateRounding.Stochastic, RoundingNoise.Key(7, stream, step)) : Rounding.Nearest;
+                            QuantizedMoments With(QuantizedMoments q) => new(q.ExpAvg with { Rounding = Round(1) }, q.ExpAvgSq with { Rounding = Round(2) });
+                            var g = randn([n], device: cuda).to(dtype);
+                            var s = new AdamScalars(0.9, 0.999, 1e-8, Math.Sqrt(1 - Math.Pow(0.999, step)), StepSize: 1e-3, DecayFactor: 1 - 1e-5);
+                            if (update)
+                            {
+                                TorchKernels.Instance.QuantizedAdamUpdate(g, With(expected), s, we);
+                                CudaKernels.Instance.QuantizedAdamUpdate(g, With(actual), s, wa);
+                                TensorAssert.Close(wa, we, 1e-6, dtype == ScalarType.Float32 ? 1e-5 : 1.0 / 32, $"{what}, step {step}: weights");
+                            }
+                            else
+                            {
+                                var de = TorchKernels.Instance.QuantizedAdamDirection(g, With(expected), s);
+                                var da = CudaKernels.Instance.QuantizedAdamDirection(g, With(actual), s);
+                                TensorAssert.Close(da, de, 1e-3, dtype == ScalarType.Float32 ? 1e-5 : 1.0 / 32, $"{what}, step {step}: direction");
+                            }
+                            foreach (var (name, a, e) in new[] { ("m", actual.ExpAvg, expected.ExpAvg), ("v", actual.ExpAvgSq, expected.ExpAvgSq) })
+                            {
+                                if (dtype == ScalarType.Float32)
+                                {
+                                    TensorAssert.Identical(a.Codes.cpu(), e.Codes.cpu(), $"{what}, step {step}: {name} codes");
+                                    TensorAssert.Identical(a.Absmax.cpu(), e.Absmax.cpu(), $"{what}, step {step}: {name} absmax");
+                                    continue;
+                                }
+                                TensorAssert.Close(a.Absmax, e.Absmax, 1e-30, 1.0 / 64, $"{what}, step {step}: {name} absmax");
+                                var (ca, ce) = (Codes(a.Codes, fm.Bits), Codes(e.Codes, fm.Bits));
+                                ca.sub(ce).abs().max().item<long>().Should().BeLessThanOrEqualTo(1, $"{what}, step {step}: {name} codes move by one at most");
+                            }
+                        }
+                    }
+    }
+
+    /// <summary>The codes of a store as int64, one per entry (4-bit: high nibble first).</summary>
+    private static Tensor Codes(Tensor stored, int bits)
+    {
+        var wide = stored.cpu().to(ScalarType.Int64);
+        if (bits == 8) return wide;
+        using var sixteen = 16L.ToScalar();
+        return stack([wide.div(sixteen, rounding_mode: RoundingMode.floor), wide.remainder(sixteen)], dim: -1).view(-1);
+    }
+
     /// <summary>The CUDA SMMF kernel checks every tensor before it launches anything (runs without a GPU: CPU tensors are rejected).</summary>
     [Fact]
     public void CudaSmmfRejectsBadArgumentsWithTheTensorAndTheConstraint()

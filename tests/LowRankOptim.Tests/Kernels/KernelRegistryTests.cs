@@ -60,7 +60,9 @@ public sealed class KernelRegistryTests
             var expected = operation == KernelOperation.SmmfStep ? "Float32" : "Float32, BFloat16";
             Row(KernelBackend.Cpu, operation).Should().Be(expected, $"the CPU backend's {operation}");
             Row(KernelBackend.Cuda, operation).Should().Be(
-                operation == KernelOperation.L1Norms ? "Float32 (explicit only), BFloat16 (explicit only)" : expected, $"the CUDA backend's {operation}");
+                operation == KernelOperation.L1Norms ? "Float32 (explicit only), BFloat16 (explicit only)"
+                : operation == KernelOperation.QuantizedAdam ? "Blockwise8Bit Float32, Blockwise8Bit BFloat16, Blockwise4Bit Float32, Blockwise4Bit BFloat16"
+                : expected, $"the CUDA backend's {operation}");
         }
         KernelRegistry.Registrations.Should().OnlyContain(r => Interfaces[r.Operation].IsInstanceOfType(r.Kernel), "a kernel implements its operation");
         CpuKernels.Instance.MaxElements(KernelStorage.Dense(ScalarType.Float32)).Should().Be(SmmfCpuKernel.MaxElements);

@@ -18,6 +18,7 @@ internal static unsafe class KernelLaunches
         ("reductions.cu", "row_reduce"), ("reductions.cu", "col_reduce"),
         ("smmf.cu", "smmf_sums"), ("smmf.cu", "smmf_apply"), ("smmf.cu", "smmf_row_sums"),
         ("smmf.cu", "smmf_col_sums"), ("smmf.cu", "smmf_col_scale"),
+        .. QuantizedAdamLaunches.Functions.Select(f => ("quantized_adam.cu", f)),
     ];
 
     /// <summary>adam_direction_f32 / _bf16 over <paramref name="n"/> elements.</summary>

@@ -24,7 +24,8 @@ public static class MemoryCommand
         "60m" => 128, "130m" => 256, "350m" => 256, "1b" => 512, "7b" => 1024, _ => Math.Max(1, c.Hidden / 4),
     };
 
-    public sealed record Row(string Model, string Optimizer, int Rank, string DType, long Parameters, long WeightBytes, long GradientBytes, long StateBytes, long TotalBytes, double StateVsAdamW);
+    /// <summary>One planned optimizer: <see cref="OptimBits"/> is its moment storage; <see cref="StateVsAdamW"/> compares with AdamW's dense moments in the same dtype.</summary>
+    public sealed record Row(string Model, string Optimizer, int OptimBits, int Rank, string DType, long Parameters, long WeightBytes, long GradientBytes, long StateBytes, long TotalBytes, double StateVsAdamW);
 
     public static Command Create()
     {
@@ -32,7 +33,13 @@ public static class MemoryCommand
         var shapes = new Option<string?>("--shapes") { Description = "A JSON file [{\"name\": ..., \"shape\": [...]}, ...] of a user's model (names containing .attn. or .mlp. are projected)." };
         var optimizers = new Option<string>("--optimizers") { Description = "Comma-separated optimizers.", DefaultValueFactory = _ => string.Join(",", OptimizerCatalog.All.Select(k => k.CliName())) };
         var rank = new Option<int?>("--rank") { Description = "Rank (default: the GaLore paper's rank of each configuration, else hidden/4)." };
-        var dtype = new Option<string>("--dtype") { Description = "Parameter dtype: float32 or bfloat16.", DefaultValueFactory = _ => "float32" };
+        var dtype = new Option<string>("--dtype") { Description = "Comma-separated parameter dtypes: float32, bfloat16 (the moments' working dtype).", DefaultValueFactory = _ => "float32" };
+        var optimBits = new Option<string>("--optim-bits")
+        {
+            Description = "Comma-separated moment storages (bitsandbytes' optim_bits): 32 dense, 16 bfloat16, 8 or 4 block-wise; every optimizer is planned with each " +
+                          "(smmf only with 32: it has no moments to quantize).",
+            DefaultValueFactory = _ => "32",
+        };
         var budget = new Option<string?>("--budget") { Description = "A memory budget (e.g. 24GiB, 512MiB, bytes): report the largest rank whose weights + gradients + state fit." };
         var csv = new Option<string?>("--csv") { Description = "Write the table as CSV to this path." };
         var png = new Option<string?>("--png") { Description = "Write a bar chart of the memory to this PNG path." };
@@ -41,24 +48,25 @@ public static class MemoryCommand
         var verifyMax = new Option<long>("--verify-max-params") { Description = "Largest model (parameters) --verify allocates.", DefaultValueFactory = _ => 150_000_000 };
         var detail = new Option<bool>("--detail") { Description = "Also print the bytes of every parameter and the optimizer state of every group." };
         var command = new Command("memory", "Plan the memory of weights, gradients and optimizer state per optimizer, without allocating.")
-        { models, shapes, optimizers, rank, dtype, budget, csv, png, json, verify, verifyMax, detail };
+        { models, shapes, optimizers, rank, dtype, optimBits, budget, csv, png, json, verify, verifyMax, detail };
         command.SetAction(r =>
         {
             try
             {
-                var type = r.GetValue(dtype) switch
+                var types = List(r.GetValue(dtype)!).Select(d => d switch
                 {
                     "float32" => ScalarType.Float32,
                     "bfloat16" => ScalarType.BFloat16,
-                    var d => throw new UsageException($"--dtype '{d}' must be float32 or bfloat16."),
-                };
+                    _ => throw new UsageException($"--dtype '{d}' must be float32 or bfloat16."),
+                }).Distinct().ToList();
+                var bits = List(r.GetValue(optimBits)!).Select(ParseOptimBits).Distinct().ToList();
                 var kinds = r.GetValue(optimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(n => { try { return OptimizerCatalog.Parse(n); } catch (ArgumentException e) { throw new UsageException(e.Message); } }).ToList();
                 var targets = r.GetValue(shapes) is string path ? [UserModel(path)] : r.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(m => LlamaConfig.Named.TryGetValue(m, out var c) ? FromConfig(c) : throw new UsageException($"--model '{m}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.")).ToList();
                 if (r.GetValue(rank) is < 1) throw new UsageException($"--rank must be >= 1 (got {r.GetValue(rank)}).");
                 long? budgetBytes = r.GetValue(budget) is string b ? ParseBytes(b) : null;
-                return Run(targets, kinds, r.GetValue(rank), type, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax), r.GetValue(detail));
+                return Run(targets, kinds, r.GetValue(rank), types, bits, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax), r.GetValue(detail));
             }
             catch (UsageException e)
             {
@@ -87,80 +95,111 @@ public static class MemoryCommand
 
     private sealed record ShapeItem(string? Name, long[]? Shape);
 
-    /// <summary>The plan of one target and optimizer at one rank.</summary>
-    public static MemoryPlan Plan(Target target, OptimizerKind kind, int rank, ScalarType dtype)
+    /// <summary>The plan of one target and optimizer at one rank, its moments stored in <paramref name="optimBits"/> bits.</summary>
+    public static MemoryPlan Plan(Target target, OptimizerKind kind, int rank, ScalarType dtype, int optimBits = 32)
     {
-        return MemoryPlanner.Plan(target.Shapes, dtype, OptimizerCatalog.OptionsOf(kind, 1e-3, new LowRankSettings(rank, 200, 0.25), target.Config));
+        return MemoryPlanner.Plan(target.Shapes, dtype, OptimizerCatalog.OptionsOf(kind, 1e-3, new LowRankSettings(rank, 200, 0.25, optimBits), target.Config));
     }
 
     /// <summary>The largest rank (1 … largest matrix side) whose total fits <paramref name="budget"/>, or 0 if none does.</summary>
-    public static int LargestRankWithin(Target target, OptimizerKind kind, ScalarType dtype, long budget)
+    public static int LargestRankWithin(Target target, OptimizerKind kind, ScalarType dtype, long budget, int optimBits = 32)
     {
         int lo = 0, hi = (int)target.Shapes.Where(p => p.Shape.Length == 2).Select(p => p.Shape.Min()).DefaultIfEmpty(1).Max();
         while (lo < hi)
         {
             var mid = (lo + hi + 1) / 2;
-            if (Plan(target, kind, mid, dtype).TotalBytes <= budget) lo = mid; else hi = mid - 1;
+            if (Plan(target, kind, mid, dtype, optimBits).TotalBytes <= budget) lo = mid; else hi = mid - 1;
         }
         return lo;
     }
 
-    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, ScalarType dtype, long? budget, string? csvPath, string? pngPath, bool json, bool verify, long verifyMax, bool detail)
+    private static List<string> List(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+
+    private static int ParseOptimBits(string s)
+    {
+        if (int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var bits))
+            try { return MomentStorage.FromOptimBits(bits).OptimBits; }
+            catch (ArgumentOutOfRangeException) { }
+        throw new UsageException($"--optim-bits '{s}' must be 32 (dense), 16 (bfloat16), 8 or 4 (block-wise).");
+    }
+
+    /// <summary>The optimizers and storages to plan: every pair, except the storages an optimizer cannot use (noted once on stderr).</summary>
+    private static List<(OptimizerKind Kind, int Bits)> Pairs(List<OptimizerKind> kinds, List<int> bits)
+    {
+        foreach (var k in kinds.Where(k => bits.Any(b => !OptimizerCatalog.SupportsOptimBits(k, b))))
+            Console.Error.WriteLine($"note: {k.CliName()} has no moments to store in {string.Join("/", bits.Where(b => !OptimizerCatalog.SupportsOptimBits(k, b)))} bits; planned with 32 only.");
+        var pairs = kinds.SelectMany(k => bits.Where(b => OptimizerCatalog.SupportsOptimBits(k, b)).Select(b => (k, b))).ToList();
+        // An optimizer none of whose storages applies (smmf with --optim-bits 8) is still planned, dense.
+        pairs.AddRange(kinds.Where(k => !pairs.Any(p => p.k == k)).Select(k => (k, 32)));
+        return [.. pairs.OrderBy(p => kinds.IndexOf(p.Item1)).ThenByDescending(p => p.Item2)];
+    }
+
+    /// <summary>An optimizer's label in the chart and the detail: its name, with the storage when compressed.</summary>
+    private static string Label(string optimizer, int bits) => bits == 32 ? optimizer : $"{optimizer} {bits}-bit";
+
+    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, List<ScalarType> dtypes, List<int> bits, long? budget, string? csvPath, string? pngPath,
+        bool json, bool verify, long verifyMax, bool detail)
     {
         var rows = new List<Row>();
         var details = new List<object>();
+        var pairs = Pairs(kinds, bits);
         foreach (var t in targets)
         {
             var rank = rankOption ?? t.DefaultRank;
-            var adamw = Plan(t, OptimizerKind.AdamW, rank, dtype).StateBytes;
-            foreach (var kind in kinds)
+            foreach (var dtype in dtypes)
             {
-                var plan = Plan(t, kind, rank, dtype);
-                if (detail) details.Add(Detail(t.Name, kind, plan, json));
-                rows.Add(new Row(t.Name, kind.CliName(), kind == OptimizerKind.AdamW ? 0 : rank, dtype.ToString(), t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)),
-                    plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw));
+                // The reference of every row: AdamW with dense moments in the same dtype.
+                var adamw = Plan(t, OptimizerKind.AdamW, rank, dtype).StateBytes;
+                foreach (var (kind, b) in pairs)
+                {
+                    var plan = Plan(t, kind, rank, dtype, b);
+                    if (detail) details.Add(Detail(t.Name, kind, b, dtype, plan, json));
+                    rows.Add(new Row(t.Name, kind.CliName(), b, kind == OptimizerKind.AdamW ? 0 : rank, dtype.ToString(), t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, c) => a * c)),
+                        plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw));
+                }
             }
         }
         var fits = budget is long bb
-            ? targets.SelectMany(t => kinds.Where(k => k != OptimizerKind.AdamW).Select(k => (Model: t.Name, Optimizer: k.CliName(), Rank: LargestRankWithin(t, k, dtype, bb)))).ToList()
+            ? targets.SelectMany(t => dtypes.SelectMany(d => pairs.Where(p => p.Kind != OptimizerKind.AdamW)
+                .Select(p => (Model: t.Name, Optimizer: Label(p.Kind.CliName(), p.Bits), DType: d.ToString(), Rank: LargestRankWithin(t, p.Kind, d, bb, p.Bits))))).ToList()
             : null;
 
         if (csvPath is not null)
         {
             var c = CultureInfo.InvariantCulture;
-            File.WriteAllLines(csvPath, new[] { "model,optimizer,rank,dtype,parameters,weight_bytes,gradient_bytes,state_bytes,total_bytes,state_vs_adamw" }
-                .Concat(rows.Select(x => string.Create(c, $"{x.Model},{x.Optimizer},{x.Rank},{x.DType},{x.Parameters},{x.WeightBytes},{x.GradientBytes},{x.StateBytes},{x.TotalBytes},{x.StateVsAdamW:R}"))));
+            File.WriteAllLines(csvPath, new[] { "model,optimizer,optim_bits,rank,dtype,parameters,weight_bytes,gradient_bytes,state_bytes,total_bytes,state_vs_adamw" }
+                .Concat(rows.Select(x => string.Create(c, $"{x.Model},{x.Optimizer},{x.OptimBits},{x.Rank},{x.DType},{x.Parameters},{x.WeightBytes},{x.GradientBytes},{x.StateBytes},{x.TotalBytes},{x.StateVsAdamW:R}"))));
         }
         if (pngPath is not null) WriteChart(pngPath, rows);
         if (json)
-            Console.WriteLine(JsonSerializer.Serialize(new { machine = MachineInfo.Describe(), rows, budget, largest_rank_within_budget = fits?.Select(f => new { model = f.Model, optimizer = f.Optimizer, rank = f.Rank }), details = detail ? details : null },
+            Console.WriteLine(JsonSerializer.Serialize(new { machine = MachineInfo.Describe(), rows, budget, largest_rank_within_budget = fits?.Select(f => new { model = f.Model, optimizer = f.Optimizer, dtype = f.DType, rank = f.Rank }), details = detail ? details : null },
                 new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
         else
         {
-            Console.WriteLine("| model | optimizer | rank | dtype | parameters | weights | gradients | optimizer state | total | state vs AdamW |");
-            Console.WriteLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
+            Console.WriteLine("| model | optimizer | optim bits | rank | dtype | parameters | weights | gradients | optimizer state | total | state vs AdamW |");
+            Console.WriteLine("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
             foreach (var x in rows)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {x.Model} | {x.Optimizer} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
+                    $"| {x.Model} | {x.Optimizer} | {x.OptimBits} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
             if (fits is not null)
             {
                 Console.WriteLine();
                 Console.WriteLine($"Largest rank within {Reports.Bytes(budget!.Value)} (weights + gradients + optimizer state):");
-                foreach (var f in fits) Console.WriteLine($"  {f.Model} {f.Optimizer}: {(f.Rank == 0 ? "does not fit at any rank" : $"rank {f.Rank}")}");
+                foreach (var f in fits) Console.WriteLine($"  {f.Model} {f.Optimizer}{(dtypes.Count > 1 ? $" ({f.DType})" : "")}: {(f.Rank == 0 ? "does not fit at any rank" : $"rank {f.Rank}")}");
             }
         }
-        return verify ? Verify(targets, kinds, rankOption, verifyMax) : 0;
+        return verify ? Verify(targets, pairs, rankOption, verifyMax) : 0;
     }
 
     /// <summary>
     /// Per-parameter and per-group bytes of one plan: printed as markdown now (unless JSON is asked), and
     /// returned for the JSON output.
     /// </summary>
-    private static object Detail(string model, OptimizerKind kind, MemoryPlan plan, bool json)
+    private static object Detail(string model, OptimizerKind kind, int bits, ScalarType dtype, MemoryPlan plan, bool json)
     {
         if (!json)
         {
-            Console.WriteLine($"### {model}, {kind.CliName()}: per parameter");
+            Console.WriteLine($"### {model}, {Label(kind.CliName(), bits)}, {dtype}: per parameter");
             Console.WriteLine("| parameter | shape | group | projected | weight (B) | gradient (B) | optimizer state (B) |");
             Console.WriteLine("|---|---|---:|---|---:|---:|---:|");
             foreach (var p in plan.Parameters)
@@ -170,14 +209,14 @@ public static class MemoryCommand
         }
         return new
         {
-            model, optimizer = kind.CliName(),
+            model, optimizer = kind.CliName(), optim_bits = bits, dtype = dtype.ToString(),
             parameters = plan.Parameters.Select(p => new { name = p.Name, shape = p.Shape, group = p.Group, projected = p.Projected, weight_bytes = p.WeightBytes, gradient_bytes = p.GradientBytes, state_bytes = p.StateBytes }),
             groups = plan.StateBytesByGroup.OrderBy(g => g.Key).Select(g => new { group = g.Key, state_bytes = g.Value }),
         };
     }
 
     /// <summary>Allocates each configuration that fits, takes one step so every basis exists, and compares bytes per parameter.</summary>
-    private static int Verify(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, long verifyMax)
+    private static int Verify(List<Target> targets, List<(OptimizerKind Kind, int Bits)> pairs, int? rankOption, long verifyMax)
     {
         var failures = 0;
         foreach (var t in targets)
@@ -189,19 +228,19 @@ public static class MemoryCommand
                 continue;
             }
             var rank = rankOption ?? t.DefaultRank;
-            foreach (var kind in kinds.Where(k => k != OptimizerKind.AdamW))
+            foreach (var (kind, bits) in pairs.Where(p => p.Kind != OptimizerKind.AdamW || p.Bits != 32))
             {
                 using var scope = NewDisposeScope();
                 using var model = new LlamaModel(t.Config, seed: 0);
-                using var optimizer = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, new LowRankSettings(rank, 200, 0.25));
+                using var optimizer = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, new LowRankSettings(rank, 200, 0.25, bits));
                 foreach (var p in model.parameters()) p.grad = randn_like(p).mul_(1e-3);
                 optimizer.step();
-                var predicted = Plan(t, kind, rank, ScalarType.Float32);
+                var predicted = Plan(t, kind, rank, ScalarType.Float32, bits);
                 var nameOf = model.named_parameters().ToDictionary(p => p.parameter.Handle, p => p.name);
                 var byName = predicted.Parameters.ToDictionary(p => p.Name);
                 var mismatches = optimizer.States.Where(s => byName[nameOf[s.Parameter.Handle]].StateBytes != s.StateBytes).ToList();
                 var ok = mismatches.Count == 0 && predicted.StateBytes == optimizer.StateBytes;
-                Console.Error.WriteLine($"verify: {t.Name} {kind.CliName()} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
+                Console.Error.WriteLine($"verify: {t.Name} {Label(kind.CliName(), bits)} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
                 if (!ok) failures++;
             }
         }
@@ -212,20 +251,22 @@ public static class MemoryCommand
     {
         var plot = new ScottPlot.Plot();
         var models = rows.Select(r => r.Model).Distinct().ToList();
-        var optimizers = rows.Select(r => r.Optimizer).Distinct().ToList();
+        // One bar per optimizer, storage and dtype (the chart's series).
+        string Series(Row r) => Label(r.Optimizer, r.OptimBits) + (rows.Select(x => x.DType).Distinct().Count() > 1 ? $" {r.DType}" : "");
+        var optimizers = rows.Select(Series).Distinct().ToList();
         var palette = new ScottPlot.Palettes.Category10();
         for (var o = 0; o < optimizers.Count; o++)
         {
             var bars = models.Select((m, i) =>
             {
-                var row = rows.First(r => r.Model == m && r.Optimizer == optimizers[o]);
+                var row = rows.First(r => r.Model == m && Series(r) == optimizers[o]);
                 return new ScottPlot.Bar { Position = i * (optimizers.Count + 1) + o, Value = row.TotalBytes / (double)(1L << 30), FillColor = palette.GetColor(o) };
             }).ToList();
             plot.Add.Bars(bars).LegendText = optimizers[o];
         }
         plot.Axes.Bottom.SetTicks(models.Select((_, i) => i * (optimizers.Count + 1) + (optimizers.Count - 1) / 2.0).ToArray(), models.ToArray());
         plot.YLabel("weights + gradients + optimizer state (GiB)");
-        plot.Title($"Planned memory ({rows[0].DType})");
+        plot.Title($"Planned memory ({string.Join(", ", rows.Select(r => r.DType).Distinct())})");
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
         plot.SavePng(path, 1000, 600);
     }

@@ -26,6 +26,13 @@ public static class PretrainCommand
         var rank = new Option<int?>("--rank") { Description = "Rank of the low-rank optimizers (default hidden/4)." };
         var gap = new Option<int>("--update-proj-gap") { Description = "Subspace refresh period T.", DefaultValueFactory = _ => 200 };
         var scale = new Option<double>("--scale") { Description = "GaLore scale α.", DefaultValueFactory = _ => 0.25 };
+        var optimBits = new Option<int>("--optim-bits")
+        {
+            Description = "How every optimizer stores its moments (bitsandbytes' optim_bits): 32 dense, 16 bfloat16, 8 or 4 block-wise. Below 32 the adamw baseline " +
+                          "runs as LowRank.AdamW (TorchSharp's cannot store them), smmf (no moments to quantize) is skipped from the default list and refused when named, " +
+                          "and run names get a -Nbit suffix.",
+            DefaultValueFactory = _ => 32,
+        };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
         var clip = new Option<double?>("--clip") { Description = "Gradient-norm clipping (0 = off; default 1, and 0 with --distributed)." };
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the cores other processes leave idle over a 0.5 s sample at start, at least 1; divided by the ranks with --distributed)." };
@@ -49,7 +56,7 @@ public static class PretrainCommand
         var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
-            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
             evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
@@ -82,9 +89,10 @@ public static class PretrainCommand
                     EvalBatches: Positive("--eval-batches", r.GetValue(evalBatches)),
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
-                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale))),
+                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale)), OptimBits(r.GetValue(optimBits))),
                     Accumulation: micro, PerLayer: r.GetValue(perLayer));
-                var kinds = ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList();
+                var kinds = WithOptimBits(ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList(),
+                    settings.LowRank.OptimBits, named: r.GetResult(optimizers) is { Implicit: false });
                 var lrs = ParseLearningRates(r.GetValue(lr), kinds);
                 var grid = r.GetValue(sweep) ? ParseList(r.GetValue(factors)!).Select(f => PositiveReal("--sweep-factors", ParseDouble("--sweep-factors", f))).ToList() : [1.0];
                 var vocab = r.GetValue(bpeVocab);
@@ -135,6 +143,7 @@ public static class PretrainCommand
         log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation tokens ({tokenizer.GetType().Name}, vocabulary {tokenizer.VocabSize})");
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
                       $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}" +
+                      (s.LowRank.OptimBits == 32 ? "" : $"; moments in {s.LowRank.OptimBits} bits ({MomentStorage.FromOptimBits(s.LowRank.OptimBits)}), adamw as LowRank.AdamW") +
                       (s.Accumulation > 1 ? $"; {s.Accumulation} micro-batches of {s.Batch / s.Accumulation} per step" : "") +
                       (s.PerLayer ? "; per-layer mode (gradients released during backward)" : ""));
         log.WriteLine(MachineInfo.Describe());
@@ -145,8 +154,10 @@ public static class PretrainCommand
         var settings = s with { Model = s.Model with { VocabSize = tokenizer.VocabSize } };
         if (writer) Directory.CreateDirectory(output);
 
+        // Compressed runs get their own names (and so folders): a resume never mixes storages, and the tables tell them apart.
+        var bits = s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit";
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
-            Name: grid.Count == 1 ? k.CliName() : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}-lr{lrs[k] * f:G3}")))).ToList();
+            Name: grid.Count == 1 ? k.CliName() + bits : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}{bits}-lr{lrs[k] * f:G3}")))).ToList();
         var results = new List<RunResult>();
         // Ctrl-C: the current run saves a checkpoint and stops, the progress display ends (restoring the cursor),
         // and --resume continues later. A second Ctrl-C ends the process at once, cursor restored.
@@ -259,6 +270,30 @@ public static class PretrainCommand
         throw new UsageException(string.Create(c,
             $"--model {s.Model.Name} ({parameters / 1e6:F0} M parameters, float32) does not fit in {Reports.Bytes(limit)} ({(explicitLimit ? "--memory-limit" : "the memory available now")}): the memory planner needs at least\n{lines}\n" +
             $"before activations (batch {s.Batch} × {s.Sequence} tokens). Choose a smaller --model, fewer --optimizers, or see `memory --model {s.Model.Name} --budget <size>` for the rank that fits; --memory-limit overrides the limit."));
+    }
+
+    /// <summary>--optim-bits: one of bitsandbytes' values.</summary>
+    private static int OptimBits(int bits)
+    {
+        try { return MomentStorage.FromOptimBits(bits).OptimBits; }
+        catch (ArgumentOutOfRangeException) { throw new UsageException($"--optim-bits {bits} must be 32 (dense), 16 (bfloat16), 8 or 4 (block-wise)."); }
+    }
+
+    /// <summary>
+    /// The optimizers that can store their moments in <paramref name="bits"/> bits: one the user <paramref name="named"/>
+    /// that cannot (SMMF) is refused; from the default list it is skipped with a note.
+    /// </summary>
+    internal static List<OptimizerKind> WithOptimBits(List<OptimizerKind> kinds, int bits, bool named)
+    {
+        var unsupported = kinds.Where(k => !OptimizerCatalog.SupportsOptimBits(k, bits)).ToList();
+        if (unsupported.Count == 0) return kinds;
+        var names = string.Join(", ", unsupported.Select(k => k.CliName()));
+        if (named)
+            throw new UsageException($"--optim-bits {bits}: {names} cannot store its moments in {bits} bits (SMMF's factored moments are already compressed: there is no dense moment to quantize); " +
+                                     "leave it out of --optimizers or use --optim-bits 32.");
+        Console.Error.WriteLine($"note: --optim-bits {bits}: skipping {names} (no moments to store in {bits} bits; run it with --optim-bits 32).");
+        var supported = kinds.Except(unsupported).ToList();
+        return supported.Count > 0 ? supported : throw new UsageException($"--optim-bits {bits}: none of the optimizers can store its moments in {bits} bits.");
     }
 
     private static Dictionary<OptimizerKind, double> ParseLearningRates(string? spec, List<OptimizerKind> kinds)

@@ -82,6 +82,9 @@ public static class OptimizerCatalog
     public static bool IsProjected(string moduleOrParameterName) =>
         moduleOrParameterName.Contains(".attn.") || moduleOrParameterName.Contains(".mlp.");
 
+    /// <summary>Whether <paramref name="kind"/> can store its moments in <paramref name="optimBits"/> bits (SMMF only in 32: it has none to quantize).</summary>
+    public static bool SupportsOptimBits(OptimizerKind kind, int optimBits) => optimBits == 32 || kind != OptimizerKind.Smmf;
+
     /// <summary>
     /// The complete options of the projected group and of the full-space group of <paramref name="kind"/>;
     /// AdamW (TorchSharp's) is described by its equivalent, full-space Adam with torch conventions.
@@ -90,20 +93,22 @@ public static class OptimizerCatalog
     {
         var defaults = kind switch
         {
-            OptimizerKind.AdamW => LowRankPresets.AdamW(lr: lr),
-            OptimizerKind.GaLore => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+            OptimizerKind.AdamW => LowRankPresets.AdamW(lr: lr, optim_bits: s.OptimBits),
+            OptimizerKind.GaLore => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
             OptimizerKind.GaLoreAdafactor => LowRankPresets.GaLoreAdafactor(lr: lr, beta1: 0.9, scale_parameter: false, relative_step: false,
-                rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+                rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
             OptimizerKind.GaLoreRandomized => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
-                projector: GaLoreProjector.RandomizedSvd, seed: 0),
-            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
-            OptimizerKind.Osd => LowRankPresets.OnlineSubspaceDescent(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
-            // SMMF factorizes every tensor itself: both groups train in the full space.
+                projector: GaLoreProjector.RandomizedSvd, seed: 0, optim_bits: s.OptimBits),
+            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+            OptimizerKind.Osd => LowRankPresets.OnlineSubspaceDescent(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+            // SMMF factorizes every tensor itself: both groups train in the full space; it has no moments to store in fewer bits.
+            OptimizerKind.Smmf when !SupportsOptimBits(kind, s.OptimBits) => throw new ArgumentException(
+                $"smmf cannot store its moments in {s.OptimBits} bits: its factored moments are already compressed and have no dense moment to quantize; use optim_bits 32 for smmf."),
             OptimizerKind.Smmf => LowRankPresets.Smmf(lr: lr, decay_rate: -0.8),
-            OptimizerKind.GaLorePlus => LowRankPresets.GaLorePlus(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale),
+            OptimizerKind.GaLorePlus => LowRankPresets.GaLorePlus(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
             // APOLLO's scale is not GaLore's α (the update is multiplied by √scale): it keeps its own defaults.
-            OptimizerKind.Apollo => LowRankPresets.Apollo(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap),
-            OptimizerKind.ApolloMini => LowRankPresets.ApolloMini(lr: lr, update_proj_gap: s.UpdateProjGap),
+            OptimizerKind.Apollo => LowRankPresets.Apollo(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits),
+            OptimizerKind.ApolloMini => LowRankPresets.ApolloMini(lr: lr, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         var full = new LowRankOptions { Projection = FullSpace.Instance };
@@ -130,12 +135,15 @@ public static class OptimizerCatalog
 
     /// <summary>
     /// Builds the optimizer over <paramref name="model"/>'s parameters; with <paramref name="lowRankOnly"/> the AdamW
-    /// baseline is LowRankOptim's (<c>LowRank.AdamW</c>, equal to TorchSharp's) instead of TorchSharp's.
+    /// baseline is LowRankOptim's (<c>LowRank.AdamW</c>, equal to TorchSharp's) instead of TorchSharp's, and so it is
+    /// with compressed moments (<see cref="LowRankSettings.OptimBits"/> below 32), which TorchSharp's AdamW cannot store.
     /// </summary>
     public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s, bool lowRankOnly = false)
     {
         if (kind == OptimizerKind.AdamW)
-            return lowRankOnly ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0) : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
+            return lowRankOnly || s.OptimBits != 32
+                ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0, optim_bits: s.OptimBits)
+                : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
         if (kind == OptimizerKind.GaLorePlus)
         {
             var config = (model as LlamaModel)?.Config ?? throw new ArgumentException("galore-plus needs a LlamaModel (head counts per attention weight).", nameof(model));
@@ -157,4 +165,8 @@ public static class OptimizerCatalog
 }
 
 /// <summary>The low-rank options shared by every low-rank optimizer of a comparison.</summary>
-public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale);
+/// <param name="Rank">r.</param>
+/// <param name="UpdateProjGap">T, the refresh period.</param>
+/// <param name="Scale">α.</param>
+/// <param name="OptimBits">How the moments are stored (the presets' <c>optim_bits</c>: 32 dense, 16 bfloat16, 8 and 4 block-wise).</param>
+public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32);

@@ -10,13 +10,13 @@ public static class Reports
     public static string Markdown(IReadOnlyList<RunResult> runs, RunResult? baseline)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| run | optimizer | lr | steps | final train loss | val loss | val ppl | vs AdamW val | tokens/s | optimizer state | peak gradients |");
-        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| run | optimizer | optim bits | lr | steps | final train loss | val loss | val ppl | vs AdamW val | tokens/s | optimizer state | peak gradients |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in runs)
         {
             var rel = baseline is null ? "" : string.Create(CultureInfo.InvariantCulture, $"{(r.ValidationLoss / baseline.ValidationLoss - 1) * 100:+0.00;-0.00}%");
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Name} | {r.Optimizer} | {r.LearningRate:G3} | {r.Steps} | {r.FinalTrainLoss:F4} | {r.ValidationLoss:F4} | {r.Perplexity:F2} | {rel} | {r.TokensPerSecond:F0} | {Bytes(r.OptimizerStateBytes)} | {(r.PeakGradientBytes > 0 ? Bytes(r.PeakGradientBytes) : "—")} |"));
+                $"| {r.Name} | {r.Optimizer} | {r.OptimBits} | {r.LearningRate:G3} | {r.Steps} | {r.FinalTrainLoss:F4} | {r.ValidationLoss:F4} | {r.Perplexity:F2} | {rel} | {r.TokensPerSecond:F0} | {Bytes(r.OptimizerStateBytes)} | {(r.PeakGradientBytes > 0 ? Bytes(r.PeakGradientBytes) : "—")} |"));
         }
         return sb.ToString();
     }
@@ -24,8 +24,8 @@ public static class Reports
     public static void WriteCsv(string path, IReadOnlyList<RunResult> runs)
     {
         var c = CultureInfo.InvariantCulture;
-        File.WriteAllLines(path, new[] { "run,optimizer,lr,steps,final_train_loss,val_loss,val_ppl,tokens_per_s,optimizer_state_bytes,peak_gradient_bytes" }
-            .Concat(runs.Select(r => string.Create(c, $"{r.Name},{r.Optimizer},{r.LearningRate:R},{r.Steps},{r.FinalTrainLoss:R},{r.ValidationLoss:R},{r.Perplexity:R},{r.TokensPerSecond:F1},{r.OptimizerStateBytes},{r.PeakGradientBytes}"))));
+        File.WriteAllLines(path, new[] { "run,optimizer,optim_bits,lr,steps,final_train_loss,val_loss,val_ppl,tokens_per_s,optimizer_state_bytes,peak_gradient_bytes" }
+            .Concat(runs.Select(r => string.Create(c, $"{r.Name},{r.Optimizer},{r.OptimBits},{r.LearningRate:R},{r.Steps},{r.FinalTrainLoss:R},{r.ValidationLoss:R},{r.Perplexity:R},{r.TokensPerSecond:F1},{r.OptimizerStateBytes},{r.PeakGradientBytes}"))));
     }
 
     public static string Json(IReadOnlyList<RunResult> runs, object settings) => JsonSerializer.Serialize(new
@@ -33,7 +33,7 @@ public static class Reports
         settings,
         runs = runs.Select(r => new
         {
-            run = r.Name, optimizer = r.Optimizer, lr = r.LearningRate, steps = r.Steps,
+            run = r.Name, optimizer = r.Optimizer, optim_bits = r.OptimBits, lr = r.LearningRate, steps = r.Steps,
             final_train_loss = r.FinalTrainLoss, val_loss = r.ValidationLoss, val_ppl = r.Perplexity,
             tokens_per_s = r.TokensPerSecond, optimizer_state_bytes = r.OptimizerStateBytes, peak_gradient_bytes = r.PeakGradientBytes,
         }),

@@ -1,6 +1,6 @@
 namespace LowRankOptim.Bench.Training;
 
-/// <summary>One training run's outcome.</summary>
+/// <summary>One training run's outcome; <see cref="OptimBits"/> is how its moments were stored (32: dense).</summary>
 public sealed record RunResult(
     string Name,
     string Optimizer,
@@ -12,7 +12,8 @@ public sealed record RunResult(
     long OptimizerStateBytes,
     IReadOnlyList<(int Step, double Loss)> TrainCurve,
     IReadOnlyList<(int Step, double Loss)> ValidationCurve,
-    long PeakGradientBytes = 0)
+    long PeakGradientBytes = 0,
+    int OptimBits = 32)
 {
     public double Perplexity => Math.Exp(ValidationLoss);
 }

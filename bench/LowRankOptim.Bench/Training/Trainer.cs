@@ -162,7 +162,8 @@ public static class Trainer
             OptimizerStateBytes: perRank?.Max() ?? OptimizerCatalog.StateBytes(optimizer, model), // the most one rank holds
             TrainCurve: train.Select(r => (r.Step, r.Loss)).ToList(),
             ValidationCurve: validation,
-            PeakGradientBytes: peakGradients);
+            PeakGradientBytes: peakGradients,
+            OptimBits: s.LowRank.OptimBits);
     }
 
     /// <summary>Mean validation loss over the fixed validation batches.</summary>

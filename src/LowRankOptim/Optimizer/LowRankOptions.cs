@@ -141,7 +141,8 @@ public sealed class LowRankOptions : OptimizerOptions
 
         static bool DeclaresMoment(StateDeclaration d) => d.Entries.Any(e => e switch
         {
-            TensorEntry t => t.Moment != MomentKind.None,
+            // An unused slot (Adafactor's first moment without beta1, SGD's buffer without momentum) stores nothing to compress.
+            TensorEntry t => t.Moment != MomentKind.None && t.Presence != SlotPresence.Unused,
             ComponentEntry c => DeclaresMoment(c.Declaration),
             _ => false,
         });

@@ -16,11 +16,12 @@ public static partial class LowRankPresets
     /// <param name="eps">ε.</param>
     /// <param name="weight_decay">λ, decoupled.</param>
     /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>New, validated options: Adam options in the full space (<see cref="FullSpace.Instance"/>).</returns>
     public static LowRankOptions AdamW(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0,
-        AdamConventions conventions = AdamConventions.TorchOptim) =>
-        AdamOptions(lr, beta1, beta2, eps, weight_decay, true, conventions, FullSpace.Instance);
+        AdamConventions conventions = AdamConventions.TorchOptim, int optim_bits = 32) =>
+        AdamOptions(lr, beta1, beta2, eps, weight_decay, true, conventions, FullSpace.Instance, optim_bits);
 }
 
 public static partial class LowRank
@@ -36,12 +37,13 @@ public static partial class LowRank
     /// <param name="eps">ε.</param>
     /// <param name="weight_decay">λ, decoupled.</param>
     /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer AdamW(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
-        double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim) =>
+        double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim, int optim_bits = 32) =>
         new(groups, LowRankPresets.AdamW(
-            lr, beta1, beta2, eps, weight_decay, conventions));
+            lr, beta1, beta2, eps, weight_decay, conventions, optim_bits));
 
     /// <summary>AdamW over a flat parameter list (one group): no projection.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -51,13 +53,14 @@ public static partial class LowRank
     /// <param name="eps">ε.</param>
     /// <param name="weight_decay">λ, decoupled.</param>
     /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer AdamW(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0,
-        AdamConventions conventions = AdamConventions.TorchOptim) =>
+        AdamConventions conventions = AdamConventions.TorchOptim, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.AdamW(
-            lr, beta1, beta2, eps, weight_decay, conventions));
+            lr, beta1, beta2, eps, weight_decay, conventions, optim_bits));
 
     /// <summary>AdamW over named parameters (one group): no projection.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -67,10 +70,11 @@ public static partial class LowRank
     /// <param name="eps">ε.</param>
     /// <param name="weight_decay">λ, decoupled.</param>
     /// <param name="conventions">torch.optim's (default) or galore_torch's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer AdamW(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
-        double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim) =>
+        double weight_decay = 0.0, AdamConventions conventions = AdamConventions.TorchOptim, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.AdamW(
-            lr, beta1, beta2, eps, weight_decay, conventions));
+            lr, beta1, beta2, eps, weight_decay, conventions, optim_bits));
 }

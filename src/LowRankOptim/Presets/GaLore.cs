@@ -27,14 +27,15 @@ public static partial class LowRankPresets
     /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>New, validated options: Adam options with an <see cref="SvdProjection"/> or a <see cref="RandomizedSvdProjection"/>.</returns>
     public static LowRankOptions GaLore(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, bool correct_bias = true,
         AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
-        int? power_iterations = null, long? seed = null) =>
+        int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
-            GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed));
+            GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed), optim_bits);
 }
 
 public static partial class LowRank
@@ -59,15 +60,16 @@ public static partial class LowRank
     /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLore(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd,
-        int? oversampling = null, int? power_iterations = null, long? seed = null) =>
+        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
         new(groups, LowRankPresets.GaLore(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
-            power_iterations, seed));
+            power_iterations, seed, optim_bits));
 
     /// <summary>GaLore with AdamW over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -86,15 +88,16 @@ public static partial class LowRank
     /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLore(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, bool correct_bias = true,
         AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
-        int? power_iterations = null, long? seed = null) =>
+        int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.GaLore(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
-            power_iterations, seed));
+            power_iterations, seed, optim_bits));
 
     /// <summary>GaLore with AdamW over named parameters (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -113,13 +116,14 @@ public static partial class LowRank
     /// <param name="oversampling">Randomized projector only: extra sketch columns p (default 8).</param>
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLore(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd,
-        int? oversampling = null, int? power_iterations = null, long? seed = null) =>
+        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.GaLore(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
-            power_iterations, seed));
+            power_iterations, seed, optim_bits));
 }

@@ -32,16 +32,17 @@ public static partial class LowRankPresets
     /// <param name="residual_scale">α_e, the scale of the sparse residual update.</param>
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>New, validated options: Adam options with a <see cref="GaLorePlusProjection"/> without heads.</returns>
     public static LowRankOptions GaLorePlus(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2, long seed = 0,
         CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
             new GaLorePlusProjection(rank, update_proj_gap, scale, oversampling, power_iterations, seed, null, cross_head,
-                residual_density, residual_warmup, residual_reestimate, residual_scale));
+                residual_density, residual_warmup, residual_reestimate, residual_scale), optim_bits);
 }
 
 public static partial class LowRank
@@ -74,16 +75,17 @@ public static partial class LowRank
     /// <param name="residual_scale">α_e, the scale of the sparse residual update.</param>
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2,
         long seed = 0, CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         new(groups, LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions));
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits));
 
     /// <summary>GaLore+ with AdamW over a flat parameter list (one group): every 2-D parameter is projected as an ordinary weight (no heads).</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -105,16 +107,17 @@ public static partial class LowRank
     /// <param name="residual_scale">α_e, the scale of the sparse residual update.</param>
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2, long seed = 0,
         CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions));
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits));
 
     /// <summary>GaLore+ with AdamW over named parameters (one group): every 2-D parameter is projected as an ordinary weight (no heads).</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -136,16 +139,17 @@ public static partial class LowRank
     /// <param name="residual_scale">α_e, the scale of the sparse residual update.</param>
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2,
         long seed = 0, CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions));
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits));
 
     /// <summary>
     /// GaLore+ over a model: its <see cref="Linear"/> weights (those <paramref name="include"/> accepts) are
@@ -173,6 +177,7 @@ public static partial class LowRank
     /// <param name="residual_scale">α_e, the scale of the sparse residual update.</param>
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         TorchSharp.torch.nn.Module model, Func<string, AttentionHeads?> heads_of, Func<string, bool>? include = null, double lr = 1e-3,
@@ -180,13 +185,13 @@ public static partial class LowRank
         double scale = 0.25, int oversampling = 8, int power_iterations = 2, long seed = 0,
         CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference)
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(heads_of);
         var options = LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions);
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits);
         return new(HeadGroups(model, heads_of, (GaLorePlusProjection)options.Projection!, include), options);
     }
 

@@ -32,6 +32,7 @@ public static partial class LowRank
     //     residual_warmup, residual_reestimate, residual_scale;
     //  5. the Adam conventions: correct_bias, conventions;
     //  6. an alternative algorithm and its knobs: GaLore's projector, oversampling, power_iterations, seed;
+    //  6b. how the moments are stored: optim_bits (bitsandbytes' name), on every method with moments (not SMMF);
     //  7. execution choices that leave the math unchanged: kernel.
     // Names are torch.optim's and the references' snake_case; a knob two methods share has one name and one
     // meaning in both, and it is the ParamName of the ArgumentException an invalid value throws. A knob added

@@ -30,7 +30,7 @@ public static partial class LowRankPresets
 
     /// <summary>Options with Adam as the rule, under galore_torch's or torch.optim's conventions.</summary>
     private static LowRankOptions AdamOptions(double lr, double beta1, double beta2, double eps, double weight_decay,
-        bool correct_bias, AdamConventions conventions, IProjectionConfig projection)
+        bool correct_bias, AdamConventions conventions, IProjectionConfig projection, int optim_bits)
     {
         if (!Enum.IsDefined(conventions))
             throw new ArgumentOutOfRangeException(nameof(conventions), conventions, $"must be one of {string.Join(", ", Enum.GetNames<AdamConventions>())}.");
@@ -43,7 +43,26 @@ public static partial class LowRankPresets
             Projection = projection,
             Rule = new AdamConfig(beta1, beta2, eps, correct_bias,
                 reference ? AdamEpsilonMode.BeforeBiasCorrection : AdamEpsilonMode.AfterBiasCorrection),
+            MomentStorage = Storage(optim_bits),
         });
+    }
+
+    /// <summary>
+    /// The moment storage of bitsandbytes' <c>optim_bits</c>, with nearest rounding (stochastic rounding is set through
+    /// <see cref="LowRankOptions.MomentStorage"/>): an invalid value names the knob as the user typed it.
+    /// </summary>
+    private static MomentStorage Storage(int optim_bits)
+    {
+        try
+        {
+            return MomentStorage.FromOptimBits(optim_bits);
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            // FromOptimBits names its C# parameter; the presets' knob is optim_bits.
+            throw new ArgumentOutOfRangeException(nameof(optim_bits), optim_bits,
+                $"optim_bits must be 32 (dense), 16 (bfloat16), 8 (block-wise 8-bit) or 4 (block-wise 4-bit); {e.ParamName} = {e.ActualValue} is none of them.");
+        }
     }
 
     /// <summary>GaLore's projection: the exact SVD, or randomized subspace iteration with its sketch knobs.</summary>

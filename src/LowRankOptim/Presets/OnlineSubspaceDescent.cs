@@ -27,13 +27,14 @@ public static partial class LowRankPresets
     /// <param name="p_weight_decay">λ_P, P's decoupled weight decay (reference 0.01).</param>
     /// <param name="correct_bias">Adam's bias corrections for the weights.</param>
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>New, validated options: Adam options with an <see cref="OnlinePcaProjection"/>.</returns>
     public static LowRankOptions OnlineSubspaceDescent(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, IUpdateRuleConfig? p_optimizer = null,
-        double p_weight_decay = 0.01, bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        double p_weight_decay = 0.01, bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
-            new OnlinePcaProjection(rank, update_proj_gap, scale, proj_type, BasisRule: p_optimizer, BasisWeightDecay: p_weight_decay));
+            new OnlinePcaProjection(rank, update_proj_gap, scale, proj_type, BasisRule: p_optimizer, BasisWeightDecay: p_weight_decay), optim_bits);
 }
 
 public static partial class LowRank
@@ -56,15 +57,16 @@ public static partial class LowRank
     /// <param name="p_weight_decay">λ_P, P's decoupled weight decay (reference 0.01).</param>
     /// <param name="correct_bias">Adam's bias corrections for the weights.</param>
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer OnlineSubspaceDescent(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         IUpdateRuleConfig? p_optimizer = null, double p_weight_decay = 0.01, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         new(groups, LowRankPresets.OnlineSubspaceDescent(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits));
 
     /// <summary>Online Subspace Descent over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -81,15 +83,16 @@ public static partial class LowRank
     /// <param name="p_weight_decay">λ_P, P's decoupled weight decay (reference 0.01).</param>
     /// <param name="correct_bias">Adam's bias corrections for the weights.</param>
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer OnlineSubspaceDescent(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         IUpdateRuleConfig? p_optimizer = null, double p_weight_decay = 0.01, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.OnlineSubspaceDescent(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits));
 
     /// <summary>Online Subspace Descent over named parameters (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -106,15 +109,16 @@ public static partial class LowRank
     /// <param name="p_weight_decay">λ_P, P's decoupled weight decay (reference 0.01).</param>
     /// <param name="correct_bias">Adam's bias corrections for the weights.</param>
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
+    /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer OnlineSubspaceDescent(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         IUpdateRuleConfig? p_optimizer = null, double p_weight_decay = 0.01, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32) =>
         new(OneGroup(parameters), LowRankPresets.OnlineSubspaceDescent(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits));
 
     /// <summary>Online Subspace Descent over parameter groups, in the order before the presets, with correct_bias and conventions before p_optimizer and p_weight_decay: kept for positional callers. Use <see cref="LowRankPresets.OnlineSubspaceDescent"/>'s order or names.</summary>
     /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>

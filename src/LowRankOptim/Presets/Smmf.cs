@@ -41,6 +41,8 @@ public static partial class LowRankPresets
             },
             Projection = FullSpace.Instance,
             Rule = new SmmfConfig(beta, eps, decay_rate, growth_rate, vector_reshape, kernel),
+            // No optim_bits knob: SMMF's factored moments are already compressed, and validation refuses a compressed storage for them.
+            MomentStorage = MomentStorage.Dense,
         });
 }
 

@@ -12,9 +12,9 @@ namespace LowRankOptim.Tests.Presets;
 /// </summary>
 public sealed class FactoryGoldenTests
 {
-    /// <summary>The five values a <see cref="LowRankOptions"/> carries (the configs are records: value equality).</summary>
-    public static (double? Lr, double? WeightDecay, WeightDecayOrder? Order, IProjectionConfig? Projection, IUpdateRuleConfig? Rule) Of(LowRankOptions o) =>
-        (o.LearningRate, o.WeightDecay, o.DecayOrder, o.Projection, o.Rule);
+    /// <summary>The six values a <see cref="LowRankOptions"/> carries (the configs and the storage are records: value equality).</summary>
+    public static (double? Lr, double? WeightDecay, WeightDecayOrder? Order, IProjectionConfig? Projection, IUpdateRuleConfig? Rule, MomentStorage? Storage) Of(LowRankOptions o) =>
+        (o.LearningRate, o.WeightDecay, o.DecayOrder, o.Projection, o.Rule, o.MomentStorage);
 
     private static Parameter[] Params() => [new Parameter(randn(6, 4)), new Parameter(randn(4))];
 
@@ -77,12 +77,25 @@ public sealed class FactoryGoldenTests
         { "SMMF every knob", () => LowRank.Smmf(Params(), lr: 0.07, beta: null, eps: 1e-6, weight_decay: 0.6, decay_rate: -0.8, growth_rate: 0.9, vector_reshape: false,
                 weight_decay_mode: SmmfWeightDecayMode.Adam, kernel: KernelPreference.Reference),
             Options(0.07, 0.6, WeightDecayOrder.CoupledToGradient, FullSpace.Instance, new SmmfConfig(null, 1e-6, -0.8, 0.9, false, KernelPreference.Reference)) },
-        { "AdamW every knob", () => LowRank.AdamW(Params(), lr: 0.08, beta1: 0.55, beta2: 0.96, eps: 1e-3, weight_decay: 0.7, conventions: AdamConventions.GaLoreReference),
-            Options(0.08, 0.7, WeightDecayOrder.AfterUpdate, FullSpace.Instance, GaLoreAdam(0.55, 0.96, 1e-3)) },
+        { "AdamW every knob", () => LowRank.AdamW(Params(), lr: 0.08, beta1: 0.55, beta2: 0.96, eps: 1e-3, weight_decay: 0.7, conventions: AdamConventions.GaLoreReference,
+                optim_bits: 8),
+            Options(0.08, 0.7, WeightDecayOrder.AfterUpdate, FullSpace.Instance, GaLoreAdam(0.55, 0.96, 1e-3), new MomentStorage(MomentFormat.Blockwise8Bit)) },
+
+        // bitsandbytes' optim_bits: the moments' storage, with nearest rounding and the default size threshold.
+        { "GaLore 8-bit moments", () => LowRank.GaLore(Params(), optim_bits: 8),
+            Options(1e-3, 0, WeightDecayOrder.AfterUpdate, new SvdProjection(128, 200, 0.25, ProjectionType.Std), GaLoreAdam(), new MomentStorage(MomentFormat.Blockwise8Bit)) },
+        { "DCT-AdamW 4-bit moments", () => LowRank.DctAdamW(Groups(), rank: 64, optim_bits: 4),
+            Options(1e-3, 0, WeightDecayOrder.BeforeUpdate, new DctProjection(64, 1, 1.0, DctTransformMethod.MatrixProduct, 1.0, 32000, ProjectionType.Std), TorchAdam(),
+                new MomentStorage(MomentFormat.Blockwise4Bit)) },
+        { "GaLore-Adafactor bfloat16 momentum", () => LowRank.GaLoreAdafactor(Groups(), beta1: 0.9, optim_bits: 16),
+            Options(0, 0, WeightDecayOrder.BeforeUpdate, new SvdProjection(), new AdafactorConfig(0.9, RelativeStep: true, ScaleParameter: true, WarmupInit: false),
+                new MomentStorage(MomentFormat.BFloat16)) },
     };
 
-    internal static LowRankOptions Options(double lr, double weightDecay, WeightDecayOrder order, IProjectionConfig projection, IUpdateRuleConfig rule) =>
-        new() { LearningRate = lr, WeightDecay = weightDecay, DecayOrder = order, Projection = projection, Rule = rule };
+    /// <summary>Options as a preset builds them: every value set, the moments dense unless <paramref name="storage"/> says otherwise.</summary>
+    internal static LowRankOptions Options(double lr, double weightDecay, WeightDecayOrder order, IProjectionConfig projection, IUpdateRuleConfig rule,
+        MomentStorage? storage = null) =>
+        new() { LearningRate = lr, WeightDecay = weightDecay, DecayOrder = order, Projection = projection, Rule = rule, MomentStorage = storage ?? MomentStorage.Dense };
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -108,7 +121,7 @@ public sealed class FactoryGoldenTests
             oversampling: 2, power_iterations: 1, seed: 4, cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.1, residual_warmup: 2,
             residual_reestimate: true, residual_scale: 0.5);
         var projection = new GaLorePlusProjection(3, 5, 0.5, 2, 1, 4, null, CrossHeadReading.PerHeadShortSide, 0.1, 2, true, 0.5);
-        Of(opt.Defaults).Should().Be((0.01, 0.05, WeightDecayOrder.AfterUpdate, (IProjectionConfig)projection, (IUpdateRuleConfig)GaLoreAdam()));
+        Of(opt.Defaults).Should().Be((0.01, 0.05, WeightDecayOrder.AfterUpdate, (IProjectionConfig)projection, (IUpdateRuleConfig)GaLoreAdam(), (MomentStorage?)MomentStorage.Dense));
         var groups = opt.ParamGroups.Cast<LowRankParamGroup>().ToArray();
         groups.Select(g => g.Options.Projection).Should().Equal(projection with { Heads = heads }, projection, FullSpace.Instance);
         groups.Select(g => g.Parameters.Count()).Should().Equal(1, 1, 2);

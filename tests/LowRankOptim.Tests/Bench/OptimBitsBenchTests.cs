@@ -1,0 +1,127 @@
+using System.Text.Json;
+using FluentAssertions;
+using LowRankOptim.Bench.Commands;
+using LowRankOptim.Bench.Data;
+using LowRankOptim.Bench.Model;
+using LowRankOptim.Bench.Training;
+using Xunit;
+
+namespace LowRankOptim.Tests.Bench;
+
+/// <summary>The bench's moment storage: `memory --optim-bits` plans each optimizer per storage, `pretrain --optim-bits` trains with it and records it.</summary>
+public sealed class OptimBitsBenchTests
+{
+    [Fact]
+    public void MemoryPlansEachOptimizerPerStorageAndSmmfDenseOnly()
+    {
+        var (code, output, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", "--optimizers", "adamw,galore,smmf", "--optim-bits", "32,16,8,4", "--json"]);
+        code.Should().Be(0, error);
+        error.Should().Contain("note: smmf has no moments to store in 16/8/4 bits");
+        using var doc = JsonDocument.Parse(output);
+        var rows = doc.RootElement.GetProperty("rows").EnumerateArray()
+            .Select(r => (Optimizer: r.GetProperty("optimizer").GetString()!, Bits: r.GetProperty("optim_bits").GetInt32(), State: r.GetProperty("state_bytes").GetInt64()))
+            .ToList();
+        rows.Where(r => r.Optimizer == "smmf").Select(r => r.Bits).Should().Equal(32);
+        foreach (var optimizer in new[] { "adamw", "galore" })
+        {
+            var states = rows.Where(r => r.Optimizer == optimizer).OrderByDescending(r => r.Bits).ToList();
+            states.Select(r => r.Bits).Should().Equal(32, 16, 8, 4);
+            states.Select(r => r.State).Should().BeInDescendingOrder(optimizer).And.OnlyHaveUniqueItems("each storage is smaller than the one before");
+        }
+    }
+
+    [Fact]
+    public void MemoryTableAndCsvHaveTheStorageColumn()
+    {
+        var csv = Path.GetTempFileName();
+        try
+        {
+            var (code, output, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", "--optimizers", "galore", "--optim-bits", "8", "--csv", csv]);
+            code.Should().Be(0, error);
+            output.Should().Contain("| optim bits |").And.Contain("| galore | 8 |");
+            File.ReadAllLines(csv)[0].Should().StartWith("model,optimizer,optim_bits,");
+        }
+        finally { File.Delete(csv); }
+    }
+
+    [Fact]
+    public void MemoryVerifyFindsThePredictionExactWithEightBitMoments()
+    {
+        var (code, _, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", "--optimizers", "adamw,galore,dct", "--optim-bits", "8", "--verify", "--json"]);
+        code.Should().Be(0, error);
+        error.Should().Contain("adamw 8-bit").And.Contain("galore 8-bit rank 32").And.Contain("equal").And.NotContain("MISMATCH");
+    }
+
+    [Fact]
+    public void EightBitAdamWOf7BPlansAtLeastTheIssuesReductionFromFloat32AdamW()
+    {
+        // Issue 14's target (b): block-wise 8-bit moments (1 byte + a float32 scale per 256) against float32 ones.
+        var c = LlamaConfig.Named["7b"];
+        var target = new MemoryCommand.Target("7b", c.ParameterShapes().ToList(), 1024, c);
+        var dense = MemoryCommand.Plan(target, OptimizerKind.AdamW, 1024, TorchSharp.torch.ScalarType.Float32).StateBytes;
+        var eightBit = MemoryCommand.Plan(target, OptimizerKind.AdamW, 1024, TorchSharp.torch.ScalarType.Float32, optimBits: 8).StateBytes;
+        (1 - eightBit / (double)dense).Should().BeGreaterThanOrEqualTo(0.74);
+    }
+
+    [Theory]
+    [InlineData("7")]
+    [InlineData("eight")]
+    public void MemoryRefusesAnotherStorage(string value)
+    {
+        var (code, _, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", "--optim-bits", value]);
+        code.Should().Be(2);
+        error.Should().Contain($"--optim-bits '{value}' must be 32 (dense), 16 (bfloat16), 8 or 4").And.Contain("--help");
+    }
+
+    private static readonly LlamaConfig Small = new("test", 256, 32, 48, 4, 4, 1, 32);
+
+    private static TrainSettings Settings(int optimBits) =>
+        new(Small, 2, Batch: 4, Sequence: 16, WarmupSteps: 1, MinLrRatio: 0.1, ClipNorm: 1.0, Seed: 5,
+            EvalEvery: 1, EvalBatches: 1, CheckpointEvery: 0, LowRank: new LowRankSettings(4, 3, 0.25, optimBits));
+
+    [Theory]
+    [InlineData(OptimizerKind.AdamW)]
+    [InlineData(OptimizerKind.GaLore)]
+    public void APretrainingRunWithEightBitMomentsTrainsRecordsItAndHoldsLessState(OptimizerKind kind)
+    {
+        var dir = Directory.CreateTempSubdirectory("lowrankoptim-optimbits-");
+        try
+        {
+            var data = new TokenDataset(new ByteTokenizer().Encode(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200))));
+            var dense = Trainer.Run("dense", kind, 3e-3, Settings(32), data, Path.Combine(dir.FullName, "dense"), resume: false);
+            var eightBit = Trainer.Run("8bit", kind, 3e-3, Settings(8), data, Path.Combine(dir.FullName, "8bit"), resume: false);
+            (dense.OptimBits, eightBit.OptimBits).Should().Be((32, 8));
+            eightBit.OptimizerStateBytes.Should().BeLessThan(dense.OptimizerStateBytes, "the embedding's moments (256 × 32 entries) are stored in 8 bits");
+            double.IsFinite(eightBit.ValidationLoss).Should().BeTrue();
+            var csv = Path.Combine(dir.FullName, "summary.csv");
+            Reports.WriteCsv(csv, [dense, eightBit]);
+            File.ReadAllLines(csv).Select(l => l.Split(',')[2]).Should().Equal("optim_bits", "32", "8");
+            Reports.Json([eightBit], new { }).Should().Contain("\"optim_bits\": 8");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public void PretrainRefusesSmmfNamedWithEightBits()
+    {
+        var (code, _, error) = Cli.Run(PretrainCommand.Create(), ["pretrain", "--optimizers", "galore,smmf", "--optim-bits", "8"]);
+        code.Should().Be(2);
+        error.Should().Contain("--optim-bits 8: smmf cannot store its moments in 8 bits").And.Contain("--help");
+    }
+
+    [Fact]
+    public void PretrainSkipsSmmfFromTheDefaultListWithANote()
+    {
+        var kinds = PretrainCommand.WithOptimBits([.. OptimizerCatalog.All], 8, named: false);
+        kinds.Should().NotContain(OptimizerKind.Smmf).And.Contain(OptimizerKind.AdamW).And.HaveCount(OptimizerCatalog.All.Count - 1);
+        PretrainCommand.WithOptimBits([.. OptimizerCatalog.All], 32, named: true).Should().Equal(OptimizerCatalog.All);
+    }
+
+    [Fact]
+    public void PretrainRefusesAnotherStorage()
+    {
+        var (code, _, error) = Cli.Run(PretrainCommand.Create(), ["pretrain", "--optim-bits", "7"]);
+        code.Should().Be(2);
+        error.Should().Contain("--optim-bits 7 must be 32 (dense), 16 (bfloat16), 8 or 4");
+    }
+}

@@ -59,6 +59,7 @@ public sealed class StoredCheckpointTests
         "smmf", "smmf-reference-kernel-l2-no-beta",
         "adamw", "adamw-galore-conventions",
         "sgd-momentum",
+        "adamw-4bit", "adamw-bf16-stochastic",
     ];
 
     /// <summary>
@@ -116,8 +117,19 @@ public sealed class StoredCheckpointTests
                 LearningRate = 0.05, WeightDecay = 0.01, DecayOrder = WeightDecayOrder.BeforeUpdate,
                 Projection = FullSpace.Instance, Rule = new SgdConfig(Momentum: 0.9, Nesterov: true),
             }),
+            // Compressed moments (options format 3): the 24×16 and 16×24 weights are 3 blocks of 128 each; the bias stays dense.
+            "adamw-4bit" => new LowRankOptimizer([new LowRankParamGroup(ps)], WithStorage(LowRankPresets.AdamW(lr: 0.01, weight_decay: 0.01),
+                new MomentStorage(MomentFormat.Blockwise4Bit, MinElements: 128))),
+            "adamw-bf16-stochastic" => new LowRankOptimizer([new LowRankParamGroup(ps)], WithStorage(LowRankPresets.AdamW(lr: 0.01),
+                new MomentStorage(MomentFormat.BFloat16, global::LowRankOptim.Kernels.StateRounding.Stochastic, Seed: 3))),
             _ => throw new ArgumentException($"unknown stored-checkpoint method '{method}'", nameof(method)),
         };
+    }
+
+    private static LowRankOptions WithStorage(LowRankOptions options, MomentStorage storage)
+    {
+        options.MomentStorage = storage;
+        return options;
     }
 
     /// <summary>

@@ -33,6 +33,12 @@ public static class StepMethods
             (p, _) => optim.AdamW([p], lr: 1e-3)),
         new("AdamW", false, "LowRank.AdamW (full space, torch.optim conventions)",
             (p, _) => LowRank.AdamW([p], lr: 1e-3)),
+#if HAS_OPTIM_BITS
+        new("AdamW8bit", false, "LowRank.AdamW(optim_bits: 8): block-wise 8-bit moments (fused QuantizedAdam kernel)",
+            (p, _) => LowRank.AdamW([p], lr: 1e-3, optim_bits: 8)),
+        new("AdamW4bit", false, "LowRank.AdamW(optim_bits: 4): block-wise 4-bit moments",
+            (p, _) => LowRank.AdamW([p], lr: 1e-3, optim_bits: 4)),
+#endif
         new("Smmf", false, "LowRank.Smmf (defaults; fused CPU kernel where it applies)",
             (p, _) => LowRank.Smmf([p], lr: 1e-3)),
         new("GaLore", true, "LowRank.GaLore, exact SVD projector (refresh only at step 1)",

@@ -126,6 +126,10 @@ public static class KernelRegistry
                 foreach (var storage in operation == KernelOperation.SmmfStep ? floats[..1] : floats)
                     // Under Auto the DCT projector's ℓ1 scores stay the reference's (a GEMV) on the GPU.
                     entries.Add(new(operation, storage, backend, Automatic: !(backend.Backend == KernelBackend.Cuda && operation == KernelOperation.L1Norms)));
+        // The fused CPU Adam on block-wise moments (CUDA: none yet).
+        foreach (var bits in new[] { 8, 4 })
+            foreach (var storage in floats)
+                entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, storage.DType), QuantizedAdamCpuKernel.Instance, Automatic: true));
         return new Snapshot(0, [.. entries], entries.ToDictionary(Key));
     }
 }

@@ -58,9 +58,11 @@ public static class RoundingNoise
     public static Tensor BitsTensor(uint key, long count, Device device)
     {
         using var scope = NewDisposeScope();
-        using var mask = 0xFFFFFFFFL.ToScalar();
+        // Masks as remainders (the values are non-negative): TorchSharp's bitwise_and_ takes tensors only, and a Scalar
+        // converted to a Tensor throws.
+        using var modulus = (1L << 32).ToScalar();
         using var k = ((long)key).ToScalar();
-        var x = Mul32(arange(count, ScalarType.Int64, device).bitwise_and_(mask), ElementStride).add_(k).bitwise_and_(mask);
+        var x = Mul32(arange(count, ScalarType.Int64, device).remainder_(modulus), ElementStride).add_(k).remainder_(modulus);
         x = XorShift(x, 16);
         x = Mul32(x, Multiplier1);
         x = XorShift(x, 15);
@@ -82,10 +84,9 @@ public static class RoundingNoise
     {
         using var low = ((long)(c & 0xFFFF)).ToScalar();
         using var high = ((long)(c >> 16)).ToScalar();
-        using var lowMask = 0xFFFFL.ToScalar();
-        using var mask = 0xFFFFFFFFL.ToScalar();
         using var shift = 65536L.ToScalar();
-        using var upper = x.mul(high).bitwise_and_(lowMask).mul_(shift);
-        return x.mul(low).add_(upper).bitwise_and_(mask);
+        using var modulus = (1L << 32).ToScalar();
+        using var upper = x.mul(high).remainder_(shift).mul_(shift);
+        return x.mul(low).add_(upper).remainder_(modulus);
     }
 }

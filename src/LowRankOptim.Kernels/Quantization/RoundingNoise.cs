@@ -62,7 +62,8 @@ public static class RoundingNoise
         // converted to a Tensor throws.
         using var modulus = (1L << 32).ToScalar();
         using var k = ((long)key).ToScalar();
-        var x = Mul32(arange(count, ScalarType.Int64, device).remainder_(modulus), ElementStride).add_(k).remainder_(modulus);
+        using var stop = count.ToScalar();
+        var x = Mul32(arange(stop, ScalarType.Int64, device).remainder_(modulus), ElementStride).add_(k).remainder_(modulus);
         x = XorShift(x, 16);
         x = Mul32(x, Multiplier1);
         x = XorShift(x, 15);

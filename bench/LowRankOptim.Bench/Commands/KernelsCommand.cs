@@ -20,7 +20,7 @@ namespace LowRankOptim.Bench.Commands;
 /// kernel's achieved bandwidth (the bytes it must read and write per element × elements / time) is given as a
 /// fraction of the triad bandwidth measured in the same interleaved rounds. Every figure is measured.
 /// </summary>
-public static class KernelsCommand
+public static partial class KernelsCommand
 {
     /// <summary>Elements per timed sample: small tensors are stepped several times per sample so a sample lasts long enough to time.</summary>
     private const long ElementsPerSample = 1L << 24;
@@ -93,6 +93,11 @@ public static class KernelsCommand
         foreach (var (rows, cols) in updateShapes)
             results.Add(AdamCase(rows, cols, ScalarType.Float32, updateWeights: true, stream, warmup, repeats));
         if (!quick) results.Add(AdamCase(4096, 4096, ScalarType.BFloat16, updateWeights: true, stream, warmup, repeats));
+        // Adam on 8-bit block-wise moments: the full-space update, and the direction at a subspace shape.
+        (long Rows, long Cols)[] quantizedShapes = quick ? [(512, 128)] : [(2048, 2048), (4096, 4096)];
+        foreach (var (rows, cols) in quantizedShapes)
+            results.Add(QuantizedAdamCase(rows, cols, updateWeights: true, stream, warmup, repeats));
+        results.Add(QuantizedAdamCase(quick ? 512 : 4096, quick ? 128 : 512, updateWeights: false, stream, warmup, repeats));
         (long Rows, long Cols)[] smmfShapes = quick ? [(512, 128)] : [(4096, 128), (4096, 512), (2048, 2048), (4096, 4096)];
         foreach (var (rows, cols) in smmfShapes)
             results.Add(SmmfCase(rows, cols, stream, warmup, repeats));
@@ -270,6 +275,7 @@ public static class KernelsCommand
         Console.WriteLine();
         Console.WriteLine("Bytes/element: what the fused kernel must read and write (Adam direction: g, m, v read; m, v, direction written; " +
                           "Adam update: g read; m, v, weights read and written; " +
+                          "8-bit Adam: g read, m and v codes and absmax read and written, direction written or weights read and written; " +
                           "SMMF: g read, U written, packed signs and factor vectors read and written), without write-allocate traffic, as STREAM counts.");
     }
 

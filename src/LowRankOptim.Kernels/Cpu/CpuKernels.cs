@@ -96,25 +96,9 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentException($"gradient has dtype {dtype}; the CPU Adam kernel needs float32 or bfloat16.", nameof(gradient));
         var n = gradient.numel();
-        var job = new AdamJob
-        {
-            Beta1 = (float)scalars.Beta1, OneMinusBeta1 = (float)(1 - scalars.Beta1),
-            Beta2 = (float)scalars.Beta2, OneMinusBeta2 = (float)(1 - scalars.Beta2),
-            Eps = (float)scalars.Eps, Sbc2 = (float)scalars.SqrtBiasCorrection2,
-            Corrected = scalars.SqrtBiasCorrection2 != 1.0,
-            BFloat16 = dtype == ScalarType.BFloat16,
-            UpdateWeights = updateWeights,
-            Decays = scalars.DecayFactor != 1,
-            Decay = (float)scalars.DecayFactor,
-            // addcdiv_ takes its scalar as a float, also for bf16 tensors (no bf16 rounding).
-            NegativeStep = (float)-scalars.StepSize,
-        };
+        var job = AdamJob.Create(scalars, dtype, updateWeights);
         if (job.BFloat16)
         {
-            // libtorch converts the scalars of a bf16 mul_/add_/div to bf16 first; addcmul_ and addcdiv_ keep theirs in float.
-            job.Beta1 = Bf16.Round(job.Beta1); job.OneMinusBeta1 = Bf16.Round(job.OneMinusBeta1);
-            job.Beta2 = Bf16.Round(job.Beta2);
-            job.Eps = Bf16.Round(job.Eps); job.Sbc2 = Bf16.Round(job.Sbc2); job.Decay = Bf16.Round(job.Decay);
             job.G = RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient));
             job.M = RawTensor.Pointer<ushort>(expAvg, dtype, n, nameof(expAvg));
             job.V = RawTensor.Pointer<ushort>(expAvgSq, dtype, n, nameof(expAvgSq));
@@ -134,13 +118,43 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
     /// <summary>
     /// One Adam call. Target is the direction d = m / denom, or the weights: w ← w·decay, then
     /// w ← w + (−c·m) / denom, the order of libtorch's mul_ and addcdiv_ (whose bf16 path computes in float
-    /// and rounds once).
+    /// and rounds once). Also the element arithmetic of <see cref="QuantizedAdamCpuKernel"/>, which points it at
+    /// one block's decoded moments at a time, so that both kernels round alike.
     /// </summary>
-    private sealed class AdamJob
+    internal sealed class AdamJob
     {
         public void* G, M, V, Target;
         public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, Sbc2, Decay, NegativeStep;
         public bool Corrected, BFloat16, UpdateWeights, Decays;
+
+        /// <summary>A job with the scalars of one call, rounded as libtorch rounds them for <paramref name="dtype"/>; the pointers are the caller's to set.</summary>
+        public static AdamJob Create(in AdamScalars scalars, ScalarType dtype, bool updateWeights)
+        {
+            var job = new AdamJob
+            {
+                Beta1 = (float)scalars.Beta1, OneMinusBeta1 = (float)(1 - scalars.Beta1),
+                Beta2 = (float)scalars.Beta2, OneMinusBeta2 = (float)(1 - scalars.Beta2),
+                Eps = (float)scalars.Eps, Sbc2 = (float)scalars.SqrtBiasCorrection2,
+                Corrected = scalars.SqrtBiasCorrection2 != 1.0,
+                BFloat16 = dtype == ScalarType.BFloat16,
+                UpdateWeights = updateWeights,
+                Decays = scalars.DecayFactor != 1,
+                Decay = (float)scalars.DecayFactor,
+                // addcdiv_ takes its scalar as a float, also for bf16 tensors (no bf16 rounding).
+                NegativeStep = (float)-scalars.StepSize,
+            };
+            if (job.BFloat16)
+            {
+                // libtorch converts the scalars of a bf16 mul_/add_/div to bf16 first; addcmul_ and addcdiv_ keep theirs in float.
+                job.Beta1 = Bf16.Round(job.Beta1); job.OneMinusBeta1 = Bf16.Round(job.OneMinusBeta1);
+                job.Beta2 = Bf16.Round(job.Beta2);
+                job.Eps = Bf16.Round(job.Eps); job.Sbc2 = Bf16.Round(job.Sbc2); job.Decay = Bf16.Round(job.Decay);
+            }
+            return job;
+        }
+
+        /// <summary>A copy with the same scalars (each parallel part points its own copy at its blocks).</summary>
+        public AdamJob Clone() => (AdamJob)MemberwiseClone();
 
         public void Run(long start, long end)
         {

@@ -15,7 +15,11 @@ public sealed class KernelsCommandTests
         using var doc = System.Text.Json.JsonDocument.Parse(output);
         var kernels = doc.RootElement.GetProperty("kernels").EnumerateArray().ToList();
         kernels.Select(k => k.GetProperty("step").GetString()).Should().BeEquivalentTo(
-            "Adam direction (subspace moments + direction)", "Adam update (full space: moments + weights in place)", "SMMF step (direction)");
+            "Adam direction (subspace moments + direction)", "Adam update (full space: moments + weights in place)",
+            KernelsCommand.QuantizedUpdateStep, KernelsCommand.QuantizedDirectionStep, "SMMF step (direction)");
+        // The 8-bit case counts the bytes it moves: g, codes and absmax of m and v both ways, and the weights both ways.
+        kernels.Single(k => k.GetProperty("step").GetString() == KernelsCommand.QuantizedUpdateStep)
+            .GetProperty("fused_bytes_per_element").GetDouble().Should().BeApproximately(4 + 4 + 16.0 / 256 + 8, 1e-12);
         foreach (var k in kernels)
             foreach (var field in new[] { "fused_ms", "reference_ms", "adamw_ms", "triad_ms_same_rounds", "compute_probe_ms_same_rounds" })
                 k.GetProperty(field).GetDouble().Should().BeGreaterThan(0, $"{k.GetProperty("step")} {field}");

@@ -26,13 +26,29 @@ public sealed class KernelRegistryTests
         [KernelOperation.AdafactorStatistics] = typeof(IAdafactorStatisticsKernel),
         [KernelOperation.SmmfStep] = typeof(ISmmfStepKernel),
         [KernelOperation.L1Norms] = typeof(IL1NormsKernel),
+        [KernelOperation.QuantizedAdam] = typeof(IQuantizedAdamKernel),
+    };
+
+    /// <summary>The operations on block-wise (quantized) state: no dense registration, one per width and working dtype.</summary>
+    private static bool Blockwise(KernelOperation operation) => operation == KernelOperation.QuantizedAdam;
+
+    /// <summary>
+    /// What each non-reference backend registers, as <c>Row</c> prints it, for the operations on block-wise state (the
+    /// dense operations are checked in <see cref="TheBackendsRegisterOnlyWhatTheyImplement"/>). A backend that adds a
+    /// kernel changes its line here.
+    /// </summary>
+    private static readonly Dictionary<(KernelBackend, KernelOperation), string> BlockwiseRows = new()
+    {
+        [(KernelBackend.Cpu, KernelOperation.QuantizedAdam)] =
+            "Blockwise8Bit Float32, Blockwise8Bit BFloat16, Blockwise4Bit Float32, Blockwise4Bit BFloat16",
+        [(KernelBackend.Cuda, KernelOperation.QuantizedAdam)] = "",
     };
 
     [Fact]
     public void TheReferenceIsRegisteredForEveryOperationAndDenseDtype()
     {
         Interfaces.Keys.Should().BeEquivalentTo(Enum.GetValues<KernelOperation>(), "every operation has its interface");
-        foreach (var operation in Enum.GetValues<KernelOperation>())
+        foreach (var operation in Enum.GetValues<KernelOperation>().Where(o => !Blockwise(o)))
             foreach (var dtype in FloatTypes)
             {
                 var kernel = KernelRegistry.Find(operation, KernelBackend.Reference, KernelStorage.Dense(dtype));
@@ -50,12 +66,34 @@ public sealed class KernelRegistryTests
     }
 
     [Fact]
+    public void TheReferenceIsRegisteredForQuantizedAdamOnBlockwiseStorageOnly()
+    {
+        foreach (var bits in new[] { 8, 4 })
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float64 })
+            {
+                var storage = KernelStorage.Blockwise(bits, dtype);
+                var kernel = KernelRegistry.Find(KernelOperation.QuantizedAdam, KernelBackend.Reference, storage);
+                kernel.Should().BeSameAs(TorchKernels.Instance, $"{storage}");
+                KernelSelection.Reference<IQuantizedAdamKernel>(storage).Should().BeSameAs(TorchKernels.Instance);
+            }
+        KernelRegistry.Registrations.Where(r => r.Operation == KernelOperation.QuantizedAdam)
+            .Should().OnlyContain(r => r.Storage.Kind != StorageKind.Dense, "Adam on quantized moments has no dense storage");
+        KernelRegistry.Registrations.Where(r => r.Operation != KernelOperation.QuantizedAdam)
+            .Should().OnlyContain(r => r.Storage.Kind == StorageKind.Dense, "the dense operations register dense storage only");
+        KernelRegistry.Find(KernelOperation.QuantizedAdam, KernelBackend.Reference, KernelStorage.Blockwise(8, ScalarType.Float16)).Should().BeNull();
+    }
+
+    [Fact]
     public void TheBackendsRegisterOnlyWhatTheyImplement()
     {
         string Row(KernelBackend backend, KernelOperation operation) => string.Join(", ", KernelRegistry.Registrations
             .Where(r => r.Backend == backend && r.Operation == operation)
             .Select(r => r.Automatic ? $"{r.Storage}" : $"{r.Storage} (explicit only)"));
-        foreach (var operation in Enum.GetValues<KernelOperation>())
+        foreach (var operation in Enum.GetValues<KernelOperation>().Where(Blockwise))
+            foreach (var backend in new[] { KernelBackend.Cpu, KernelBackend.Cuda })
+                Row(backend, operation).Should().Be(BlockwiseRows[(backend, operation)], $"the {backend} backend's {operation}");
+        KernelRegistry.Find(KernelOperation.QuantizedAdam, KernelBackend.Cpu, KernelStorage.Blockwise(8, ScalarType.Float32)).Should().BeSameAs(QuantizedAdamCpuKernel.Instance);
+        foreach (var operation in Enum.GetValues<KernelOperation>().Where(o => !Blockwise(o)))
         {
             var expected = operation == KernelOperation.SmmfStep ? "Float32" : "Float32, BFloat16";
             Row(KernelBackend.Cpu, operation).Should().Be(expected, $"the CPU backend's {operation}");
@@ -114,7 +152,7 @@ public sealed class KernelRegistryTests
         library.GetTypes().Should().NotContain(t => t.Namespace != null && t.Namespace.StartsWith("LowRankOptim.Kernels"));
         typeof(KernelPreference).Assembly.Should().BeSameAs(library, "the user-facing option lives with the options");
         typeof(KernelPreference).Namespace.Should().Be("LowRankOptim");
-        kernels.GetExportedTypes().Should().NotContain([typeof(TorchKernels), typeof(CpuKernels), typeof(CudaKernels), typeof(SmmfCpuKernel)],
+        kernels.GetExportedTypes().Should().NotContain([typeof(TorchKernels), typeof(CpuKernels), typeof(CudaKernels), typeof(SmmfCpuKernel), typeof(QuantizedAdamCpuKernel)],
             "the backends are reached through the registry, not by name");
     }
 

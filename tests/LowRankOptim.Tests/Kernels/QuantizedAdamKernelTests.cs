@@ -1,0 +1,223 @@
+using FluentAssertions;
+using LowRankOptim.Kernels;
+using LowRankOptim.Tests.Support;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace LowRankOptim.Tests.Kernels;
+
+/// <summary>
+/// The fused CPU Adam on block-wise moments equals the reference (dequantize → Adam → quantize in TorchSharp ops): codes
+/// and absmax bit for bit, for 8- and 4-bit moments, float32 and bfloat16 gradients, nearest and stochastic rounding,
+/// one block and many blocks over several parallel parts, from a random quantized state over several steps; the direction
+/// and the weights as the dense CPU Adam kernel's parity tests require (<see cref="KernelParityTests"/>).
+/// </summary>
+public sealed class QuantizedAdamKernelTests
+{
+    /// <summary>Blocks per tensor: one, several within one parallel part, and several parts (a part is 2^15 entries).</summary>
+    private static readonly long[] BlockCounts = [1, 37, 300];
+
+    public static TheoryData<int, string, string, long> Cases()
+    {
+        var data = new TheoryData<int, string, string, long>();
+        foreach (var bits in new[] { 8, 4 })
+            foreach (var dtype in new[] { "float32", "bfloat16" })
+                foreach (var rounding in new[] { "nearest", "stochastic" })
+                    foreach (var blocks in BlockCounts)
+                        data.Add(bits, dtype, rounding, blocks);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void DirectionMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks) =>
+        Check(QuantizedAdamCpuKernel.Instance, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: false);
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void UpdateMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks) =>
+        Check(QuantizedAdamCpuKernel.Instance, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: true);
+
+    /// <summary>The scalar path (what runs without AVX2) is held to the same standard.</summary>
+    [Theory]
+    [InlineData(8, "float32", "nearest", false)]
+    [InlineData(8, "bfloat16", "stochastic", true)]
+    [InlineData(4, "float32", "stochastic", false)]
+    [InlineData(4, "bfloat16", "nearest", true)]
+    public void TheScalarPathMatchesTheReference(int bits, string dtypeName, string roundingName, bool updateWeights) =>
+        Check(QuantizedAdamCpuKernel.Scalar, bits, Parse(dtypeName), roundingName == "stochastic", 37, updateWeights);
+
+    /// <summary>The reference's random bits (TorchSharp ops) are <see cref="RoundingNoise.Bits"/>, which the kernel draws per element.</summary>
+    [Fact]
+    public void TheReferenceNoiseIsTheCounterFunction()
+    {
+        using var scope = NewDisposeScope();
+        foreach (var key in new[] { 0u, 12345u, uint.MaxValue })
+        {
+            var bits = RoundingNoise.BitsTensor(key, 5000, CPU).data<long>().ToArray();
+            bits.Select((b, i) => (uint)b == RoundingNoise.Bits(key, i) && b >= 0 && b <= uint.MaxValue).Should().AllBeEquivalentTo(true, $"key {key}");
+        }
+    }
+
+    /// <summary>
+    /// Through the optimizer: full-space Adam with 8-bit moments takes the fused update; an explicit Cpu choice and the
+    /// reference give the same parameters (within the dense kernel's sqrt difference) over several steps.
+    /// </summary>
+    [Theory]
+    [InlineData(8, StateRounding.Nearest)]
+    [InlineData(4, StateRounding.Stochastic)]
+    public void AnOptimizerWithBlockwiseMomentsRunsTheKernel(int bits, StateRounding rounding)
+    {
+        using var scope = NewDisposeScope();
+        var (fused, plain) = (new TorchSharp.Modules.Parameter(randn(64, 256)), new TorchSharp.Modules.Parameter(randn(64, 256)));
+        plain.detach().copy_(fused);
+        LowRankOptimizer Build(TorchSharp.Modules.Parameter p, KernelPreference kernel) => new([new LowRankParamGroup([p])], new LowRankOptions
+        {
+            LearningRate = 0.01, WeightDecay = 0.1, DecayOrder = WeightDecayOrder.BeforeUpdate, Projection = FullSpace.Instance,
+            Rule = new AdamConfig(Kernel: kernel), MomentStorage = MomentStorage.FromOptimBits(bits, rounding, seed: rounding == StateRounding.Stochastic ? 3 : 0),
+        });
+        using var withKernel = Build(fused, KernelPreference.Cpu);
+        using var withReference = Build(plain, KernelPreference.Reference);
+        var gen = new Generator(17);
+        for (var step = 0; step < 5; step++)
+        {
+            var grad = randn([64, 256], generator: gen);
+            (fused.grad, plain.grad) = (grad.clone(), grad.clone());
+            withKernel.step(); withReference.step();
+            TensorAssert.Close(fused, plain, 1e-6, 1e-5, $"parameters after step {step + 1}");
+        }
+    }
+
+    [Fact]
+    public void AWrongRoundingIsDetected()
+    {
+        using var scope = NewDisposeScope();
+        var state = new State(8, ScalarType.Float32, blocks: 37, seed: 5);
+        var g = state.Gradient();
+        var scalars = new AdamScalars(0.9, 0.999, 1e-8, Math.Sqrt(1 - 0.999));
+        var stochastic = new Rounding(StateRounding.Stochastic, RoundingNoise.Key(5, 1, 1));
+        // The kernel rounds to nearest where the reference rounds stochastically: the comparison must see it.
+        TorchKernels.Instance.QuantizedAdamDirection(g, state.Reference(stochastic, stochastic), scalars);
+        QuantizedAdamCpuKernel.Instance.QuantizedAdamDirection(g, state.Fused(Rounding.Nearest, Rounding.Nearest), scalars);
+        Same(state.FusedM.Codes, state.ReferenceM.Codes).Should().BeFalse("nearest and stochastic codes differ");
+        Same(state.FusedV.Codes, state.ReferenceV.Codes).Should().BeFalse("nearest and stochastic codes differ");
+        // Another key is another draw.
+        var other = new Rounding(StateRounding.Stochastic, stochastic.Key + 1);
+        TorchKernels.Instance.QuantizedAdamDirection(g, state.Reference(stochastic, stochastic), scalars);
+        QuantizedAdamCpuKernel.Instance.QuantizedAdamDirection(g, state.Fused(other, other), scalars);
+        Same(state.FusedM.Codes, state.ReferenceM.Codes).Should().BeFalse("another key draws other numbers");
+    }
+
+    [Fact]
+    public void InputsTheKernelCannotTakeAreRefusedNamingTheTensor()
+    {
+        using var scope = NewDisposeScope();
+        var kernel = QuantizedAdamCpuKernel.Instance;
+        var state = new State(8, ScalarType.Float32, blocks: 4, seed: 9);
+        var scalars = new AdamScalars(0.9, 0.999, 1e-8, 1.0, StepSize: 1e-3);
+        var moments = state.Fused(Rounding.Nearest, Rounding.Nearest);
+        var g = state.Gradient();
+        var strided = g.t();
+        kernel.Accepts(strided).Should().BeFalse();
+        kernel.Accepts(g, moments.ExpAvg.Codes, moments.ExpAvg.Absmax).Should().BeTrue();
+        Refused(() => kernel.QuantizedAdamDirection(strided, moments, scalars), "gradient");
+        Refused(() => kernel.QuantizedAdamUpdate(g, moments, scalars, zeros(g.shape).t()), "weights");
+        Refused(() => kernel.QuantizedAdamDirection(g.to(ScalarType.Float64), moments, scalars), "gradient");
+        Refused(() => kernel.QuantizedAdamDirection(g.flatten().narrow(0, 0, 4 * 256 - 256), moments, scalars), "moments.ExpAvg.Codes");
+        Refused(() => kernel.QuantizedAdamDirection(g.flatten()[..100], moments, scalars), "gradient");
+        Refused(() => kernel.QuantizedAdamDirection(g, moments with { ExpAvgSq = moments.ExpAvgSq with { Absmax = zeros(5) } }, scalars), "moments.ExpAvgSq.Absmax");
+        Refused(() => kernel.QuantizedAdamDirection(g, moments with { ExpAvg = moments.ExpAvg with { Codes = zeros(2 * 256 * 4, ScalarType.Byte)[TensorIndex.Slice(step: 2)] } }, scalars), "moments.ExpAvg.Codes");
+        Refused(() => kernel.QuantizedAdamDirection(g, moments with { ExpAvgSq = moments.ExpAvgSq with { Format = BlockFormat.Unsigned4 } }, scalars), "moments");
+    }
+
+    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    private static void Refused(Action call, string name) =>
+        call.Should().Throw<ArgumentException>().Which.ParamName.Should().Be(name);
+
+    private static ScalarType Parse(string dtype) => dtype == "float32" ? ScalarType.Float32 : ScalarType.BFloat16;
+
+    /// <summary>Three steps of the kernel and of the reference from the same random quantized state; codes and absmax identical after each.</summary>
+    private static void Check(IQuantizedAdamKernel kernel, int bits, ScalarType dtype, bool stochastic, long blocks, bool updateWeights)
+    {
+        using var scope = NewDisposeScope();
+        var seed = bits * 1000 + blocks + (stochastic ? 7 : 0) + (dtype == ScalarType.Float32 ? 0 : 3);
+        var state = new State(bits, dtype, blocks, seed);
+        var (atol, rtol) = dtype == ScalarType.Float32 ? (1e-7, 2e-6) : (5e-4, 1.0 / 64);
+        var w0 = state.Gradient();
+        var (wr, wf) = (w0.clone(), w0.clone());
+        for (var step = 1; step <= 3; step++)
+        {
+            var g = state.Gradient();
+            // Both ε conventions (after bias correction on odd steps); decay on some steps only, as the dense tests.
+            var scalars = new AdamScalars(0.9, 0.999, 1e-8 * step, step % 2 == 1 ? Math.Sqrt(1 - Math.Pow(0.999, step)) : 1.0,
+                StepSize: 1e-3 * step, DecayFactor: step == 2 ? 1.0 : 1 - 1e-4);
+            Rounding RoundingOf(ulong stream) => stochastic ? new(StateRounding.Stochastic, RoundingNoise.Key(seed, stream, step)) : Rounding.Nearest;
+            var (rm, rv) = (RoundingOf(1), RoundingOf(2));
+            var what = $"{bits}-bit {dtype} {(stochastic ? "stochastic" : "nearest")} × {blocks} blocks, step {step}";
+            if (updateWeights)
+            {
+                TorchKernels.Instance.QuantizedAdamUpdate(g, state.Reference(rm, rv), scalars, wr);
+                kernel.QuantizedAdamUpdate(g, state.Fused(rm, rv), scalars, wf);
+                TensorAssert.Close(wf, wr, atol, rtol, $"weights, {what}");
+            }
+            else
+            {
+                var expected = TorchKernels.Instance.QuantizedAdamDirection(g, state.Reference(rm, rv), scalars);
+                var actual = kernel.QuantizedAdamDirection(g, state.Fused(rm, rv), scalars);
+                actual.dtype.Should().Be(dtype);
+                actual.shape.Should().Equal(g.shape);
+                // bf16: as the dense kernel against libtorch's vectorized loop (every length here is a multiple of its 32 lanes).
+                if (dtype == ScalarType.Float32) TensorAssert.Close(actual, expected, atol, rtol, $"direction, {what}");
+                else TensorAssert.Close(actual, expected, 2e-3, 2 * rtol, $"direction, {what}");
+            }
+            TensorAssert.Identical(state.FusedM.Codes, state.ReferenceM.Codes, $"m codes, {what}");
+            TensorAssert.Identical(state.FusedM.Absmax, state.ReferenceM.Absmax, $"m absmax, {what}");
+            TensorAssert.Identical(state.FusedV.Codes, state.ReferenceV.Codes, $"v codes, {what}");
+            TensorAssert.Identical(state.FusedV.Absmax, state.ReferenceV.Absmax, $"v absmax, {what}");
+        }
+    }
+
+    /// <summary>Two copies (reference, fused) of m and v quantized from random values, and random gradients of the same shape.</summary>
+    private sealed class State
+    {
+        private readonly Generator _gen;
+        private readonly ScalarType _dtype;
+        private readonly long[] _shape;
+
+        public State(int bits, ScalarType dtype, long blocks, long seed)
+        {
+            _gen = new Generator((ulong)seed);
+            _dtype = dtype;
+            var (signed, unsigned) = bits == 8 ? (BlockFormat.Signed8, BlockFormat.Unsigned8) : (BlockFormat.Signed4, BlockFormat.Unsigned4);
+            _shape = [blocks, signed.BlockSize];
+            var n = blocks * signed.BlockSize;
+            // Blocks of very different magnitudes, so the scales and the dynamic map's small codes are exercised.
+            var magnitudes = torch.pow(10.0, rand([blocks, 1], generator: _gen).mul_(-6));
+            var m = randn(_shape, generator: _gen).mul_(magnitudes);
+            var v = randn(_shape, generator: _gen).square().mul_(magnitudes.square());
+            (ReferenceM, FusedM) = (Quantized(m, signed, n), Quantized(m, signed, n));
+            (ReferenceV, FusedV) = (Quantized(v, unsigned, n), Quantized(v, unsigned, n));
+        }
+
+        public QuantizedTensor ReferenceM { get; }
+        public QuantizedTensor ReferenceV { get; }
+        public QuantizedTensor FusedM { get; }
+        public QuantizedTensor FusedV { get; }
+
+        public Tensor Gradient() => randn(_shape, generator: _gen).mul_(1e-2).to(_dtype);
+
+        public QuantizedMoments Reference(Rounding m, Rounding v) => new(ReferenceM with { Rounding = m }, ReferenceV with { Rounding = v });
+
+        public QuantizedMoments Fused(Rounding m, Rounding v) => new(FusedM with { Rounding = m }, FusedV with { Rounding = v });
+
+        private static QuantizedTensor Quantized(Tensor values, BlockFormat format, long n)
+        {
+            var codes = zeros(format.CodeBytes(n), ScalarType.Byte);
+            var absmax = zeros(format.Blocks(n));
+            BlockQuantizer.Quantize(values, codes, absmax, format, Rounding.Nearest);
+            return new QuantizedTensor(codes, absmax, format, Rounding.Nearest);
+        }
+    }
+}

@@ -39,6 +39,15 @@ public sealed class QuantizedAdamKernelTests
     public void UpdateMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks) =>
         Check(QuantizedAdamCpuKernel.Instance, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: true);
 
+    /// <summary>The AVX2 path (what runs without AVX-512; the shared instance takes AVX-512 where it can) is held to the same standard.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void TheAvx2PathMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks)
+    {
+        if (QuantizedAdamCpuKernel.Avx2Path is not { } kernel) return; // no AVX2: nothing to run
+        Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: (bits + blocks) % 2 == 0);
+    }
+
     /// <summary>The scalar path (what runs without AVX2) is held to the same standard.</summary>
     [Theory]
     [InlineData(8, "float32", "nearest", false)]

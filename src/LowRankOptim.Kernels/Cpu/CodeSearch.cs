@@ -9,6 +9,11 @@ namespace LowRankOptim.Kernels;
 /// with map[c] ≤ the smallest float of that prefix, then at most <see cref="Refinements"/> steps up while map[c + 1] ≤ y.
 /// The result is the binary search's for every y (the comparisons are the same float comparisons); NaN is left to the
 /// caller (the search gives 0). Built once per map, in native memory, so the vector loops can gather from it.
+/// <para>
+/// For the AVX-512 path, <see cref="Probes"/> holds the binary search's probes level by level: level k (1 … bits) probes
+/// map[i·2^(bits−k+1) + 2^(bits−k)] for the 2^(k−1) prefixes i of the code found so far, so that each level is one
+/// in-register lookup by i (one permute up to 16 entries, a two-source permute for 32, a small tree of them above).
+/// </para>
 /// </summary>
 internal sealed unsafe class CodeSearch
 {
@@ -25,6 +30,24 @@ internal sealed unsafe class CodeSearch
 
     /// <summary>How many steps up may follow the start code: the most map values inside one prefix's range.</summary>
     public readonly int Refinements;
+
+    /// <summary>The map's width: 2^Bits codes.</summary>
+    public readonly int Bits;
+
+    /// <summary>
+    /// The binary search's probes, level after level (see the class remarks): level k's 2^(k−1) values start at
+    /// <see cref="ProbeOffset"/>(k), each level padded to at least 16 floats (64-byte aligned) so that it loads as whole registers.
+    /// </summary>
+    public readonly float* Probes;
+
+    /// <summary>
+    /// The map's float32 bits as 4 byte planes of 256 bytes (plane b holds byte b, little-endian, of every map[c]; zeros
+    /// past the map), for the VBMI decode: 64 codes look up each plane with byte permutes and the planes interleave to floats.
+    /// </summary>
+    public readonly byte* Planes;
+
+    /// <summary>Where level <paramref name="level"/> (1 … <see cref="Bits"/>) starts in <see cref="Probes"/>.</summary>
+    public static int ProbeOffset(int level) => level <= 5 ? 16 * (level - 1) : 48 + (1 << (level - 1));
 
     private CodeSearch(float[] map)
     {
@@ -52,6 +75,20 @@ internal sealed unsafe class CodeSearch
             refinements = Math.Max(refinements, inside);
         }
         Refinements = refinements;
+        Bits = int.Log2(map.Length);
+        Planes = (byte*)NativeMemory.AlignedAlloc(4 * 256, 64);
+        NativeMemory.Clear(Planes, 4 * 256);
+        for (var c = 0; c < map.Length; c++)
+            for (var b = 0; b < 4; b++)
+                Planes[256 * b + c] = (byte)(BitConverter.SingleToUInt32Bits(map[c]) >> (8 * b));
+        Probes = (float*)NativeMemory.AlignedAlloc((nuint)(ProbeOffset(Bits + 1) * sizeof(float)), 64);
+        for (var k = 1; k <= Bits; k++)
+        {
+            var level = Probes + ProbeOffset(k);
+            var count = 1 << (k - 1);
+            for (var i = 0; i < Math.Max(16, count); i++)
+                level[i] = i < count ? map[(i << (Bits - k + 1)) + (1 << (Bits - k))] : 0;
+        }
     }
 
     /// <summary>The search of <paramref name="map"/> (built on first use, kept for the process).</summary>

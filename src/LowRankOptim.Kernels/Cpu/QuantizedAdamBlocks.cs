@@ -8,14 +8,15 @@ namespace LowRankOptim.Kernels;
 /// <summary>
 /// The block loop of <see cref="QuantizedAdamCpuKernel"/>: for each block, decode m and v into stack buffers, run the dense
 /// kernel's Adam arithmetic on them (<see cref="CpuKernels.AdamJob"/>, pointed at the block), and quantize them back as
-/// <see cref="BlockQuantizer.Quantize"/> does. AVX2 (8 lanes, gathers from the map and <see cref="CodeSearch"/>) where the
-/// hardware has it, else scalar code with the same float operations.
+/// <see cref="BlockQuantizer.Quantize"/> does. AVX-512 (16 lanes, the map and the binary search's probes looked up in
+/// registers with permutes), AVX2 (8 lanes, gathers from the map and <see cref="CodeSearch"/>) or scalar code, all with the
+/// same float operations.
 /// </summary>
 /// <param name="adam">The Adam scalars of the call (each part steps its own copy).</param>
 /// <param name="blockSize">Entries per block.</param>
 /// <param name="bits">8 or 4.</param>
-/// <param name="vector">Whether to take the AVX2 path (false: the scalar path, which tests run on AVX2 hardware too).</param>
-internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int blockSize, int bits, bool vector)
+/// <param name="path">Which loops to take (the tests run every path the hardware has).</param>
+internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int blockSize, int bits, QuantizedAdamBlocks.Path path)
 {
     /// <summary>One quantized moment: codes, absmax, its map's search and its rounding.</summary>
     internal readonly struct Moment(byte* codes, float* absmax, CodeSearch search, Rounding rounding)
@@ -25,6 +26,12 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         public readonly CodeSearch Search = search;
         public readonly Rounding Rounding = rounding;
     }
+
+    /// <summary>The instruction sets a kernel instance uses.</summary>
+    internal enum Path { Scalar, Avx2, Avx512 }
+
+    private readonly bool vector = path != Path.Scalar;
+    private readonly bool avx512 = path == Path.Avx512;
 
     public void* Gradient, Target;
     public Moment M, V;
@@ -83,7 +90,19 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var scale = store.Absmax[block];
         var map = store.Search.Values;
         var j = 0;
-        if (vector)
+        if (avx512)
+        {
+            var s = Vector512.Create(scale);
+            if (bits == 8 && Avx512Vbmi.IsSupported)
+                for (; j + 64 <= blockSize; j += 64) Decode64(store.Search.Planes, source + j, values + j, s);
+            if (bits == 8)
+                for (; j < blockSize; j += 16)
+                    (Lookup256(map, Avx512F.ConvertToVector512Int32(Vector128.Load(source + j))) * s).Store(values + j);
+            else
+                for (; j < blockSize; j += 16)
+                    (Lookup16(map, Avx512F.ConvertToVector512Int32(Vector128.Load(source + j))) * s).Store(values + j);
+        }
+        else if (vector)
         {
             var s = Vector256.Create(scale);
             for (; j < blockSize; j += 8)
@@ -91,6 +110,52 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         }
         for (; j < blockSize; j++) values[j] = map[source[j]] * scale;
     }
+
+    /// <summary>
+    /// Where each of 64 codes goes before the byte-plane lookup of <see cref="Decode64"/>: the unpacks leave element
+    /// 16k + 4L + t (k, L, t &lt; 4) of the result at byte 16L + 4k + t of the plane vectors (lane L, quarter k).
+    /// </summary>
+    private static readonly Vector512<byte> DecodeOrder = CreateDecodeOrder();
+
+    private static Vector512<byte> CreateDecodeOrder()
+    {
+        var order = new byte[64];
+        for (var lane = 0; lane < 4; lane++)
+            for (var k = 0; k < 4; k++)
+                for (var t = 0; t < 4; t++)
+                    order[16 * lane + 4 * k + t] = (byte)(16 * k + 4 * lane + t);
+        return Vector512.Create(order);
+    }
+
+    /// <summary>
+    /// 64 entries map[code]·scale of an 8-bit map (AVX-512 VBMI): each byte plane of the map (<see cref="CodeSearch.Planes"/>,
+    /// 4 registers of 64 bytes) looked up with two 128-entry byte permutes chosen by the code's top bit, then the four
+    /// planes interleaved to float32 bits (the same floats as map[code], so the products are the reference's).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Decode64(byte* planes, byte* source, float* values, Vector512<float> scale)
+    {
+        var codes = Avx512Vbmi.PermuteVar64x8(Vector512.Load(source), DecodeOrder);
+        var b0 = Plane(planes, codes);
+        var b1 = Plane(planes + 256, codes);
+        var b2 = Plane(planes + 512, codes);
+        var b3 = Plane(planes + 768, codes);
+        var low01 = Avx512BW.UnpackLow(b0, b1).AsUInt16();
+        var high01 = Avx512BW.UnpackHigh(b0, b1).AsUInt16();
+        var low23 = Avx512BW.UnpackLow(b2, b3).AsUInt16();
+        var high23 = Avx512BW.UnpackHigh(b2, b3).AsUInt16();
+        (Avx512BW.UnpackLow(low01, low23).AsSingle() * scale).Store(values);
+        (Avx512BW.UnpackHigh(low01, low23).AsSingle() * scale).Store(values + 16);
+        (Avx512BW.UnpackLow(high01, high23).AsSingle() * scale).Store(values + 32);
+        (Avx512BW.UnpackHigh(high01, high23).AsSingle() * scale).Store(values + 48);
+    }
+
+    /// <summary>plane[code] for 64 codes: entries 0–127 and 128–255 by two-source byte permutes, chosen by the top bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Plane(byte* plane, Vector512<byte> codes) => Avx512BW.BlendVariable(
+        Avx512Vbmi.PermuteVar64x8x2(Vector512.Load(plane), codes, Vector512.Load(plane + 64)),
+        Avx512Vbmi.PermuteVar64x8x2(Vector512.Load(plane + 128), codes, Vector512.Load(plane + 192)),
+        codes);
 
     /// <summary>4-bit codes, two to a byte, as one code per byte (the even entry from the high nibble).</summary>
     private void Unpack(byte* packed, byte* codes, bool vector)
@@ -138,7 +203,8 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var scale = Scale(values, vector);
         store.Absmax[block] = scale;
         var target = bits == 8 ? store.Codes + start : codes;
-        if (vector) QuantizeVector(values, scale, store.Search, store.Rounding, start, target);
+        if (avx512) QuantizeAvx512(values, scale, store.Search, store.Rounding, start, target);
+        else if (vector) QuantizeVector(values, scale, store.Search, store.Rounding, start, target);
         else QuantizeScalar(values, scale, store.Search, store.Rounding, start, target);
         if (bits == 4) Pack(codes, store.Codes + start / 2, vector);
     }
@@ -151,7 +217,15 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     {
         uint largest = 0;
         var j = 0;
-        if (vector)
+        if (avx512)
+        {
+            var magnitude = Vector512.Create(0x7FFFFFFFu);
+            var acc = Vector512<uint>.Zero;
+            for (; j < blockSize; j += 16) acc = Vector512.Max(acc, Vector512.Load((uint*)values + j) & magnitude);
+            var half = Vector256.Max(acc.GetLower(), acc.GetUpper());
+            for (var k = 0; k < Vector256<uint>.Count; k++) largest = Math.Max(largest, half.GetElement(k));
+        }
+        else if (vector)
         {
             var magnitude = Vector256.Create(0x7FFFFFFFu);
             var acc = Vector256<uint>.Zero;
@@ -224,6 +298,130 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             var words = Vector128.Narrow(chosen.GetLower(), chosen.GetUpper());
             *(ulong*)(codes + j) = Vector128.Narrow(words, words).AsUInt64().ToScalar();
         }
+    }
+
+    /// <summary>
+    /// The binary search of <see cref="BlockQuantizer.Quantize"/> on 16 lanes, each level's probe looked up in registers
+    /// (<see cref="CodeSearch.Probes"/>): level k compares y ≥ probe[i] where i is the code's k − 1 bits found so far, then
+    /// i ← 2i + (y ≥ probe). The last probe passed is map[c] (map[0] if none) and the last one failed is map[c + 1] (a failed
+    /// probe at step 2^t leaves bits below t all set, so c + 1 is that probe; map[top] if none failed, as c + 1 is clamped
+    /// there), so the rounding needs no further lookup. NaN fails every comparison (code 0, as the reference's search).
+    /// </summary>
+    private void QuantizeAvx512(float* values, float scale, CodeSearch search, Rounding rounding, long start, byte* codes)
+    {
+        var map = search.Values;
+        var probes = search.Probes;
+        var stochastic = rounding.Mode == StateRounding.Stochastic;
+        var s = Vector512.Create(scale);
+        var top = Vector512.Create(search.Top);
+        var first = Vector512.Create(probes[0]);
+        var bottom = Vector512.Create(map[0]);
+        var highest = Vector512.Create(map[search.Top]);
+        var half = Vector512.Create(0.5f);
+        var lanes = Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        var key = Vector512.Create(rounding.Key);
+        var stride = Vector512.Create(RoundingNoise.ElementStride);
+        var ulp24 = Vector512.Create(1.0f / 16777216.0f);
+        var sixteen = Vector512.Create(16u);
+        float* p2 = probes + CodeSearch.ProbeOffset(2), p3 = probes + CodeSearch.ProbeOffset(3), p4 = probes + CodeSearch.ProbeOffset(4);
+        float* p5 = probes + CodeSearch.ProbeOffset(5), p6 = probes + CodeSearch.ProbeOffset(6);
+        float* p7 = probes + CodeSearch.ProbeOffset(7), p8 = probes + CodeSearch.ProbeOffset(8);
+        var eight = bits == 8;
+        // Two vectors at a time, level by level: each search is a chain of dependent permutes and compares, so two
+        // interleaved chains keep the units busy where one waits on latency.
+        for (var j = 0; j < blockSize; j += 32)
+        {
+            var ya = Vector512.Load(values + j) / s;
+            var yb = Vector512.Load(values + j + 16) / s;
+            var gea = Vector512.GreaterThanOrEqual(ya, first);
+            var geb = Vector512.GreaterThanOrEqual(yb, first);
+            var (lowa, higha, ia) = (Vector512.ConditionalSelect(gea, first, bottom), Vector512.ConditionalSelect(gea, highest, first), Vector512<int>.Zero - gea.AsInt32());
+            var (lowb, highb, ib) = (Vector512.ConditionalSelect(geb, first, bottom), Vector512.ConditionalSelect(geb, highest, first), Vector512<int>.Zero - geb.AsInt32());
+            Level(ya, Lookup16(p2, ia), ref ia, ref lowa, ref higha);
+            Level(yb, Lookup16(p2, ib), ref ib, ref lowb, ref highb);
+            Level(ya, Lookup16(p3, ia), ref ia, ref lowa, ref higha);
+            Level(yb, Lookup16(p3, ib), ref ib, ref lowb, ref highb);
+            Level(ya, Lookup16(p4, ia), ref ia, ref lowa, ref higha);
+            Level(yb, Lookup16(p4, ib), ref ib, ref lowb, ref highb);
+            if (eight)
+            {
+                Level(ya, Lookup16(p5, ia), ref ia, ref lowa, ref higha);
+                Level(yb, Lookup16(p5, ib), ref ib, ref lowb, ref highb);
+                Level(ya, Lookup32(p6, ia), ref ia, ref lowa, ref higha);
+                Level(yb, Lookup32(p6, ib), ref ib, ref lowb, ref highb);
+                Level(ya, Lookup64(p7, ia), ref ia, ref lowa, ref higha);
+                Level(yb, Lookup64(p7, ib), ref ib, ref lowb, ref highb);
+                Level(ya, Lookup128(p8, ia), ref ia, ref lowa, ref higha);
+                Level(yb, Lookup128(p8, ib), ref ib, ref lowb, ref highb);
+            }
+            if (stochastic)
+            {
+                var index = Vector512.Create((uint)(start + j)) + lanes;
+                var ua = Vector512.ConvertToSingle((Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
+                var ub = Vector512.ConvertToSingle((Mix(key + (index + sixteen) * stride) >> 8).AsInt32()) * ulp24;
+                Store(ia, Vector512.GreaterThan(ya - lowa, ua * (higha - lowa)), top, codes + j);
+                Store(ib, Vector512.GreaterThan(yb - lowb, ub * (highb - lowb)), top, codes + j + 16);
+            }
+            else
+            {
+                Store(ia, Vector512.GreaterThanOrEqual(ya - lowa, (higha - lowa) * half), top, codes + j);
+                Store(ib, Vector512.GreaterThanOrEqual(yb - lowb, (highb - lowb) * half), top, codes + j + 16);
+            }
+        }
+    }
+
+    /// <summary>16 codes as 16 bytes: c + 1 where the rounding goes up, clamped at the top code.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(Vector512<int> c, Vector512<float> up, Vector512<int> top, byte* codes) =>
+        Avx512F.ConvertToVector128Byte(Vector512.Min(c - up.AsInt32(), top)).Store(codes);
+
+    /// <summary>One level of the binary search (see <see cref="QuantizeAvx512"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Level(Vector512<float> y, Vector512<float> probe, ref Vector512<int> i, ref Vector512<float> low, ref Vector512<float> high)
+    {
+        var ge = Vector512.GreaterThanOrEqual(y, probe);
+        // (Selects on the mask as a vector: the JIT keeps a mask used three times as a vector anyway.)
+        low = Vector512.ConditionalSelect(ge, probe, low);
+        high = Vector512.ConditionalSelect(ge, high, probe);
+        i = i + i - ge.AsInt32();
+    }
+
+    /// <summary>table[i] for i &lt; 16 (one permute).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup16(float* table, Vector512<int> i) => Avx512F.PermuteVar16x32(Vector512.Load(table), i);
+
+    /// <summary>table[i] for i &lt; 32 (one two-source permute, on i's low 5 bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup32(float* table, Vector512<int> i) =>
+        Avx512F.PermuteVar16x32x2(Vector512.Load(table), i, Vector512.Load(table + 16));
+
+    /// <summary>table[i] for i &lt; 64: the two halves' lookups, chosen by bit 5.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup64(float* table, Vector512<int> i) => Choose(i, 32, Lookup32(table + 32, i), Lookup32(table, i));
+
+    /// <summary>table[i] for i &lt; 128.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup128(float* table, Vector512<int> i) => Choose(i, 64, Lookup64(table + 64, i), Lookup64(table, i));
+
+    /// <summary>table[i] for i &lt; 256.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup256(float* table, Vector512<int> i) => Choose(i, 128, Lookup128(table + 128, i), Lookup128(table, i));
+
+    /// <summary><paramref name="set"/> where i has <paramref name="bit"/>, else <paramref name="clear"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Choose(Vector512<int> i, int bit, Vector512<float> set, Vector512<float> clear) =>
+        Avx512F.BlendVariable(set, clear, Vector512.Equals(i & Vector512.Create(bit), Vector512<int>.Zero).AsSingle());
+
+    /// <summary><see cref="RoundingNoise.Mix"/> on 16 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> Mix(Vector512<uint> x)
+    {
+        x ^= x >> 16;
+        x *= Vector512.Create(0x21F0AAADu);
+        x ^= x >> 15;
+        x *= Vector512.Create(0xD35A2D97u);
+        x ^= x >> 15;
+        return x;
     }
 
     /// <summary><see cref="RoundingNoise.Mix"/> on 8 lanes.</summary>

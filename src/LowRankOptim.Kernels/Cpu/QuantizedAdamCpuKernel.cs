@@ -19,13 +19,17 @@ namespace LowRankOptim.Kernels;
 /// </remarks>
 internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
 {
-    /// <summary>The shared instance: AVX2 where the hardware has it.</summary>
-    public static QuantizedAdamCpuKernel Instance { get; } = new(Avx2.IsSupported);
+    /// <summary>The shared instance: AVX-512 where the hardware has it, else AVX2, else scalar code.</summary>
+    public static QuantizedAdamCpuKernel Instance { get; } = new(
+        Avx512F.IsSupported ? QuantizedAdamBlocks.Path.Avx512 : Avx2.IsSupported ? QuantizedAdamBlocks.Path.Avx2 : QuantizedAdamBlocks.Path.Scalar);
+
+    /// <summary>The same kernel on its AVX2 path (what runs without AVX-512; null without AVX2), for the tests.</summary>
+    internal static QuantizedAdamCpuKernel? Avx2Path { get; } = Avx2.IsSupported ? new(QuantizedAdamBlocks.Path.Avx2) : null;
 
     /// <summary>The same kernel on its scalar path only (what runs without AVX2), for the tests.</summary>
-    internal static QuantizedAdamCpuKernel Scalar { get; } = new(vector: false);
+    internal static QuantizedAdamCpuKernel Scalar { get; } = new(QuantizedAdamBlocks.Path.Scalar);
 
-    private readonly bool _vector;
+    private readonly QuantizedAdamBlocks.Path _path;
 
     /// <summary>The largest block this kernel takes: its stack buffers hold one block of each moment.</summary>
     internal const int MaxBlockSize = 4096;
@@ -33,7 +37,7 @@ internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
     /// <summary>Block sizes must be a multiple of this: the vector loops take 32 codes at a time.</summary>
     internal const int BlockMultiple = 32;
 
-    private QuantizedAdamCpuKernel(bool vector) => _vector = vector;
+    private QuantizedAdamCpuKernel(QuantizedAdamBlocks.Path path) => _path = path;
 
     /// <inheritdoc />
     public KernelBackend Backend => KernelBackend.Cpu;
@@ -95,7 +99,7 @@ internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
             throw new ArgumentException($"gradient has {n} elements; block-wise moments need a positive multiple of {format.BlockSize}.", nameof(gradient));
         var blocks = format.Blocks(n);
         var adam = CpuKernels.AdamJob.Create(scalars, dtype, updateWeights);
-        var job = new QuantizedAdamBlocks(adam, format.BlockSize, format.Bits, _vector)
+        var job = new QuantizedAdamBlocks(adam, format.BlockSize, format.Bits, _path)
         {
             Gradient = dtype == ScalarType.BFloat16 ? RawTensor.Pointer<ushort>(gradient, dtype, n, nameof(gradient)) : RawTensor.Pointer<float>(gradient, dtype, n, nameof(gradient)),
             Target = dtype == ScalarType.BFloat16 ? RawTensor.Pointer<ushort>(target, dtype, n, targetName) : RawTensor.Pointer<float>(target, dtype, n, targetName),

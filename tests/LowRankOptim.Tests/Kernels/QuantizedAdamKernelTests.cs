@@ -39,6 +39,15 @@ public sealed class QuantizedAdamKernelTests
     public void UpdateMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks) =>
         Check(QuantizedAdamCpuKernel.Instance, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: true);
 
+    /// <summary>The AVX2 path (what runs without AVX-512; the shared instance takes AVX-512 where it can) is held to the same standard.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void TheAvx2PathMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks)
+    {
+        if (QuantizedAdamCpuKernel.Avx2Path is not { } kernel) return; // no AVX2: nothing to run
+        Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: (bits + blocks) % 2 == 0);
+    }
+
     /// <summary>The scalar path (what runs without AVX2) is held to the same standard.</summary>
     [Theory]
     [InlineData(8, "float32", "nearest", false)]
@@ -47,6 +56,22 @@ public sealed class QuantizedAdamKernelTests
     [InlineData(4, "bfloat16", "nearest", true)]
     public void TheScalarPathMatchesTheReference(int bits, string dtypeName, string roundingName, bool updateWeights) =>
         Check(QuantizedAdamCpuKernel.Scalar, bits, Parse(dtypeName), roundingName == "stochastic", 37, updateWeights);
+
+    /// <summary>
+    /// Block sizes other than torchao's (multiples of 32, the kernel's constraint): 96 entries leave 32 past the 8-bit
+    /// decode's 64-entry steps (its 16-lane permute tree), 32 entries are one step of the 4-bit loops.
+    /// </summary>
+    [Theory]
+    [InlineData(8, 96, "float32", "nearest", true)]
+    [InlineData(8, 32, "bfloat16", "stochastic", false)]
+    [InlineData(4, 32, "float32", "stochastic", true)]
+    [InlineData(4, 96, "float32", "nearest", false)]
+    public void OtherBlockSizesMatchTheReference(int bits, int blockSize, string dtypeName, string roundingName, bool updateWeights)
+    {
+        foreach (var kernel in new[] { QuantizedAdamCpuKernel.Instance, QuantizedAdamCpuKernel.Avx2Path, QuantizedAdamCpuKernel.Scalar })
+            if (kernel is not null)
+                Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", 37, updateWeights, blockSize);
+    }
 
     /// <summary>The reference's random bits (TorchSharp ops) are <see cref="RoundingNoise.Bits"/>, which the kernel draws per element.</summary>
     [Fact]
@@ -139,11 +164,11 @@ public sealed class QuantizedAdamKernelTests
     private static ScalarType Parse(string dtype) => dtype == "float32" ? ScalarType.Float32 : ScalarType.BFloat16;
 
     /// <summary>Three steps of the kernel and of the reference from the same random quantized state; codes and absmax identical after each.</summary>
-    private static void Check(IQuantizedAdamKernel kernel, int bits, ScalarType dtype, bool stochastic, long blocks, bool updateWeights)
+    private static void Check(IQuantizedAdamKernel kernel, int bits, ScalarType dtype, bool stochastic, long blocks, bool updateWeights, int? blockSize = null)
     {
         using var scope = NewDisposeScope();
         var seed = bits * 1000 + blocks + (stochastic ? 7 : 0) + (dtype == ScalarType.Float32 ? 0 : 3);
-        var state = new State(bits, dtype, blocks, seed);
+        var state = new State(bits, dtype, blocks, seed, blockSize);
         var (atol, rtol) = dtype == ScalarType.Float32 ? (1e-7, 2e-6) : (5e-4, 1.0 / 64);
         var w0 = state.Gradient();
         var (wr, wf) = (w0.clone(), w0.clone());
@@ -186,11 +211,12 @@ public sealed class QuantizedAdamKernelTests
         private readonly ScalarType _dtype;
         private readonly long[] _shape;
 
-        public State(int bits, ScalarType dtype, long blocks, long seed)
+        public State(int bits, ScalarType dtype, long blocks, long seed, int? blockSize = null)
         {
             _gen = new Generator((ulong)seed);
             _dtype = dtype;
             var (signed, unsigned) = bits == 8 ? (BlockFormat.Signed8, BlockFormat.Unsigned8) : (BlockFormat.Signed4, BlockFormat.Unsigned4);
+            if (blockSize is { } size) (signed, unsigned) = (signed with { BlockSize = size }, unsigned with { BlockSize = size });
             _shape = [blocks, signed.BlockSize];
             var n = blocks * signed.BlockSize;
             // Blocks of very different magnitudes, so the scales and the dynamic map's small codes are exercised.

@@ -33,6 +33,10 @@ public static class PretrainCommand
                           "and run names get a -Nbit suffix.",
             DefaultValueFactory = _ => 32,
         };
+        var stochastic = new Option<bool>("--stochastic-rounding")
+        {
+            Description = "With --optim-bits 16, 8 or 4: round the stored moments stochastically (seeded, resumable) instead of to nearest; run names get an -sr suffix.",
+        };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
         var clip = new Option<double?>("--clip") { Description = "Gradient-norm clipping (0 = off; default 1, and 0 with --distributed)." };
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the cores other processes leave idle over a 0.5 s sample at start, at least 1; divided by the ranks with --distributed)." };
@@ -56,7 +60,7 @@ public static class PretrainCommand
         var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
-            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, stochastic, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
             evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
@@ -89,7 +93,8 @@ public static class PretrainCommand
                     EvalBatches: Positive("--eval-batches", r.GetValue(evalBatches)),
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
-                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale)), OptimBits(r.GetValue(optimBits))),
+                        Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale)), OptimBits(r.GetValue(optimBits)),
+                        StochasticRounding(r.GetValue(stochastic), r.GetValue(optimBits))),
                     Accumulation: micro, PerLayer: r.GetValue(perLayer));
                 var kinds = WithOptimBits(ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList(),
                     settings.LowRank.OptimBits, named: r.GetResult(optimizers) is { Implicit: false });
@@ -155,7 +160,7 @@ public static class PretrainCommand
         if (writer) Directory.CreateDirectory(output);
 
         // Compressed runs get their own names (and so folders): a resume never mixes storages, and the tables tell them apart.
-        var bits = s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit";
+        var bits = (s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit") + (s.LowRank.StochasticRounding ? "-sr" : "");
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
             Name: grid.Count == 1 ? k.CliName() + bits : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}{bits}-lr{lrs[k] * f:G3}")))).ToList();
         var results = new List<RunResult>();
@@ -271,6 +276,10 @@ public static class PretrainCommand
             $"--model {s.Model.Name} ({parameters / 1e6:F0} M parameters, float32) does not fit in {Reports.Bytes(limit)} ({(explicitLimit ? "--memory-limit" : "the memory available now")}): the memory planner needs at least\n{lines}\n" +
             $"before activations (batch {s.Batch} × {s.Sequence} tokens). Choose a smaller --model, fewer --optimizers, or see `memory --model {s.Model.Name} --budget <size>` for the rank that fits; --memory-limit overrides the limit."));
     }
+
+    /// <summary>--stochastic-rounding: only for compressed moments (dense moments are not rounded).</summary>
+    private static bool StochasticRounding(bool stochastic, int bits) =>
+        !stochastic || bits != 32 ? stochastic : throw new UsageException("--stochastic-rounding needs --optim-bits 16, 8 or 4: dense moments are not rounded.");
 
     /// <summary>--optim-bits: one of bitsandbytes' values.</summary>
     private static int OptimBits(int bits)

@@ -111,6 +111,8 @@ public static class OptimizerCatalog
             OptimizerKind.ApolloMini => LowRankPresets.ApolloMini(lr: lr, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
+        // Stochastic rounding (seed 0) of the compressed moments, for every group.
+        if (s.StochasticRounding) defaults.MomentStorage = MomentStorage.FromOptimBits(s.OptimBits, Kernels.StateRounding.Stochastic);
         var full = new LowRankOptions { Projection = FullSpace.Instance };
         full.FillFrom(defaults);
         return (defaults, full);
@@ -169,4 +171,5 @@ public static class OptimizerCatalog
 /// <param name="UpdateProjGap">T, the refresh period.</param>
 /// <param name="Scale">α.</param>
 /// <param name="OptimBits">How the moments are stored (the presets' <c>optim_bits</c>: 32 dense, 16 bfloat16, 8 and 4 block-wise).</param>
-public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32);
+/// <param name="StochasticRounding">Round the compressed moments stochastically (seed 0) instead of to nearest.</param>
+public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32, bool StochasticRounding = false);

@@ -124,4 +124,20 @@ public sealed class OptimBitsBenchTests
         code.Should().Be(2);
         error.Should().Contain("--optim-bits 7 must be 32 (dense), 16 (bfloat16), 8 or 4");
     }
+
+    [Fact]
+    public void PretrainRefusesStochasticRoundingOfDenseMoments()
+    {
+        var (code, _, error) = Cli.Run(PretrainCommand.Create(), ["pretrain", "--stochastic-rounding"]);
+        code.Should().Be(2);
+        error.Should().Contain("--stochastic-rounding needs --optim-bits 16, 8 or 4");
+    }
+
+    [Fact]
+    public void StochasticRoundingReachesEveryGroupsStorage()
+    {
+        var (projected, full) = OptimizerCatalog.GroupOptions(OptimizerKind.GaLore, 0.01, new LowRankSettings(4, 3, 0.25, 8, StochasticRounding: true));
+        projected.MomentStorage.Should().Be(MomentStorage.FromOptimBits(8, LowRankOptim.Kernels.StateRounding.Stochastic));
+        full.MomentStorage.Should().Be(projected.MomentStorage);
+    }
 }

@@ -417,9 +417,9 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     private static Vector512<uint> Mix(Vector512<uint> x)
     {
         x ^= x >> 16;
-        x *= Vector512.Create(0x21F0AAADu);
+        x *= Vector512.Create(RoundingNoise.Multiplier1);
         x ^= x >> 15;
-        x *= Vector512.Create(0xD35A2D97u);
+        x *= Vector512.Create(RoundingNoise.Multiplier2);
         x ^= x >> 15;
         return x;
     }
@@ -429,9 +429,9 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     private static Vector256<uint> Mix(Vector256<uint> x)
     {
         x ^= x >> 16;
-        x *= Vector256.Create(0x21F0AAADu);
+        x *= Vector256.Create(RoundingNoise.Multiplier1);
         x ^= x >> 15;
-        x *= Vector256.Create(0xD35A2D97u);
+        x *= Vector256.Create(RoundingNoise.Multiplier2);
         x ^= x >> 15;
         return x;
     }

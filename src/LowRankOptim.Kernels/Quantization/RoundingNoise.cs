@@ -15,8 +15,8 @@ public static class RoundingNoise
 {
     /// <summary>The golden-ratio increment between consecutive elements.</summary>
     public const uint ElementStride = 0x9E3779B9u;
-    private const uint Multiplier1 = 0x21F0AAADu;
-    private const uint Multiplier2 = 0xD35A2D97u;
+    internal const uint Multiplier1 = 0x21F0AAADu;
+    internal const uint Multiplier2 = 0xD35A2D97u;
 
     /// <summary>The 32-bit hash.</summary>
     /// <param name="x">The input.</param>

@@ -144,7 +144,7 @@ public static class OptimizerCatalog
     {
         if (kind == OptimizerKind.AdamW)
             return lowRankOnly || s.OptimBits != 32
-                ? LowRank.AdamW(model.parameters(), lr: lr, weight_decay: 0.0, optim_bits: s.OptimBits)
+                ? new LowRankOptimizer([new LowRankParamGroup(model.parameters())], GroupOptions(kind, lr, s).Projected) // LowRank.AdamW's options, with the storage
                 : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
         if (kind == OptimizerKind.GaLorePlus)
         {

@@ -139,5 +139,8 @@ public sealed class OptimBitsBenchTests
         var (projected, full) = OptimizerCatalog.GroupOptions(OptimizerKind.GaLore, 0.01, new LowRankSettings(4, 3, 0.25, 8, StochasticRounding: true));
         projected.MomentStorage.Should().Be(MomentStorage.FromOptimBits(8, LowRankOptim.Kernels.StateRounding.Stochastic));
         full.MomentStorage.Should().Be(projected.MomentStorage);
+        using var model = TorchSharp.torch.nn.Linear(4, 4);
+        using var adamw = (LowRankOptimizer)OptimizerCatalog.Create(OptimizerKind.AdamW, model, 0.01, new LowRankSettings(4, 3, 0.25, 8, StochasticRounding: true));
+        adamw.ParamGroups.Cast<LowRankParamGroup>().Should().OnlyContain(g => g.Options.MomentStorage == projected.MomentStorage, "the AdamW baseline too");
     }
 }

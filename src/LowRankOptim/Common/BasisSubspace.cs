@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// the left basis U_r (m×r) and/or the right basis V_rᵀ (r×n). Projection, back-projection and state
 /// handling are shared; derived classes say how a refresh estimates the basis.
 /// </summary>
-internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
+internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics, IProductProjection
 {
     private readonly TensorSlot _left;   // U_r, m×r
     private readonly TensorSlot _right;  // V_rᵀ, r×n
@@ -125,39 +125,23 @@ internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
         _ => Left!.t().mm(gradient).mm(Right!.t()),
     };
 
-    /// <summary>
-    /// <see cref="Project"/>(aᵀ·b) without forming the m×n product: a Linear layer's weight gradient is δᵀ·X (δ: B×m,
-    /// X: B×n, B rows of tokens), and Pᵀ(δᵀX) = (δP)ᵀX costs 2·B·r·(m + n) flops instead of 2·B·m·n + 2·r·m·n. The
-    /// per-layer mode uses it for the micro-batches it accumulates in the projected space (GradientRelease).
-    /// </summary>
-    /// <param name="a">δ, B×m (m: the matrix's rows).</param>
-    /// <param name="b">X, B×n (n: the matrix's columns).</param>
-    internal Tensor ProjectProduct(Tensor a, Tensor b) => Side switch
+    /// <inheritdoc />
+    public ScalarType BasisType => DType;
+
+    /// <inheritdoc />
+    public Tensor ProjectProduct(Tensor a, Tensor b) => Side switch
     {
         ProjectionSide.Right => a.t().mm(b.mm(Right!.t())),
         ProjectionSide.Left => a.mm(Left!).t().mm(b),
         _ => a.mm(Left!).t().mm(b.mm(Right!.t())),
     };
 
-    /// <summary>
-    /// True when <see cref="ProjectProduct"/> over <paramref name="tokens"/> rows costs fewer flops than forming the
-    /// product and projecting it (always for a rank well below m·n/(m + n)).
-    /// </summary>
-    internal bool ProductIsCheaper(long tokens)
+    /// <inheritdoc />
+    public bool ProductIsCheaper(long tokens)
     {
-        var (m, n, r) = (Matrix.Rows, Matrix.Cols, Rank);
-        double viaProduct = Side switch
-        {
-            ProjectionSide.Right => tokens * n * r + tokens * m * r,
-            ProjectionSide.Left => tokens * m * r + tokens * r * n,
-            _ => tokens * m * r + tokens * n * r + (double)r * tokens * r,
-        };
-        double viaMatrix = (double)tokens * m * n + Side switch
-        {
-            ProjectionSide.Both => (double)r * m * n + (double)r * n * r,
-            _ => (double)r * m * n,
-        };
-        return viaProduct < viaMatrix;
+        if (Side != ProjectionSide.Both) return IProductProjection.OneSidedProductIsCheaper(Matrix, Rank, tokens);
+        var (m, n, r) = ((double)Matrix.Rows, (double)Matrix.Cols, (double)Rank);
+        return tokens * r * (m + n + r) < tokens * m * n + r * m * n + r * n * r;
     }
 
     /// <inheritdoc />

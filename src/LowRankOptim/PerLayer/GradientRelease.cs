@@ -173,7 +173,7 @@ public sealed class GradientRelease : IDisposable
     /// </summary>
     private bool MayProjectCalls(ReleaseSlot slot, Linear linear) =>
         AccumulationSteps > 1 && !Clipping && !slot.AlwaysDeferred
-        && slot.State.Subspace is BasisSubspace { ReadsGradientAfterProjection: false }
+        && slot.State.Subspace is IProductProjection and ISubspace { ReadsGradientAfterProjection: false }
         && slot.State.View is { } view && linear.weight!.dim() == 2
         && view.Rows == linear.weight.shape[0] && view.Cols == linear.weight.shape[1];
 
@@ -269,10 +269,10 @@ public sealed class GradientRelease : IDisposable
         {
             if (!EnterPass() || _passes >= AccumulationSteps || slot.AlwaysDeferred || slot.Outside || slot.Completed) return false;
             Decide(slot);
-            if (!slot.ProjectedAccumulation || slot.State.Subspace is not BasisSubspace { HasBasis: true } basis || _engine.Communication is not null)
+            if (!slot.ProjectedAccumulation || slot.State.Subspace is not IProductProjection basis || !slot.State.Subspace.HasBasis || _engine.Communication is not null)
                 return false;
             // Prepare (StepEngine) would project δᵀX as it is: the working dtype is the gradient's, and the basis's.
-            if (_optimizer.OptionsOf(slot.State).Rule!.WorkingType(delta.dtype) != delta.dtype || basis.DType != delta.dtype || !basis.ProductIsCheaper(delta.shape[0]))
+            if (_optimizer.OptionsOf(slot.State).Rule!.WorkingType(delta.dtype) != delta.dtype || basis.BasisType != delta.dtype || !basis.ProductIsCheaper(delta.shape[0]))
                 return false;
             if (HasGradient(slot))
             {

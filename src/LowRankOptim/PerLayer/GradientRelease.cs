@@ -18,7 +18,8 @@ namespace LowRankOptim;
 /// </para>
 /// <list type="bullet">
 /// <item>micro-batches 1..k−1: a parameter whose projection allows it (a subspace that needs only R after projecting,
-/// no refresh due, no L2 decay, no clipping) accumulates Σ Proj(G_i) and its gradient is freed at once; any other
+/// no refresh due, no L2 decay, no clipping) accumulates Σ Proj(G_i) and its gradient is freed at once; a stock
+/// Linear's weight forms Proj(G_i) from the call's δ and X without G_i (<see cref="ProjectedLinear"/>); any other
 /// keeps Σ G_i (the standard path's memory for that parameter);</item>
 /// <item>micro-batch k: the step's gradient is complete at the tap; the refresh (if due) and the projection run there,
 /// the full gradient is freed, and without clipping the update is applied at once; with clipping, R (or the full

@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// the left basis U_r (m×r) and/or the right basis V_rᵀ (r×n). Projection, back-projection and state
 /// handling are shared; derived classes say how a refresh estimates the basis.
 /// </summary>
-internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
+internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics, IProductProjection
 {
     private readonly TensorSlot _left;   // U_r, m×r
     private readonly TensorSlot _right;  // V_rᵀ, r×n
@@ -124,6 +124,25 @@ internal abstract class BasisSubspace : ISubspace, IBasisDiagnostics
         ProjectionSide.Left => Left!.t().mm(gradient),
         _ => Left!.t().mm(gradient).mm(Right!.t()),
     };
+
+    /// <inheritdoc />
+    public ScalarType BasisType => DType;
+
+    /// <inheritdoc />
+    public Tensor ProjectProduct(Tensor a, Tensor b) => Side switch
+    {
+        ProjectionSide.Right => a.t().mm(b.mm(Right!.t())),
+        ProjectionSide.Left => a.mm(Left!).t().mm(b),
+        _ => a.mm(Left!).t().mm(b.mm(Right!.t())),
+    };
+
+    /// <inheritdoc />
+    public bool ProductIsCheaper(long tokens)
+    {
+        if (Side != ProjectionSide.Both) return IProductProjection.OneSidedProductIsCheaper(Matrix, Rank, tokens);
+        var (m, n, r) = ((double)Matrix.Rows, (double)Matrix.Cols, (double)Rank);
+        return tokens * r * (m + n + r) < tokens * m * n + r * m * n + r * n * r;
+    }
 
     /// <inheritdoc />
     public Tensor ProjectBack(Tensor lowRank)

@@ -18,7 +18,8 @@ namespace LowRankOptim;
 /// </para>
 /// <list type="bullet">
 /// <item>micro-batches 1..k−1: a parameter whose projection allows it (a subspace that needs only R after projecting,
-/// no refresh due, no L2 decay, no clipping) accumulates Σ Proj(G_i) and its gradient is freed at once; any other
+/// no refresh due, no L2 decay, no clipping) accumulates Σ Proj(G_i) and its gradient is freed at once; a stock
+/// Linear's weight forms Proj(G_i) from the call's δ and X without G_i (<see cref="ProjectedLinear"/>); any other
 /// keeps Σ G_i (the standard path's memory for that parameter);</item>
 /// <item>micro-batch k: the step's gradient is complete at the tap; the refresh (if due) and the projection run there,
 /// the full gradient is freed, and without clipping the update is applied at once; with clipping, R (or the full
@@ -101,6 +102,8 @@ public sealed class GradientRelease : IDisposable
                     continue;
                 }
                 var record = new ModuleRecord(moduleName, owned);
+                if (module is Linear linear && byTensor.TryGetValue(TensorId(linear.weight!), out var weightSlot) && MayProjectCalls(weightSlot, linear))
+                    record.Linear = new LinearCall(this, linear, weightSlot);
                 var pre = tapped.register_forward_pre_hook((_, input) => OnForward(record, input));
                 _removeHooks.Add(pre.remove);
                 var post = tapped.register_forward_hook((_, _, output) => AfterForward(record, output));
@@ -132,6 +135,9 @@ public sealed class GradientRelease : IDisposable
 
     private bool Clipping => MaxGradNorm is not null;
 
+    /// <summary>Linear calls whose weight gradient went into the projected space as Proj(δᵀX), without its m×n matrix (for tests).</summary>
+    internal long ProjectedLinearCalls { get; private set; }
+
     /// <summary>
     /// Forward pre-hook: counts the use, and wraps the input in a tap of this call. One tap per call, even where modules
     /// read the same tensor (q/k/v): each fires right after its own module, so one layer's gradient is alive at a time.
@@ -146,12 +152,41 @@ public sealed class GradientRelease : IDisposable
             record.TapOutput = true; // no tap possible on the input: the output's marks the backward pass
             return input!;
         }
-        return GradientTap.On(input, new TapPoint(this, record));
+        var tapped = GradientTap.On(input, new TapPoint(this, record));
+        if (record.Linear is { Slot: { ProjectedSum: not null, Outside: false, Completed: false } weight } && HasGradient(weight))
+        {
+            // A gradient left in .grad after an earlier pass whose calls went to the projected space is of a use outside
+            // the weight's modules, added after that pass's tap: its gradients wait in .grad for step(), as at the taps.
+            weight.Outside = true;
+        }
+        // Micro-batches 1..k−1 (counted by the backward passes seen so far): this call's weight gradient may go straight
+        // into the projected space. The last one keeps the Linear's own backward: its tap completes the step's gradient.
+        if (record.Linear is { Slot.AlwaysDeferred: false } && _passes < AccumulationSteps - 1)
+            record.ProjectedInput = tapped;
+        return tapped;
     }
+
+    /// <summary>
+    /// True when calls of <paramref name="linear"/> can hand its weight's gradient to the projected space as δ and X
+    /// (<see cref="ProjectedLinear"/>): micro-batches accumulate there (k > 1, no clipping), the subspace is a basis
+    /// projection of the weight itself (no head blocks or reshaping), and it needs only R after projecting.
+    /// Whether a given micro-batch does is decided in its backward (<see cref="TakeProjected"/>).
+    /// </summary>
+    private bool MayProjectCalls(ReleaseSlot slot, Linear linear) =>
+        AccumulationSteps > 1 && !Clipping && !slot.AlwaysDeferred
+        && slot.State.Subspace is IProductProjection and ISubspace { ReadsGradientAfterProjection: false }
+        && slot.State.View is { } view && linear.weight!.dim() == 2
+        && view.Rows == linear.weight.shape[0] && view.Cols == linear.weight.shape[1];
 
     /// <summary>Forward hook: a module whose input could not be tapped gets a tap on its output, which only marks the backward pass.</summary>
     private Tensor AfterForward(ModuleRecord record, Tensor output)
     {
+        if (record.ProjectedInput is { } input)
+        {
+            record.ProjectedInput = null;
+            if (_disposed || _fault is not null || output is null || !output.requires_grad || !output.is_floating_point()) return output!;
+            return ProjectedLinear.On(input, output, record.Linear!);
+        }
         if (!record.TapOutput) return output;
         record.TapOutput = false;
         if (_disposed || _fault is not null || output is null || !output.requires_grad || !output.is_floating_point()) return output!;
@@ -164,18 +199,7 @@ public sealed class GradientRelease : IDisposable
         if (_disposed || _fault is not null) return;
         try
         {
-            if (_forwardSinceTap)
-            {
-                _forwardSinceTap = false;
-                if (_passes == 0) _peak = 0;
-                _passes++;
-            }
-            if (_passes > AccumulationSteps)
-            {
-                _fault = new InvalidOperationException($"Backward pass {_passes} since the last step() with accumulation_steps = {AccumulationSteps}: " +
-                    $"call step() after every {AccumulationSteps} backward passes. The updates were applied during the {AccumulationSteps}th.");
-                return;
-            }
+            if (!EnterPass()) return;
             List<ReleaseSlot>? complete = null;
             if (point.Module is { } module)
                 foreach (var slot in module.Slots)
@@ -189,6 +213,13 @@ public sealed class GradientRelease : IDisposable
             {
                 if (slot.Completed || slot.Outside) continue;
                 var g = slot.Parameter.grad;
+                if (slot.TakenDirectly)
+                {
+                    // This pass's gradient of its calls is in ProjectedSum already. A use outside them would add its gradient to
+                    // .grad after this tap (autograd adds a pass's uses at once): the next pass's call sees it (TakeProjected).
+                    slot.TakenDirectly = false;
+                    if (g is null) continue;
+                }
                 if (g is null)
                 {
                     // Autograd accumulates a parameter once per backward pass, after every use: no gradient at the tap of its
@@ -203,6 +234,67 @@ public sealed class GradientRelease : IDisposable
         catch (Exception e)
         {
             _fault = e; // never through libtorch's autograd engine: step() rethrows it
+        }
+    }
+
+    /// <summary>
+    /// At the first event of a backward pass (a tap or a projected Linear's backward), counts the pass. False, with the
+    /// fault recorded, for a pass beyond k.
+    /// </summary>
+    private bool EnterPass()
+    {
+        if (_forwardSinceTap)
+        {
+            _forwardSinceTap = false;
+            if (_passes == 0) _peak = 0;
+            _passes++;
+        }
+        if (_passes <= AccumulationSteps) return true;
+        _fault = new InvalidOperationException($"Backward pass {_passes} since the last step() with accumulation_steps = {AccumulationSteps}: " +
+            $"call step() after every {AccumulationSteps} backward passes. The updates were applied during the {AccumulationSteps}th.");
+        return false;
+    }
+
+    /// <summary>
+    /// The backward of a <see cref="ProjectedLinear"/> call: its weight's gradient is δᵀX (<paramref name="delta"/>: B×m,
+    /// <paramref name="input"/>: B×n). True when it was added to the weight's projected sum as Proj(δᵀX), which happens
+    /// when the weight accumulates in the projected space and this is not the last micro-batch (whose tap completes the
+    /// step's gradient: a refresh or the screen may read it); false to have the caller return δᵀX to autograd, as the
+    /// Linear's backward would. Called from libtorch's autograd engine: faults are recorded, never thrown.
+    /// </summary>
+    internal bool TakeProjected(LinearCall call, Tensor delta, Tensor input)
+    {
+        if (_disposed || _fault is not null) return false;
+        var slot = call.Slot;
+        try
+        {
+            if (!EnterPass() || _passes >= AccumulationSteps || slot.AlwaysDeferred || slot.Outside || slot.Completed) return false;
+            Decide(slot);
+            if (!slot.ProjectedAccumulation || slot.State.Subspace is not IProductProjection basis || !slot.State.Subspace.HasBasis || _engine.Communication is not null)
+                return false;
+            // Prepare (StepEngine) would project δᵀX as it is: the working dtype is the gradient's, and the basis's.
+            if (_optimizer.OptionsOf(slot.State).Rule!.WorkingType(delta.dtype) != delta.dtype || basis.BasisType != delta.dtype || !basis.ProductIsCheaper(delta.shape[0]))
+                return false;
+            if (HasGradient(slot))
+            {
+                // A gradient in .grad now is of a use outside the weight's modules that came after an earlier pass's tap
+                // (autograd adds all uses of a pass at once): from now on its gradients wait in .grad for step(), as at the taps.
+                slot.Outside = true;
+                return false;
+            }
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var r = basis.ProjectProduct(delta, input);
+            if (slot.ProjectedSum is null) slot.ProjectedSum = r.DetachFromDisposeScope();
+            else slot.ProjectedSum.add_(r);
+            slot.TakenDirectly = true;
+            ProjectedLinearCalls++;
+            return true;
+        }
+        catch (Exception e)
+        {
+            _fault = e; // step() rethrows it; the caller returns δᵀX
+            return false;
         }
     }
 
@@ -243,6 +335,13 @@ public sealed class GradientRelease : IDisposable
         slot.Completed = true;
         if (ReleasesAfterProjection(slot, options))
         {
+            if (slot.ProjectedSum is { } earlier && _engine.ScreenGradients && !earlier.isfinite().all().item<bool>())
+            {
+                // An earlier micro-batch's gradient was not finite, so is the step's Σ G: the screen skips the step and
+                // reports it as the standard path's would (it reads only this micro-batch's G).
+                using var nan = double.NaN.ToScalar();
+                full = full_like(full, nan);
+            }
             var s = new ParameterStep(slot.State, slot.Parameter, full, options);
             _engine.Gather([s]); // the refresh, if due, sees the step's whole gradient
             var owned = false;

@@ -51,4 +51,10 @@ internal sealed class ModuleRecord(string name, ReleaseSlot[] slots)
 
     /// <summary>Set by the pre-hook when the call's input could not be tapped: the post-hook taps the output instead.</summary>
     public bool TapOutput { get; set; }
+
+    /// <summary>A Linear whose weight can accumulate in the projected space without its m×n gradient (<see cref="ProjectedLinear"/>), or null.</summary>
+    public LinearCall? Linear { get; set; }
+
+    /// <summary>Set by the pre-hook (the tapped input) when this call's output is to be wrapped by <see cref="ProjectedLinear"/>.</summary>
+    public Tensor? ProjectedInput { get; set; }
 }

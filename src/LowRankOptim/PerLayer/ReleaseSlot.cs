@@ -47,6 +47,11 @@ internal sealed class ReleaseSlot(LowRankParameterState state, string name)
     /// accumulates a parameter once per pass, after every use). Its gradients wait in <c>.grad</c> for <c>step()</c>.
     /// </summary>
     public bool Outside { get; set; }
+    /// <summary>
+    /// This pass's gradient of the weight went straight into <see cref="ProjectedSum"/> (<see cref="ProjectedLinear"/>):
+    /// no <c>.grad</c> at the tap is expected. Cleared at the tap that completes the pass's uses.
+    /// </summary>
+    public bool TakenDirectly { get; set; }
 
     /// <summary>Bytes of the gradient tensors this slot holds (<see cref="Held"/>, <see cref="ProjectedSum"/>, R of <see cref="Ready"/>).</summary>
     public long Bytes => BytesOf(Held) + BytesOf(ProjectedSum) + BytesOf(Ready?.Projected);
@@ -61,6 +66,6 @@ internal sealed class ReleaseSlot(LowRankParameterState state, string name)
         Ready?.Projected?.Dispose();
         Norm?.Dispose();
         (Held, ProjectedSum, Ready, Norm) = (null, null, null, null);
-        (Decided, Due, ProjectedAccumulation, Completed, Finished, Outside, Pending) = (false, false, false, false, false, false, 0);
+        (Decided, Due, ProjectedAccumulation, Completed, Finished, Outside, TakenDirectly, Pending) = (false, false, false, false, false, false, false, 0);
     }
 }

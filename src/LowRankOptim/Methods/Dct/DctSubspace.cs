@@ -8,7 +8,7 @@ namespace LowRankOptim;
 /// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
 /// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
 /// </summary>
-internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
+internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjection
 {
     private readonly DctProjection _config;
     private readonly ScalarType _dtype;
@@ -160,6 +160,19 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics
     {
         using var q = Columns();
         return Side == ProjectionSide.Right ? gradient.mm(q) : q.t().mm(gradient);
+    }
+
+    /// <inheritdoc />
+    public ScalarType BasisType => _dtype;
+
+    /// <inheritdoc />
+    public bool ProductIsCheaper(long tokens) => IProductProjection.OneSidedProductIsCheaper(Matrix, Rank, tokens);
+
+    /// <inheritdoc />
+    public Tensor ProjectProduct(Tensor a, Tensor b)
+    {
+        using var q = Columns();
+        return Side == ProjectionSide.Right ? a.t().mm(b.mm(q)) : a.mm(q).t().mm(b);
     }
 
     /// <inheritdoc />

@@ -46,6 +46,19 @@ internal sealed unsafe class CodeSearch
     /// </summary>
     public readonly byte* Planes;
 
+    /// <summary>
+    /// How many search levels the AVX-512 path takes before it looks up the last probe passed and failed by the index
+    /// found (<see cref="Bounds"/>): min(bits, 5), so that each is one 32-entry lookup.
+    /// </summary>
+    public const int BoundLevels = 5;
+
+    /// <summary>
+    /// After the first L = min(<see cref="BoundLevels"/>, bits) levels with index i: the last probe passed, map[i·2^(bits−L)]
+    /// (map[0] if none passed, i = 0), at [i]; the last probe failed, map[(i + 1)·2^(bits−L)] clamped at map[top] (none
+    /// failed: i is the largest), at [32 + i]. (4-bit maps: L = 4, so these are map[c] and map[min(c + 1, top)].)
+    /// </summary>
+    public readonly float* Bounds;
+
     /// <summary>Where level <paramref name="level"/> (1 … <see cref="Bits"/>) starts in <see cref="Probes"/>.</summary>
     public static int ProbeOffset(int level) => level <= 5 ? 16 * (level - 1) : 48 + (1 << (level - 1));
 
@@ -88,6 +101,14 @@ internal sealed unsafe class CodeSearch
             var count = 1 << (k - 1);
             for (var i = 0; i < Math.Max(16, count); i++)
                 level[i] = i < count ? map[(i << (Bits - k + 1)) + (1 << (Bits - k))] : 0;
+        }
+        Bounds = (float*)NativeMemory.AlignedAlloc(64 * sizeof(float), 64);
+        NativeMemory.Clear(Bounds, 64 * sizeof(float));
+        var levels = Math.Min(BoundLevels, Bits);
+        for (var i = 0; i < 1 << levels; i++)
+        {
+            Bounds[i] = map[i << (Bits - levels)];
+            Bounds[32 + i] = map[Math.Min((i + 1) << (Bits - levels), Top)];
         }
     }
 

@@ -303,71 +303,111 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     /// <summary>
     /// The binary search of <see cref="BlockQuantizer.Quantize"/> on 16 lanes, each level's probe looked up in registers
     /// (<see cref="CodeSearch.Probes"/>): level k compares y ≥ probe[i] where i is the code's k − 1 bits found so far, then
-    /// i ← 2i + (y ≥ probe). The last probe passed is map[c] (map[0] if none) and the last one failed is map[c + 1] (a failed
-    /// probe at step 2^t leaves bits below t all set, so c + 1 is that probe; map[top] if none failed, as c + 1 is clamped
-    /// there), so the rounding needs no further lookup. NaN fails every comparison (code 0, as the reference's search).
+    /// i ← 2i + (y ≥ probe). The rounding needs map[c] and map[c + 1]: the last probe passed is map[c] (map[0] if none)
+    /// and the last one failed is map[c + 1] (a failed probe at step 2^t leaves bits below t all set, so c + 1 is that
+    /// probe; map[top] if none failed, as c + 1 is clamped there). The first <see cref="CodeSearch.BoundLevels"/> levels
+    /// leave them to one lookup each by the i found (<see cref="CodeSearch.Bounds"/>); the deeper levels keep them as they
+    /// go. NaN fails every comparison (code 0, as the reference's search).
     /// </summary>
     private void QuantizeAvx512(float* values, float scale, CodeSearch search, Rounding rounding, long start, byte* codes)
     {
-        var map = search.Values;
-        var probes = search.Probes;
         var stochastic = rounding.Mode == StateRounding.Stochastic;
         var s = Vector512.Create(scale);
         var top = Vector512.Create(search.Top);
-        var first = Vector512.Create(probes[0]);
-        var bottom = Vector512.Create(map[0]);
-        var highest = Vector512.Create(map[search.Top]);
         var half = Vector512.Create(0.5f);
         var lanes = Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         var key = Vector512.Create(rounding.Key);
         var stride = Vector512.Create(RoundingNoise.ElementStride);
         var ulp24 = Vector512.Create(1.0f / 16777216.0f);
         var sixteen = Vector512.Create(16u);
-        float* p2 = probes + CodeSearch.ProbeOffset(2), p3 = probes + CodeSearch.ProbeOffset(3), p4 = probes + CodeSearch.ProbeOffset(4);
-        float* p5 = probes + CodeSearch.ProbeOffset(5), p6 = probes + CodeSearch.ProbeOffset(6);
-        float* p7 = probes + CodeSearch.ProbeOffset(7), p8 = probes + CodeSearch.ProbeOffset(8);
-        var eight = bits == 8;
-        // Two vectors at a time, level by level: each search is a chain of dependent permutes and compares, so two
-        // interleaved chains keep the units busy where one waits on latency.
-        for (var j = 0; j < blockSize; j += 32)
+        // Four vectors at a time, level by level: each search is a chain of dependent permutes and compares (a permute's
+        // and a compare's latency a level), so four interleaved chains keep the units busy where two left them waiting
+        // (a quarter less time for the 8-bit update; eight chains spill). A block's last 32 entries (block sizes are
+        // multiples of 32, not always of 64) fill the four chains twice over and are stored once.
+        for (var j = 0; j < blockSize; j += 64)
         {
-            var ya = Vector512.Load(values + j) / s;
-            var yb = Vector512.Load(values + j + 16) / s;
-            var gea = Vector512.GreaterThanOrEqual(ya, first);
-            var geb = Vector512.GreaterThanOrEqual(yb, first);
-            var (lowa, higha, ia) = (Vector512.ConditionalSelect(gea, first, bottom), Vector512.ConditionalSelect(gea, highest, first), Vector512<int>.Zero - gea.AsInt32());
-            var (lowb, highb, ib) = (Vector512.ConditionalSelect(geb, first, bottom), Vector512.ConditionalSelect(geb, highest, first), Vector512<int>.Zero - geb.AsInt32());
-            Level(ya, Lookup16(p2, ia), ref ia, ref lowa, ref higha);
-            Level(yb, Lookup16(p2, ib), ref ib, ref lowb, ref highb);
-            Level(ya, Lookup16(p3, ia), ref ia, ref lowa, ref higha);
-            Level(yb, Lookup16(p3, ib), ref ib, ref lowb, ref highb);
-            Level(ya, Lookup16(p4, ia), ref ia, ref lowa, ref higha);
-            Level(yb, Lookup16(p4, ib), ref ib, ref lowb, ref highb);
-            if (eight)
-            {
-                Level(ya, Lookup16(p5, ia), ref ia, ref lowa, ref higha);
-                Level(yb, Lookup16(p5, ib), ref ib, ref lowb, ref highb);
-                Level(ya, Lookup32(p6, ia), ref ia, ref lowa, ref higha);
-                Level(yb, Lookup32(p6, ib), ref ib, ref lowb, ref highb);
-                Level(ya, Lookup64(p7, ia), ref ia, ref lowa, ref higha);
-                Level(yb, Lookup64(p7, ib), ref ib, ref lowb, ref highb);
-                Level(ya, Lookup128(p8, ia), ref ia, ref lowa, ref higha);
-                Level(yb, Lookup128(p8, ib), ref ib, ref lowb, ref highb);
-            }
-            if (stochastic)
-            {
-                var index = Vector512.Create((uint)(start + j)) + lanes;
-                var ua = Vector512.ConvertToSingle((Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
-                var ub = Vector512.ConvertToSingle((Mix(key + (index + sixteen) * stride) >> 8).AsInt32()) * ulp24;
-                Store(ia, Vector512.GreaterThan(ya - lowa, ua * (higha - lowa)), top, codes + j);
-                Store(ib, Vector512.GreaterThan(yb - lowb, ub * (highb - lowb)), top, codes + j + 16);
-            }
-            else
-            {
-                Store(ia, Vector512.GreaterThanOrEqual(ya - lowa, (higha - lowa) * half), top, codes + j);
-                Store(ib, Vector512.GreaterThanOrEqual(yb - lowb, (highb - lowb) * half), top, codes + j + 16);
-            }
+            var pair = j + 64 > blockSize;
+            var a = Vector512.Load(values + j) / s;
+            var b = Vector512.Load(values + j + 16) / s;
+            var c = pair ? a : Vector512.Load(values + j + 32) / s;
+            var d = pair ? b : Vector512.Load(values + j + 48) / s;
+            var (sa, sb, sc, sd) = (new Search(a), new Search(b), new Search(c), new Search(d));
+            Find(search, ref sa, ref sb, ref sc, ref sd);
+            var index = Vector512.Create((uint)(start + j)) + lanes;
+            Round(sa, stochastic, half, key, index, stride, ulp24, top, codes + j);
+            Round(sb, stochastic, half, key, index + sixteen, stride, ulp24, top, codes + j + 16);
+            if (pair) break;
+            Round(sc, stochastic, half, key, index + sixteen + sixteen, stride, ulp24, top, codes + j + 32);
+            Round(sd, stochastic, half, key, index + sixteen + sixteen + sixteen, stride, ulp24, top, codes + j + 48);
         }
+    }
+
+    /// <summary>One lane vector's search: y, the code bits found so far (i), and map[c], map[c + 1] once known.</summary>
+    private struct Search(Vector512<float> y)
+    {
+        public readonly Vector512<float> Y = y;
+        public Vector512<int> I;
+        public Vector512<float> Low, High;
+    }
+
+    /// <summary>The search of four lane vectors, interleaved level by level (see <see cref="QuantizeAvx512"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Find(CodeSearch search, ref Search a, ref Search b, ref Search c, ref Search d)
+    {
+        var probes = search.Probes;
+        var bits = search.Bits;
+        // Levels 1 … min(BoundLevels, bits): only the index. Level 1's single probe is broadcast; i starts at 0.
+        var first = Vector512.Create(probes[0]);
+        Narrow(ref a, first); Narrow(ref b, first); Narrow(ref c, first); Narrow(ref d, first);
+        for (var k = 2; k <= Math.Min(CodeSearch.BoundLevels, bits); k++)
+        {
+            var p = probes + CodeSearch.ProbeOffset(k);
+            Narrow(ref a, Lookup16(p, a.I)); Narrow(ref b, Lookup16(p, b.I)); Narrow(ref c, Lookup16(p, c.I)); Narrow(ref d, Lookup16(p, d.I));
+        }
+        // The last probe passed and failed so far, by the index (a 32-entry lookup each instead of two selects a level).
+        var low = search.Bounds;
+        var high = search.Bounds + 32;
+        a.Low = Lookup32(low, a.I); b.Low = Lookup32(low, b.I); c.Low = Lookup32(low, c.I); d.Low = Lookup32(low, d.I);
+        a.High = Lookup32(high, a.I); b.High = Lookup32(high, b.I); c.High = Lookup32(high, c.I); d.High = Lookup32(high, d.I);
+        if (bits == 8)
+        {
+            float* p6 = probes + CodeSearch.ProbeOffset(6), p7 = probes + CodeSearch.ProbeOffset(7), p8 = probes + CodeSearch.ProbeOffset(8);
+            Level(ref a, Lookup32(p6, a.I)); Level(ref b, Lookup32(p6, b.I)); Level(ref c, Lookup32(p6, c.I)); Level(ref d, Lookup32(p6, d.I));
+            Level(ref a, Lookup64(p7, a.I)); Level(ref b, Lookup64(p7, b.I)); Level(ref c, Lookup64(p7, c.I)); Level(ref d, Lookup64(p7, d.I));
+            Level(ref a, Lookup128(p8, a.I)); Level(ref b, Lookup128(p8, b.I)); Level(ref c, Lookup128(p8, c.I)); Level(ref d, Lookup128(p8, d.I));
+        }
+    }
+
+    /// <summary>One level of the search, the index only: i ← 2i + (y ≥ probe).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Narrow(ref Search s, Vector512<float> probe) =>
+        s.I = s.I + s.I - Vector512.GreaterThanOrEqual(s.Y, probe).AsInt32();
+
+    /// <summary>One level of the search, keeping the last probe passed (Low) and failed (High).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Level(ref Search s, Vector512<float> probe)
+    {
+        var ge = Vector512.GreaterThanOrEqual(s.Y, probe);
+        // (Selects on the mask as a vector: the JIT keeps a mask used three times as a vector anyway.)
+        s.Low = Vector512.ConditionalSelect(ge, probe, s.Low);
+        s.High = Vector512.ConditionalSelect(ge, s.High, probe);
+        s.I = s.I + s.I - ge.AsInt32();
+    }
+
+    /// <summary>
+    /// The rounding of a searched vector, stored as 16 codes: up where y − map[c] ≥ (map[c + 1] − map[c])·0.5 (nearest) or
+    /// &gt; u·(map[c + 1] − map[c]) (stochastic, u from the flat indices <paramref name="index"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Round(in Search s, bool stochastic, Vector512<float> half, Vector512<uint> key, Vector512<uint> index,
+        Vector512<uint> stride, Vector512<float> ulp24, Vector512<int> top, byte* codes)
+    {
+        var residual = s.Y - s.Low;
+        var gap = s.High - s.Low;
+        var up = stochastic
+            ? Vector512.GreaterThan(residual, Vector512.ConvertToSingle((Mix(key + index * stride) >> 8).AsInt32()) * ulp24 * gap)
+            : Vector512.GreaterThanOrEqual(residual, gap * half);
+        Store(s.I, up, top, codes);
     }
 
     /// <summary>16 codes as 16 bytes: c + 1 where the rounding goes up, clamped at the top code.</summary>

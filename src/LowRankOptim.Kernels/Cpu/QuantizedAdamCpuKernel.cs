@@ -46,16 +46,12 @@ internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
     public string? UnavailableReason => null;
 
     /// <inheritdoc />
-    /// <remarks>The gradient (and the direction or weights) is the largest tensor read through a pointer.</remarks>
-    public long MaxElements(KernelStorage storage) => (RawTensor.MaxBytes - 1) / storage.ElementSize;
+    /// <remarks>The gradient (and the direction or weights) is the largest tensor read through a pointer: the CPU kernels' limit.</remarks>
+    public long MaxElements(KernelStorage storage) => CpuKernels.Instance.MaxElements(storage);
 
     /// <inheritdoc />
-    public bool Accepts(params ReadOnlySpan<Tensor?> tensors)
-    {
-        foreach (var t in tensors)
-            if (RawTensor.Problem(t, DeviceType.CPU, "tensor") is not null) return false;
-        return true;
-    }
+    /// <remarks>The CPU kernels' layout rule: dense tensors on the CPU, under <see cref="RawTensor.MaxBytes"/>.</remarks>
+    public bool Accepts(params ReadOnlySpan<Tensor?> tensors) => CpuKernels.Instance.Accepts(tensors);
 
     /// <inheritdoc />
     public Tensor QuantizedAdamDirection(Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars)

@@ -51,6 +51,9 @@ public sealed class LowRankOptions : OptimizerOptions
     /// </summary>
     public MomentStorage? MomentStorage { get; set; }
 
+    /// <summary>The storage in force: <see cref="MomentStorage"/>, or dense while it is unset.</summary>
+    internal MomentStorage EffectiveMomentStorage => MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+
     /// <summary>The update rule (Adam, Adafactor, …): its kind and structural values are fixed once the group belongs to an optimizer.</summary>
     public IUpdateRuleConfig? Rule
     {
@@ -83,7 +86,7 @@ public sealed class LowRankOptions : OptimizerOptions
         DecayOrder ??= defaults.DecayOrder;
         Projection ??= defaults.Projection;
         Rule ??= defaults.Rule;
-        MomentStorage ??= defaults.MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+        MomentStorage ??= defaults.EffectiveMomentStorage;
         InitialLearningRate = LearningRate ?? 0;
     }
 
@@ -91,7 +94,7 @@ public sealed class LowRankOptions : OptimizerOptions
     internal void Seal(LowRankOptimizer owner, int index)
     {
         (Owner, GroupIndex) = (owner, index);
-        _built = new Structure(_projection!, _rule!, _decayOrder!.Value, MomentStorage ?? LowRankOptim.MomentStorage.Dense);
+        _built = new Structure(_projection!, _rule!, _decayOrder!.Value, EffectiveMomentStorage);
         _checked = (_projection, _rule);
     }
 
@@ -132,7 +135,7 @@ public sealed class LowRankOptions : OptimizerOptions
     /// <summary>The storage must be valid, and a compressed one needs a rule that declares a moment (else it would be ignored).</summary>
     private void ValidateMomentStorage(string where)
     {
-        var storage = MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+        var storage = EffectiveMomentStorage;
         storage.Validate(where);
         if (storage.Format == MomentFormat.Dense || DeclaresMoment(Rule!.DeclareState([64, 64], TorchSharp.torch.ScalarType.Float32))) return;
         throw new ArgumentException(
@@ -225,7 +228,7 @@ public sealed class LowRankOptions : OptimizerOptions
         // Compared with what the states were built for (a structural option set since is undone by the load).
         var (decayOrder, projection, rule, storage) = _built is { } built
             ? (built.DecayOrder, built.Projection, built.Rule, built.MomentStorage)
-            : (DecayOrder, Projection, Rule, MomentStorage ?? LowRankOptim.MomentStorage.Dense);
+            : (DecayOrder, Projection, Rule, EffectiveMomentStorage);
         const string Rule_ =
             "A checkpoint loads only into an optimizer built with the same method configuration: the projection and rule " +
             "kinds and their structural options (see docs/getting-started.md, section Checkpoints). Hyperparameters (lr, " +
@@ -264,7 +267,7 @@ public sealed class LowRankOptions : OptimizerOptions
         w.Long("decay_order", (long)DecayOrder!.Value);
         ConfigCodec.Write(w, Projection!);
         ConfigCodec.Write(w, Rule!);
-        var storage = MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+        var storage = EffectiveMomentStorage;
         w.Long("moment_format", (long)storage.Format);
         w.Long("moment_rounding", (long)storage.Rounding);
         w.Long("moment_seed", storage.Seed);

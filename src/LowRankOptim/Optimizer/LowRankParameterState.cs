@@ -86,7 +86,7 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
         var dtype = options.Rule!.WorkingType(_parameter.dtype);
         var device = _parameter.device;
         var matrix = ProjectedView(options.Projection!, Shape);
-        using var storage = MomentStorageScope.Use(options.MomentStorage ?? MomentStorage.Dense);
+        using var storage = MomentStorageScope.Use(options.EffectiveMomentStorage);
         var subspace = matrix is MatrixShape m ? options.Projection!.Create(m, dtype, device) : null;
         View = matrix;
         try

@@ -49,7 +49,7 @@ public static class MemoryPlanner
         var working = rule.WorkingType(dtype);
         var matrix = LowRankParameterState.ProjectedView(projection, shape);
         var bytes = DTypes.Elements(shape) * DTypes.ElementSize(dtype);
-        var storage = options.MomentStorage ?? MomentStorage.Dense;
+        var storage = options.EffectiveMomentStorage;
         var state = matrix is MatrixShape m
             ? storage.Apply(projection.DeclareState(m, working)).PlannedBytes + storage.Apply(rule.DeclareState(projection.ProjectedShape(m), working)).PlannedBytes
             : storage.Apply(rule.DeclareState(shape, working)).PlannedBytes;

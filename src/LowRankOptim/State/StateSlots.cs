@@ -272,15 +272,12 @@ public sealed class TensorSlot
     /// <summary>Exact bytes held now: the stored form, plus the workspace while decoded.</summary>
     internal long Bytes => (_compressed?.Bytes ?? 0) + (_value is { } v ? v.numel() * v.element_size() : 0);
 
-    private bool IsCompressed => Entry.Storage is not DenseStorage;
+    private bool IsCompressed => Entry.Storage is CompressedStorage;
 
     /// <summary>The rounding of a store at <paramref name="step"/>: nearest, or stochastic keyed by seed, stream and step.</summary>
-    internal Rounding RoundingAt(long step) => Entry.Storage switch
-    {
-        BlockwiseStorage { Rounding: StateRounding.Stochastic, Seed: var seed } => new(StateRounding.Stochastic, RoundingNoise.Key(seed, Stream, step)),
-        BFloat16Storage { Rounding: StateRounding.Stochastic, Seed: var seed } => new(StateRounding.Stochastic, RoundingNoise.Key(seed, Stream, step)),
-        _ => Rounding.Nearest,
-    };
+    internal Rounding RoundingAt(long step) => Entry.Storage is CompressedStorage { Rounding: StateRounding.Stochastic, Seed: var seed }
+        ? new(StateRounding.Stochastic, RoundingNoise.Key(seed, Stream, step))
+        : Rounding.Nearest;
 
     /// <summary>Stores <paramref name="value"/> (detached from every dispose scope), disposing the previous tensor.</summary>
     /// <exception cref="InvalidOperationException">The value's shape or dtype differs from the declaration, or the slot is unused.</exception>

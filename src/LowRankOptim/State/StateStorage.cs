@@ -5,7 +5,7 @@ namespace LowRankOptim;
 
 /// <summary>
 /// How a state tensor is stored, separate from the dtype its component computes in (<see cref="WorkingType"/>). Dense
-/// storage keeps the tensor as it is; compressed storage (<see cref="BlockwiseStorage"/>, <see cref="BFloat16Storage"/>)
+/// storage keeps the tensor as it is; compressed storage (<see cref="CompressedStorage"/>: <see cref="BlockwiseStorage"/>, <see cref="BFloat16Storage"/>)
 /// keeps a smaller form and gives the component a dense workspace in the working dtype during a step, stored back after
 /// it (see <see cref="TensorSlot"/>).
 /// </summary>
@@ -35,6 +35,19 @@ public sealed record DenseStorage(torch.ScalarType DType) : StateStorage
 }
 
 /// <summary>
+/// Storage that keeps a smaller form of a tensor the component works on in <paramref name="Working"/>: rounded to it
+/// (nearest, or stochastically with <paramref name="Seed"/>) when the slot stores the step's workspace.
+/// </summary>
+/// <param name="Working">The dtype of the workspace the component sees.</param>
+/// <param name="Rounding">Nearest or stochastic rounding to the stored form.</param>
+/// <param name="Seed">The seed of stochastic rounding (0 with nearest rounding).</param>
+public abstract record CompressedStorage(torch.ScalarType Working, StateRounding Rounding, long Seed) : StateStorage
+{
+    /// <inheritdoc />
+    public override torch.ScalarType WorkingType => Working;
+}
+
+/// <summary>
 /// Block-wise quantized storage (<see cref="BlockFormat"/>: codes plus one float32 absmax per block) of a tensor the
 /// component works on in <paramref name="Working"/>.
 /// </summary>
@@ -42,11 +55,9 @@ public sealed record DenseStorage(torch.ScalarType DType) : StateStorage
 /// <param name="Working">The dtype of the workspace the component sees.</param>
 /// <param name="Rounding">Nearest or stochastic rounding to the codes.</param>
 /// <param name="Seed">The seed of stochastic rounding (0 with nearest rounding).</param>
-public sealed record BlockwiseStorage(BlockFormat Format, torch.ScalarType Working, StateRounding Rounding = StateRounding.Nearest, long Seed = 0) : StateStorage
+public sealed record BlockwiseStorage(BlockFormat Format, torch.ScalarType Working, StateRounding Rounding = StateRounding.Nearest, long Seed = 0)
+    : CompressedStorage(Working, Rounding, Seed)
 {
-    /// <inheritdoc />
-    public override torch.ScalarType WorkingType => Working;
-
     /// <inheritdoc />
     public override long Bytes(long[] shape) => Format.Bytes(DTypes.Elements(shape));
 
@@ -58,11 +69,9 @@ public sealed record BlockwiseStorage(BlockFormat Format, torch.ScalarType Worki
 /// <param name="Working">The dtype of the workspace the component sees.</param>
 /// <param name="Rounding">Nearest-even or stochastic rounding to bfloat16.</param>
 /// <param name="Seed">The seed of stochastic rounding (0 with nearest rounding).</param>
-public sealed record BFloat16Storage(torch.ScalarType Working, StateRounding Rounding = StateRounding.Nearest, long Seed = 0) : StateStorage
+public sealed record BFloat16Storage(torch.ScalarType Working, StateRounding Rounding = StateRounding.Nearest, long Seed = 0)
+    : CompressedStorage(Working, Rounding, Seed)
 {
-    /// <inheritdoc />
-    public override torch.ScalarType WorkingType => Working;
-
     /// <inheritdoc />
     public override long Bytes(long[] shape) => DTypes.Elements(shape) * 2;
 

@@ -4,15 +4,15 @@ using static TorchSharp.torch;
 
 namespace LowRankOptim.Bench.Model;
 
-/// <summary>RMSNorm: x / √(mean(x²) + ε) · w.</summary>
+/// <summary>RMSNorm: x / √(mean(x²) + ε) · w, normalized in float32 for narrower inputs (as Hugging Face's LlamaRMSNorm).</summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly double _eps;
 
-    public RmsNorm(long size, double eps) : base(nameof(RmsNorm))
+    public RmsNorm(long size, double eps, ScalarType dtype = ScalarType.Float32) : base(nameof(RmsNorm))
     {
-        weight = new Parameter(ones(size));
+        weight = new Parameter(ones(size, dtype: dtype));
         _eps = eps;
         RegisterComponents();
     }
@@ -20,8 +20,10 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        // Out-of-place: autograd keeps these intermediates for the backward pass.
-        var normed = x.mul(x.square().mean([-1], keepdim: true).add(_eps).rsqrt());
+        // Out-of-place: autograd keeps these intermediates for the backward pass. A bfloat16 mean of squares
+        // loses the small entries, so the statistics are float32 (a no-op for float32 inputs).
+        var wide = x.to(ScalarType.Float32);
+        var normed = wide.mul(wide.square().mean([-1], keepdim: true).add(_eps).rsqrt()).to(x.dtype);
         return normed.mul(weight).MoveToOuterDisposeScope();
     }
 }
@@ -67,13 +69,13 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly RotaryEmbedding rotary;
     private readonly int _heads, _kvHeads, _headDim;
 
-    public Attention(LlamaConfig c) : base(nameof(Attention))
+    public Attention(LlamaConfig c, ScalarType dtype = ScalarType.Float32) : base(nameof(Attention))
     {
         (_heads, _kvHeads, _headDim) = (c.Heads, c.KvHeads, c.HeadDim);
-        q_proj = nn.Linear(c.Hidden, c.Heads * c.HeadDim, hasBias: false);
-        k_proj = nn.Linear(c.Hidden, c.KvHeads * c.HeadDim, hasBias: false);
-        v_proj = nn.Linear(c.Hidden, c.KvHeads * c.HeadDim, hasBias: false);
-        o_proj = nn.Linear(c.Heads * c.HeadDim, c.Hidden, hasBias: false);
+        q_proj = nn.Linear(c.Hidden, c.Heads * c.HeadDim, hasBias: false, dtype: dtype);
+        k_proj = nn.Linear(c.Hidden, c.KvHeads * c.HeadDim, hasBias: false, dtype: dtype);
+        v_proj = nn.Linear(c.Hidden, c.KvHeads * c.HeadDim, hasBias: false, dtype: dtype);
+        o_proj = nn.Linear(c.Heads * c.HeadDim, c.Hidden, hasBias: false, dtype: dtype);
         rotary = new RotaryEmbedding(c.HeadDim, c.MaxSequence);
         RegisterComponents();
     }
@@ -100,11 +102,11 @@ public sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
 {
     private readonly Linear gate_proj, up_proj, down_proj;
 
-    public SwiGluMlp(LlamaConfig c) : base(nameof(SwiGluMlp))
+    public SwiGluMlp(LlamaConfig c, ScalarType dtype = ScalarType.Float32) : base(nameof(SwiGluMlp))
     {
-        gate_proj = nn.Linear(c.Hidden, c.Intermediate, hasBias: false);
-        up_proj = nn.Linear(c.Hidden, c.Intermediate, hasBias: false);
-        down_proj = nn.Linear(c.Intermediate, c.Hidden, hasBias: false);
+        gate_proj = nn.Linear(c.Hidden, c.Intermediate, hasBias: false, dtype: dtype);
+        up_proj = nn.Linear(c.Hidden, c.Intermediate, hasBias: false, dtype: dtype);
+        down_proj = nn.Linear(c.Intermediate, c.Hidden, hasBias: false, dtype: dtype);
         RegisterComponents();
     }
 
@@ -122,12 +124,12 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     private readonly Attention attn;
     private readonly SwiGluMlp mlp;
 
-    public DecoderBlock(LlamaConfig c) : base(nameof(DecoderBlock))
+    public DecoderBlock(LlamaConfig c, ScalarType dtype = ScalarType.Float32) : base(nameof(DecoderBlock))
     {
-        attn_norm = new RmsNorm(c.Hidden, c.RmsEps);
-        attn = new Attention(c);
-        mlp_norm = new RmsNorm(c.Hidden, c.RmsEps);
-        mlp = new SwiGluMlp(c);
+        attn_norm = new RmsNorm(c.Hidden, c.RmsEps, dtype);
+        attn = new Attention(c, dtype);
+        mlp_norm = new RmsNorm(c.Hidden, c.RmsEps, dtype);
+        mlp = new SwiGluMlp(c, dtype);
         RegisterComponents();
     }
 

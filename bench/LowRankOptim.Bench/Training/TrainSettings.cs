@@ -6,7 +6,8 @@ namespace LowRankOptim.Bench.Training;
 /// Everything that defines a training run apart from the optimizer and its learning rate. Each step's batch of
 /// <see cref="Batch"/> sequences is split into <see cref="Accumulation"/> micro-batches whose gradients are summed
 /// (the same objective: the mean of the micro-batch means); <see cref="PerLayer"/> runs the optimizer's per-layer mode
-/// (gradients taken and released during backward; execution policy, the results equal up to float rounding).
+/// (gradients taken and released during backward; execution policy, the results equal up to float rounding);
+/// <see cref="DType"/> is the dtype the model is built in (float32 or bfloat16).
 /// </summary>
 public sealed record TrainSettings(
     LlamaConfig Model,
@@ -22,7 +23,8 @@ public sealed record TrainSettings(
     int CheckpointEvery,
     LowRankSettings LowRank,
     int Accumulation = 1,
-    bool PerLayer = false)
+    bool PerLayer = false,
+    TorchSharp.torch.ScalarType DType = TorchSharp.torch.ScalarType.Float32)
 {
     /// <summary>Linear warm-up to the peak, then cosine decay to MinLrRatio × peak at the last step (GaLore's schedule).</summary>
     public double LearningRateFactor(int step)

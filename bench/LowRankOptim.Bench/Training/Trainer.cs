@@ -42,7 +42,7 @@ public static class Trainer
         if (comm is not null && s.Batch % comm.Size != 0)
             throw new ArgumentException($"the batch ({s.Batch}) must be a multiple of the number of ranks ({comm.Size}): each rank takes an equal slice.");
         if (writer) Directory.CreateDirectory(runDir);
-        using var model = new LlamaModel(s.Model, s.Seed);
+        using var model = new LlamaModel(s.Model, s.Seed, s.DType);
         if (s.Accumulation < 1 || s.Batch % s.Accumulation != 0)
             throw new ArgumentException($"the batch of {s.Batch} sequences cannot be split into {s.Accumulation} equal micro-batches.", nameof(s));
         // AdamW is TorchSharp's in one process and LowRankOptimizer's equivalent when distributed; a checkpoint says which wrote it.

@@ -24,6 +24,27 @@ public sealed class ModelTests
     }
 
     [Fact]
+    public void BFloat16ModelIsBuiltInBFloat16FromTheFloat32InitializationAndTrains()
+    {
+        using var scope = NewDisposeScope();
+        using var wide = new LlamaModel(Small, seed: 3);
+        using var narrow = new LlamaModel(Small, seed: 3, dtype: ScalarType.BFloat16);
+        narrow.DType.Should().Be(ScalarType.BFloat16);
+        foreach (var ((name, w), (_, n)) in wide.named_parameters().Zip(narrow.named_parameters()))
+        {
+            n.dtype.Should().Be(ScalarType.BFloat16, name);
+            TensorAssert.Identical(n, w.to(ScalarType.BFloat16), name); // the float32 draws, rounded
+        }
+        var block = randint(0, 50, [2, 11]);
+        using var loss = narrow.Loss(block);
+        loss.dtype.Should().Be(ScalarType.Float32);
+        loss.backward();
+        narrow.parameters().Select(p => p.grad?.dtype).Should().OnlyContain(d => d == ScalarType.BFloat16);
+        Math.Abs(loss.item<float>() - wide.Loss(block).item<float>()).Should().BeLessThan(0.05f);
+        FluentActions.Invoking(() => new LlamaModel(Small, 0, ScalarType.Float16)).Should().Throw<ArgumentException>().WithMessage("*Float16*float32 or bfloat16*");
+    }
+
+    [Fact]
     public void AttentionIsCausal()
     {
         using var scope = NewDisposeScope();

@@ -47,18 +47,27 @@ public static class MemoryCommand
         var verify = new Option<bool>("--verify") { Description = "Allocate the optimizer states of configurations up to --verify-max-params and check they equal the prediction (exit code 1 otherwise)." };
         var verifyMax = new Option<long>("--verify-max-params") { Description = "Largest model (parameters) --verify allocates.", DefaultValueFactory = _ => 150_000_000 };
         var detail = new Option<bool>("--detail") { Description = "Also print the bytes of every parameter and the optimizer state of every group." };
-        var command = new Command("memory", "Plan the memory of weights, gradients and optimizer state per optimizer, without allocating.")
-        { models, shapes, optimizers, rank, dtype, optimBits, budget, csv, png, json, verify, verifyMax, detail };
+        var measure = new Option<bool>("--measure")
+        {
+            Description = "Train each configuration × optimizer for --steps steps, each in its own child process, and report the measured peak RSS beside the planner's predicted " +
+                          $"peak (weights + gradients alive + state + activations + workspace + the process's baseline). --optimizers also takes '{LowRankOptim.Bench.Measure.MemoryRecipe.SmallestName}' " +
+                          "(DCT-AdamW, 8-bit moments, per-layer updates, bfloat16 weights); a row whose prediction exceeds --budget (default: the memory available now) is refused before it allocates, " +
+                          "and with --budget the largest configuration each optimizer can train is reported.",
+        };
+        var steps = new Option<int>("--steps") { Description = "With --measure: training steps per row.", DefaultValueFactory = _ => 3 };
+        var batch = new Option<int>("--batch") { Description = "With --measure: sequences per batch.", DefaultValueFactory = _ => 1 };
+        var seqLen = new Option<int>("--seq-len") { Description = "With --measure: tokens per sequence.", DefaultValueFactory = _ => 128 };
+        var perLayer = new Option<bool>("--per-layer") { Description = "With --measure: release each layer's gradient during backward (the per-layer mode) for the named optimizers." };
+        var lr = new Option<double>("--lr") { Description = "With --measure: the learning rate of every row (constant).", DefaultValueFactory = _ => 1e-3 };
+        var threads = new Option<int?>("--threads") { Description = "With --measure: torch threads of each child (default: the idle cores)." };
+        var command = new Command("memory", "Plan the memory of weights, gradients and optimizer state per optimizer, without allocating; --measure trains and measures the peak.")
+        { models, shapes, optimizers, rank, dtype, optimBits, budget, csv, png, json, verify, verifyMax, detail, measure, steps, batch, seqLen, perLayer, lr, threads };
         command.SetAction(r =>
         {
             try
             {
-                var types = List(r.GetValue(dtype)!).Select(d => d switch
-                {
-                    "float32" => ScalarType.Float32,
-                    "bfloat16" => ScalarType.BFloat16,
-                    _ => throw new UsageException($"--dtype '{d}' must be float32 or bfloat16."),
-                }).Distinct().ToList();
+                if (r.GetValue(measure)) return MeasureRows(r, models, optimizers, rank, dtype, optimBits, budget, csv, png, json, steps, batch, seqLen, perLayer, lr, threads, shapes, verify);
+                var types = List(r.GetValue(dtype)!).Select(ParseDType).Distinct().ToList();
                 var bits = List(r.GetValue(optimBits)!).Select(ParseOptimBits).Distinct().ToList();
                 var kinds = r.GetValue(optimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(n => { try { return OptimizerCatalog.Parse(n); } catch (ArgumentException e) { throw new UsageException(e.Message); } }).ToList();
@@ -77,6 +86,39 @@ public static class MemoryCommand
         });
         return command;
     }
+
+    /// <summary>Parses the options of <c>--measure</c> and runs it.</summary>
+    private static int MeasureRows(ParseResult r, Option<string> models, Option<string> optimizers, Option<int?> rank, Option<string> dtype, Option<string> optimBits,
+        Option<string?> budget, Option<string?> csv, Option<string?> png, Option<bool> json, Option<int> steps, Option<int> batch, Option<int> seqLen,
+        Option<bool> perLayer, Option<double> lr, Option<int?> threads, Option<string?> shapes, Option<bool> verify)
+    {
+        if (r.GetValue(shapes) is not null) throw new UsageException("--measure trains the named configurations; --shapes has no model to build.");
+        if (r.GetValue(verify)) throw new UsageException("--measure and --verify are separate runs: choose one.");
+        var configs = List(r.GetValue(models)!).Select(m => LlamaConfig.Named.TryGetValue(m, out var c) ? c
+            : throw new UsageException($"--model '{m}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.")).ToList();
+        var types = List(r.GetValue(dtype)!).Select(ParseDType).Distinct().ToList();
+        var bits = List(r.GetValue(optimBits)!).Select(ParseOptimBits).Distinct().ToList();
+        var recipes = LowRankOptim.Bench.Measure.MemoryMeasurement.Recipes(List(r.GetValue(optimizers)!), types, bits, r.GetValue(perLayer));
+        int Positive(Option<int> o) => r.GetValue(o) >= 1 ? r.GetValue(o) : throw new UsageException($"{o.Name} must be >= 1 (got {r.GetValue(o)}).");
+        var sequence = Positive(seqLen);
+        foreach (var c in configs.Where(c => sequence > c.MaxSequence))
+            throw new UsageException($"--seq-len {sequence} exceeds llama-{c.Name}'s maximum sequence length {c.MaxSequence}.");
+        if (r.GetValue(rank) is < 1) throw new UsageException($"--rank must be >= 1 (got {r.GetValue(rank)}).");
+        if (!(r.GetValue(lr) is var rate && rate > 0 && double.IsFinite(rate))) throw new UsageException($"--lr must be a finite number > 0 (got {r.GetValue(lr)}).");
+        if (r.GetValue(threads) is < 1) throw new UsageException($"--threads must be >= 1 (got {r.GetValue(threads)}).");
+        var given = r.GetValue(budget) is not null;
+        var limit = r.GetValue(budget) is string b ? ParseBytes(b) : LowRankOptim.Bench.Support.ProcessMemory.Available() ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        var options = new LowRankOptim.Bench.Measure.MemoryMeasurement.Options(Positive(steps), Positive(batch), sequence, r.GetValue(rank), rate,
+            r.GetValue(threads) ?? NativeEnvironment.AutoThreads(), 0, limit, given);
+        return LowRankOptim.Bench.Measure.MemoryMeasurement.Run(configs, recipes, options, r.GetValue(csv), r.GetValue(png), r.GetValue(json));
+    }
+
+    private static ScalarType ParseDType(string d) => d switch
+    {
+        "float32" => ScalarType.Float32,
+        "bfloat16" => ScalarType.BFloat16,
+        _ => throw new UsageException($"--dtype '{d}' must be float32 or bfloat16."),
+    };
 
     /// <summary>A model to plan: its parameter shapes and the rank to use by default.</summary>
     public sealed record Target(string Name, IReadOnlyList<(string Name, long[] Shape)> Shapes, int DefaultRank, LlamaConfig? Config);

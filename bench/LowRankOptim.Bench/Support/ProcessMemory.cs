@@ -1,0 +1,23 @@
+namespace LowRankOptim.Bench.Support;
+
+/// <summary>This process's resident memory as Linux reports it in /proc/self/status (null elsewhere).</summary>
+public static class ProcessMemory
+{
+    /// <summary>VmRSS: the resident set now, in bytes.</summary>
+    public static long? Resident() => Field("VmRSS:");
+
+    /// <summary>VmHWM: the largest resident set since the process started (the peak RSS), in bytes.</summary>
+    public static long? PeakResident() => Field("VmHWM:");
+
+    /// <summary>MemAvailable of /proc/meminfo: what the kernel estimates can be allocated without swapping, in bytes.</summary>
+    public static long? Available() => Read("/proc/meminfo", "MemAvailable:");
+
+    private static long? Field(string name) => Read("/proc/self/status", name);
+
+    private static long? Read(string path, string name)
+    {
+        if (!File.Exists(path)) return null;
+        var line = File.ReadLines(path).FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal));
+        return line is not null && long.TryParse(line[name.Length..].Trim().Split(' ')[0], out var kib) ? kib * 1024 : null;
+    }
+}

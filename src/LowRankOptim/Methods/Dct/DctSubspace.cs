@@ -7,6 +7,8 @@ namespace LowRankOptim;
 /// <summary>
 /// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
 /// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
+/// With <see cref="DctTransformMethod.FastTransformProjection"/> both are computed by <see cref="DctTransform"/>
+/// (selected slices of the transform, and the forward DCT-II of N scattered into s slices) and Q is never gathered.
 /// </summary>
 internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjection
 {
@@ -193,7 +195,7 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
     /// <summary>
     /// With transforms, δᵀX's projection costs a transform of the B×s factor plus a B-deep product of r×o (o = m·n/s, the
     /// other dimension), against forming δᵀX (2·B·m·n) and transforming all m·n entries; τ ≈ 2.5·log₂(2s) + 10 flops per
-    /// transformed entry (real FFT plus pairing, twiddles and copies). The product path wins whenever B ≤ o.
+    /// transformed entry (real FFT plus pairing, twiddles and copies). The product path wins whenever B &lt; o.
     /// </summary>
     private bool TransformedProductIsCheaper(long tokens)
     {

@@ -25,8 +25,8 @@ public enum DctTransformMethod
     /// whatever the rank (the gathered-column products of the other methods cost 2·m·n·r), and the s×s basis is never
     /// built. Computed in float32 (float64 for float64 gradients) in blocks of rows (right) or columns (left) whose
     /// workspace stays under 64 MiB, then cast to the gradient's dtype; equal to <see cref="MatrixProduct"/> up to
-    /// float32 rounding (another trajectory bit for bit). Faster than the products from r ≈ 256 at s = 4096 on a
-    /// 2-core CPU (docs/algorithms/dct.md).
+    /// float32 rounding (not bit for bit: another trajectory). On a 2-core CPU at s = 4096 it breaks even with the
+    /// products at r ≈ 128 and is ≈ 2× faster at r = 256, 4–7× at r = 1024 (docs/benchmarks.md).
     /// </summary>
     FastTransformProjection,
 }

@@ -7,6 +7,6 @@ NativeEnvironment.PreferPassiveOpenMpWaiting();
 
 // The bench program: pretraining comparisons, the memory planner and micro-benchmarks, one subcommand each.
 var root = new RootCommand("LowRankOptim benchmarks: pretraining comparison, memory planner, refresh and step timings.");
-foreach (var command in new[] { PretrainCommand.Create(), CommCommand.Create(), PerLayerCommand.Create(), MemoryCommand.Create(), LowRankOptim.Bench.Measure.MeasuredRun.CreateChildCommand(), StepsCommand.Create(), RefreshCommand.Create(), SmmfCommand.Create(), GaLorePlusCommand.Create(), KernelsCommand.Create() })
+foreach (var command in new[] { PretrainCommand.Create(), CommCommand.Create(), PerLayerCommand.Create(), MemoryCommand.Create(), LowRankOptim.Bench.Measure.MeasuredRun.CreateChildCommand(), StepsCommand.Create(), RefreshCommand.Create(), SmmfCommand.Create(), GaLorePlusCommand.Create(), KernelsCommand.Create(), DctProjectionCommand.Create() })
     root.Subcommands.Add(command);
 return root.Parse(args).Invoke();

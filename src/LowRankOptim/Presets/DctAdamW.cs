@@ -24,7 +24,7 @@ public static partial class LowRankPresets
     /// <param name="update_proj_gap">T (reference default 1: re-select every step).</param>
     /// <param name="scale">α, multiplies the back-projected update (the reference has none: 1).</param>
     /// <param name="proj_type">The side; <see cref="ProjectionType.Std"/> (the smaller dimension) as the reference.</param>
-    /// <param name="sim_type">How G·C is computed at a re-selection: matrix product (reference) or the FFT (same result, faster).</param>
+    /// <param name="sim_type">How the products with the DCT basis are computed: <see cref="DctTransformMethod.MatrixProduct"/> (reference), <see cref="DctTransformMethod.FastTransform"/> (FFT at re-selections, same result), or <see cref="DctTransformMethod.FastTransformProjection"/> (FFT also for every projection and back-projection: O(m·n·log s) whatever the rank, no s×s basis; equal up to float32 rounding).</param>
     /// <param name="ell_norm">p of the ℓp norm that scores the columns (reference default 1).</param>
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
@@ -53,7 +53,7 @@ public static partial class LowRank
     /// <param name="update_proj_gap">T (reference default 1: re-select every step).</param>
     /// <param name="scale">α, multiplies the back-projected update (the reference has none: 1).</param>
     /// <param name="proj_type">The side; <see cref="ProjectionType.Std"/> (the smaller dimension) as the reference.</param>
-    /// <param name="sim_type">How G·C is computed at a re-selection: matrix product (reference) or the FFT (same result, faster).</param>
+    /// <param name="sim_type">How the products with the DCT basis are computed: <see cref="DctTransformMethod.MatrixProduct"/> (reference), <see cref="DctTransformMethod.FastTransform"/> (FFT at re-selections, same result), or <see cref="DctTransformMethod.FastTransformProjection"/> (FFT also for every projection and back-projection: O(m·n·log s) whatever the rank, no s×s basis; equal up to float32 rounding).</param>
     /// <param name="ell_norm">p of the ℓp norm that scores the columns (reference default 1).</param>
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
@@ -76,7 +76,7 @@ public static partial class LowRank
     /// <param name="update_proj_gap">T (reference default 1: re-select every step).</param>
     /// <param name="scale">α, multiplies the back-projected update (the reference has none: 1).</param>
     /// <param name="proj_type">The side; <see cref="ProjectionType.Std"/> (the smaller dimension) as the reference.</param>
-    /// <param name="sim_type">How G·C is computed at a re-selection: matrix product (reference) or the FFT (same result, faster).</param>
+    /// <param name="sim_type">How the products with the DCT basis are computed: <see cref="DctTransformMethod.MatrixProduct"/> (reference), <see cref="DctTransformMethod.FastTransform"/> (FFT at re-selections, same result), or <see cref="DctTransformMethod.FastTransformProjection"/> (FFT also for every projection and back-projection: O(m·n·log s) whatever the rank, no s×s basis; equal up to float32 rounding).</param>
     /// <param name="ell_norm">p of the ℓp norm that scores the columns (reference default 1).</param>
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
@@ -99,7 +99,7 @@ public static partial class LowRank
     /// <param name="update_proj_gap">T (reference default 1: re-select every step).</param>
     /// <param name="scale">α, multiplies the back-projected update (the reference has none: 1).</param>
     /// <param name="proj_type">The side; <see cref="ProjectionType.Std"/> (the smaller dimension) as the reference.</param>
-    /// <param name="sim_type">How G·C is computed at a re-selection: matrix product (reference) or the FFT (same result, faster).</param>
+    /// <param name="sim_type">How the products with the DCT basis are computed: <see cref="DctTransformMethod.MatrixProduct"/> (reference), <see cref="DctTransformMethod.FastTransform"/> (FFT at re-selections, same result), or <see cref="DctTransformMethod.FastTransformProjection"/> (FFT also for every projection and back-projection: O(m·n·log s) whatever the rank, no s×s basis; equal up to float32 rounding).</param>
     /// <param name="ell_norm">p of the ℓp norm that scores the columns (reference default 1).</param>
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
@@ -117,7 +117,7 @@ public static partial class LowRank
     /// <param name="positional_weight_decay">λ, decoupled, applied before the update (W ← W·(1 − ηλ)).</param>
     /// <param name="rank">r, the number of DCT columns kept (clamped to the basis size).</param>
     /// <param name="update_proj_gap">T (reference default 1: re-select every step).</param>
-    /// <param name="sim_type">How G·C is computed at a re-selection: matrix product (reference) or the FFT (same result, faster).</param>
+    /// <param name="sim_type">How the products with the DCT basis are computed: <see cref="DctTransformMethod.MatrixProduct"/> (reference), <see cref="DctTransformMethod.FastTransform"/> (FFT at re-selections, same result), or <see cref="DctTransformMethod.FastTransformProjection"/> (FFT also for every projection and back-projection: O(m·n·log s) whatever the rank, no s×s basis; equal up to float32 rounding).</param>
     /// <param name="ell_norm">p of the ℓp norm that scores the columns (reference default 1).</param>
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="beta1">β1.</param>
@@ -142,7 +142,7 @@ public static partial class LowRank
     /// <param name="positional_weight_decay">λ, decoupled, applied before the update (W ← W·(1 − ηλ)).</param>
     /// <param name="rank">r, the number of DCT columns kept (clamped to the basis size).</param>
     /// <param name="update_proj_gap">T (reference default 1: re-select every step).</param>
-    /// <param name="sim_type">How G·C is computed at a re-selection: matrix product (reference) or the FFT (same result, faster).</param>
+    /// <param name="sim_type">How the products with the DCT basis are computed: <see cref="DctTransformMethod.MatrixProduct"/> (reference), <see cref="DctTransformMethod.FastTransform"/> (FFT at re-selections, same result), or <see cref="DctTransformMethod.FastTransformProjection"/> (FFT also for every projection and back-projection: O(m·n·log s) whatever the rank, no s×s basis; equal up to float32 rounding).</param>
     /// <param name="ell_norm">p of the ℓp norm that scores the columns (reference default 1).</param>
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="beta1">β1.</param>

@@ -79,6 +79,196 @@ public sealed class DctProjectionTests
         TensorAssert.Close(fast32, right.mm(c), 1e-5, 1e-5, $"float32 x·C, s = {s}");
     }
 
+    public static TheoryData<int, ScalarType> SizesAndDTypes()
+    {
+        var data = new TheoryData<int, ScalarType>();
+        foreach (var s in new[] { 1, 2, 3, 7, 8, 64, 100 })
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float64, ScalarType.BFloat16 }) data.Add(s, dtype);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesAndDTypes))]
+    public void TheForwardTransformEqualsTheProductWithTheTransposedBasis(int s, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(43);
+        var c = DctBasis.Build(s, ScalarType.Float64);
+        var right = randn([9, s], dtype: ScalarType.Float64, generator: gen).to(dtype);
+        var left = randn([s, 6], dtype: ScalarType.Float64, generator: gen).to(dtype);
+        var fastRight = DctTransform.TimesBasisTransposed(right, 1);
+        var fastLeft = DctTransform.TimesBasisTransposed(left, 0);
+        fastRight.dtype.Should().Be(dtype);
+        fastLeft.dtype.Should().Be(dtype);
+        // Against the float64 product with the input as given; the result is rounded once to the input's dtype.
+        var (atol, rtol) = dtype switch { ScalarType.Float64 => (1e-12, 0.0), ScalarType.Float32 => (2e-6, 2e-6), _ => (1e-2, 8e-3) };
+        TensorAssert.Close(fastRight, right.to(ScalarType.Float64).mm(c.t()), atol, rtol, $"x·Cᵀ, s = {s}, {dtype}");
+        TensorAssert.Close(fastLeft, c.mm(left.to(ScalarType.Float64)), atol, rtol, $"C·x, s = {s}, {dtype}");
+        // It inverts the transform in the other direction: (x·C)·Cᵀ = x.
+        if (dtype == ScalarType.Float64)
+            MaxAbsDifference(DctTransform.TimesBasisTransposed(DctTransform.TimesBasis(right, 1), 1), right).Should().BeLessThan(1e-12);
+    }
+
+    [Fact]
+    public void TheBlockedTransformsGiveTheSameResultForAnyBlockSize()
+    {
+        using var scope = NewDisposeScope();
+        // 64 MiB over e·(5s + r + 4) bytes per line: 780 float32 rows of s = 4096 at r = 1024, 390 in float64; at least 1.
+        DctTransform.BlockLines(4096, 1024, ScalarType.Float32).Should().Be(780);
+        DctTransform.BlockLines(4096, 1024, ScalarType.Float64).Should().Be(390);
+        DctTransform.BlockLines(4096, 256, ScalarType.Float32).Should().Be(67108864 / (4 * (5 * 4096 + 256 + 4)));
+        DctTransform.BlockLines(1L << 24, 1, ScalarType.Float32).Should().Be(1);
+        DctTransform.WorkspaceBytesPerLine(100, 10, ScalarType.Float32).Should().Be(4 * (500 + 10 + 4));
+
+        var g = TestProblems.Gradient(31, 23, 17);
+        var n = TestProblems.Gradient(32, 23, 5);
+        using var positions = DctTransform.SourcePositions(17, CPU).index_select(0, tensor(new long[] { 3, 0, 16, 7, 8 }));
+        var whole = DctTransform.SelectedSlices(g, 1, positions);
+        var line = DctTransform.WorkspaceBytesPerLine(17, 5, ScalarType.Float32);
+        foreach (var budget in new[] { 1, 3 * line, 10 * line })
+        {
+            TensorAssert.Close(DctTransform.SelectedSlices(g, 1, positions, budget: budget), whole, 1e-6, 1e-6, $"project, budget {budget}");
+            TensorAssert.Close(DctTransform.SelectedSlices(g.t(), 0, positions, budget: budget), whole.t(), 1e-6, 1e-6, $"left project, budget {budget}");
+            var back = zeros(23, 17);
+            DctTransform.AddScatteredTimesBasisTransposed(n, 1, positions, back, 1.0, accumulate: true, budget: budget);
+            var backLeft = zeros(17, 23);
+            DctTransform.AddScatteredTimesBasisTransposed(n.t(), 0, positions, backLeft, 1.0, accumulate: true, budget: budget);
+            var q = DctBasis.Build(17).index_select(1, tensor(new long[] { 3, 0, 16, 7, 8 }));
+            TensorAssert.Close(back, n.mm(q.t()), 1e-5, 1e-5, $"back, budget {budget}");
+            TensorAssert.Close(backLeft, q.mm(n.t()), 1e-5, 1e-5, $"left back, budget {budget}");
+        }
+    }
+
+    public static TheoryData<long, long, int, ProjectionType, ScalarType> ProjectionCases()
+    {
+        var data = new TheoryData<long, long, int, ProjectionType, ScalarType>();
+        foreach (var (rows, cols, rank) in new (long, long, int)[] { (40, 24, 1), (40, 24, 5), (40, 24, 24), (37, 23, 4), (64, 64, 16), (24, 40, 7) })
+            foreach (var type in new[] { ProjectionType.Right, ProjectionType.Left })
+                data.Add(rows, cols, rank, type, ScalarType.Float32);
+        data.Add(37, 23, 6, ProjectionType.Std, ScalarType.Float64);
+        data.Add(37, 23, 6, ProjectionType.ReverseStd, ScalarType.Float64);
+        data.Add(37, 23, 6, ProjectionType.Std, ScalarType.BFloat16);
+        data.Add(37, 23, 6, ProjectionType.ReverseStd, ScalarType.BFloat16);
+        return data;
+    }
+
+    /// <summary>
+    /// G whose transformed slices (columns of G·C on the right, rows of Cᵀ·G on the left) have norms 1.05^π(j) for a seeded
+    /// permutation π: every score is 5 % from the next, so even bfloat16 products select the same indices in the same order.
+    /// </summary>
+    private static Tensor WellSeparated(long seed, long rows, long cols, bool right)
+    {
+        using var gen = new Generator((ulong)seed);
+        var s = right ? cols : rows;
+        var norms = pow(1.05, randperm(s, generator: gen).to(ScalarType.Float64));
+        var a = randn(right ? [rows, s] : [s, cols], dtype: ScalarType.Float64, generator: gen);
+        var c = DctBasis.Build(s, ScalarType.Float64);
+        return right
+            ? a.div(linalg.vector_norm(a, 2, [0L], keepdim: true)).mul(norms.unsqueeze(0)).mm(c.t()).to(ScalarType.Float32)
+            : c.mm(a.div(linalg.vector_norm(a, 2, [1L], keepdim: true)).mul(norms.unsqueeze(1))).to(ScalarType.Float32);
+    }
+
+    [Theory]
+    [MemberData(nameof(ProjectionCases))]
+    public void FastTransformProjectionEqualsTheMatrixProduct(long rows, long cols, int rank, ProjectionType type, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var matrix = new MatrixShape(rows, cols);
+        using var product = (DctSubspace)new DctProjection(rank, Scale: 0.5, Type: type).Create(matrix, dtype, CPU);
+        using var fast = (DctSubspace)new DctProjection(rank, Scale: 0.5, Method: DctTransformMethod.FastTransformProjection, Type: type).Create(matrix, dtype, CPU);
+        var context = new SubspaceContext(0, 1, 0.01, 0.01);
+        // The matrix product rounds to the dtype at every operation (bfloat16: ~3 digits), the transform once at the end.
+        var (atol, rtol) = dtype switch { ScalarType.Float64 => (1e-12, 1e-12), ScalarType.Float32 => (2e-5, 2e-5), _ => (0.1, 0.02) };
+        var g = WellSeparated(rows * 7 + cols, rows, cols, product.Side == ProjectionSide.Right).to(dtype);
+        TensorAssert.Close(fast.Refresh(g, context)!, product.Refresh(g, context)!, atol, rtol, "R at a re-selection");
+        fast.Indices.Should().Equal(product.Indices);
+        fast.Side.Should().Be(product.Side);
+
+        var g2 = TestProblems.Gradient(rows * 7 + cols + 1, rows, cols, dtype);
+        var projected = fast.Project(g2);
+        projected.dtype.Should().Be(dtype);
+        projected.shape.Should().Equal(product.ProjectedShape);
+        TensorAssert.Close(projected, product.Project(g2), atol, rtol, "Project");
+
+        var n = TestProblems.Gradient(rows + cols, product.ProjectedShape[0], product.ProjectedShape[1], dtype);
+        var back = fast.ProjectBack(n);
+        back.dtype.Should().Be(dtype);
+        TensorAssert.Close(back, product.ProjectBack(n), atol, rtol, "ProjectBack (scale 0.5)");
+
+        var target = TestProblems.Gradient(3, rows, cols, dtype);
+        var expected = target.clone();
+        fast.AddProjectedBack(target, n, -0.3);
+        // The matrix product's addmm_ takes α·scale as a float32 (6e-8 off): in float64 the reference is W + α·Back(N).
+        if (dtype == ScalarType.Float64) expected.add_(product.ProjectBack(n), alpha: -0.3);
+        else product.AddProjectedBack(expected, n, -0.3);
+        TensorAssert.Close(target, expected, atol, rtol, "AddProjectedBack (α = −0.3, scale 0.5)");
+
+        // The per-layer product path: Proj(aᵀb) from the B×m and B×n factors.
+        var a = TestProblems.Gradient(5, 6, rows, dtype);
+        var b = TestProblems.Gradient(6, 6, cols, dtype);
+        var formed = a.t().mm(b);
+        TensorAssert.Close(fast.ProjectProduct(a, b), fast.Project(formed), dtype == ScalarType.Float32 ? 1e-4 : atol, rtol, "ProjectProduct");
+        fast.ProductIsCheaper(6).Should().BeTrue("6 tokens are fewer than the other dimension");
+    }
+
+    [Fact]
+    public void ThePresetsPassFastTransformProjectionThrough()
+    {
+        using var scope = NewDisposeScope();
+        LowRankPresets.DctAdamW(sim_type: DctTransformMethod.FastTransformProjection).Projection.Should()
+            .Be(new DctProjection(128, Method: DctTransformMethod.FastTransformProjection));
+        var w = new Parameter(TestProblems.Gradient(1, 20, 12));
+        using var opt = LowRank.DctAdamW([w], rank: 3, sim_type: DctTransformMethod.FastTransformProjection);
+        ((DctProjection)opt.Defaults.Projection!).Method.Should().Be(DctTransformMethod.FastTransformProjection);
+    }
+
+    [Fact]
+    public void FastTransformProjectionNeverBuildsTheBasis()
+    {
+        using var scope = NewDisposeScope();
+        // A size no other test uses, so the cache check cannot race with parallel tests.
+        var w = new Parameter(TestProblems.Gradient(1, 71, 53));
+        using (var opt = LowRank.DctAdamW([w], lr: 0.01, rank: 4, update_proj_gap: 2, sim_type: DctTransformMethod.FastTransformProjection))
+        {
+            for (var k = 0; k < 3; k++)
+            {
+                w.grad = TestProblems.Gradient(10 + k, 71, 53);
+                opt.step();
+            }
+            DctBasis.IsCached(53, ScalarType.Float32, CPU).Should().BeFalse();
+        }
+    }
+
+    [Fact]
+    public void AnOptimizerRunWithFastTransformProjectionStaysCloseToTheMatrixProduct()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = TestProblems.Data(5);
+        Tensor[] Run(DctTransformMethod method)
+        {
+            var model = TestProblems.Mlp(7);
+            using var opt = LowRank.DctAdamW(model.parameters(), lr: 0.01, weight_decay: 0.05, rank: 4, update_proj_gap: 3, scale: 0.5, sim_type: method);
+            for (var k = 0; k < 20; k++)
+            {
+                TestProblems.LossAndBackward(model, x, y);
+                opt.step();
+                opt.zero_grad();
+            }
+            return TestProblems.Snapshot(model);
+        }
+        var product = Run(DctTransformMethod.MatrixProduct);
+        var fast = Run(DctTransformMethod.FastTransformProjection);
+        var start = TestProblems.Snapshot(TestProblems.Mlp(7));
+        for (var i = 0; i < product.Length; i++)
+        {
+            var distance = (fast[i] - product[i]).norm().item<float>();
+            var moved = (product[i] - start[i]).norm().item<float>();
+            moved.Should().BeGreaterThan(0);
+            (distance / moved).Should().BeLessThan(1e-5f, $"parameter {i}: relative to how far 20 steps moved it");
+            (distance / product[i].norm().item<float>()).Should().BeLessThan(1e-6f, $"parameter {i}");
+        }
+    }
+
     private static double MaxAbsDifference(Tensor a, Tensor b)
     {
         using var d = a.to(ScalarType.Float64).sub(b.to(ScalarType.Float64)).abs().max();
@@ -251,6 +441,7 @@ public sealed class DctProjectionTests
     [Theory]
     [InlineData(DctTransformMethod.MatrixProduct)]
     [InlineData(DctTransformMethod.FastTransform)]
+    [InlineData(DctTransformMethod.FastTransformProjection)]
     public void Bfloat16ParametersTrain(DctTransformMethod method)
     {
         using var scope = NewDisposeScope();
@@ -269,14 +460,16 @@ public sealed class DctProjectionTests
     }
 
     public static IEnumerable<object[]> DctFixtures() =>
-        FixtureFiles.All().Where(p => GoldenFixture.Peek(p).Algorithm == "dct_adamw").Select(p => new object[] { Path.GetFileNameWithoutExtension(p), p });
+        FixtureFiles.All().Where(p => GoldenFixture.Peek(p).Algorithm == "dct_adamw")
+            .SelectMany(p => new[] { DctTransformMethod.FastTransform, DctTransformMethod.FastTransformProjection }
+                .Select(m => new object[] { Path.GetFileNameWithoutExtension(p), p, m }));
 
     [Theory]
     [MemberData(nameof(DctFixtures))]
-    public void EveryDctFixturePassesWithTheFastTransformToo(string name, string path)
+    public void EveryDctFixturePassesWithTheFastTransformsToo(string name, string path, DctTransformMethod method)
     {
         var f = GoldenFixture.Load(path);
         f.Name.Should().Be(name);
-        GoldenFixtureTests.Replay(f, DctTransformMethod.FastTransform);
+        GoldenFixtureTests.Replay(f, method);
     }
 }

@@ -74,7 +74,7 @@ public sealed class ValidationMessageTests
         { "dct scale inf", new DctProjection(Scale: double.PositiveInfinity), typeof(ArgumentOutOfRangeException), "scale",
             "parameter group 2: scale must be finite and > 0. (Parameter 'scale')\nActual value was Infinity." },
         { "dct sim_type 5", new DctProjection(Method: (DctTransformMethod)5), typeof(ArgumentOutOfRangeException), "sim_type",
-            "parameter group 2: sim_type must be one of MatrixProduct, FastTransform. (Parameter 'sim_type')\nActual value was 5." },
+            "parameter group 2: sim_type must be one of MatrixProduct, FastTransform, FastTransformProjection. (Parameter 'sim_type')\nActual value was 5." },
         { "dct ell_norm 0.5", new DctProjection(ScoreNorm: 0.5), typeof(ArgumentOutOfRangeException), "ell_norm",
             "parameter group 2: ell_norm must be >= 1 (or +infinity). (Parameter 'ell_norm')\nActual value was 0.5." },
         { "dct max_shape 0", new DctProjection(MaxShape: 0), typeof(ArgumentOutOfRangeException), "max_shape",

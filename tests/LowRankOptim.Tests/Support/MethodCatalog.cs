@@ -118,6 +118,9 @@ public static class MethodCatalog
                         ["proj_type"] = ProjectionType.ReverseStd, ["sim_type"] = DctTransformMethod.FastTransform, ["ell_norm"] = 2.0, ["max_shape"] = 1000L, ["optim_bits"] = 8,
                     })]),
         new("dct-adamw-fast", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform)),
+        // Every projection and back-projection by FFT (both sides: fc1 right, fc2 left), with a scale folded into the transform.
+        new("dct-adamw-fast-projection", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, weight_decay: 0.05, rank: 4, update_proj_gap: 3, scale: 0.5,
+            sim_type: DctTransformMethod.FastTransformProjection)),
         // P takes a step of its own optimizer every step: its moments and step count are state too.
         new("osd-adamw", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5, weight_decay: 0.1),
             new(["osd_adamw"], FixtureCatalog.OnlineSubspaceDescent),

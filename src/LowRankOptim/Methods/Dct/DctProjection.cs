@@ -14,7 +14,7 @@ namespace LowRankOptim;
 /// <param name="Rank">r ≥ 1; clamped to the basis size s.</param>
 /// <param name="UpdateProjGap">T ≥ 1: re-selection at steps k = 1 and k mod T = 0 (the reference's schedule; T = 1 every step).</param>
 /// <param name="Scale">α &gt; 0, multiplies the back-projected update (DCT-AdamW has none: 1).</param>
-/// <param name="Method">How G·C is computed at a re-selection.</param>
+/// <param name="Method">How G·C is computed at a re-selection and, with <see cref="DctTransformMethod.FastTransformProjection"/>, every projection and back-projection (<see cref="DctTransformMethod"/>).</param>
 /// <param name="ScoreNorm">p of the ℓp norm that scores a column, p ≥ 1 (∞ allowed); the reference's <c>ell_norm</c> (default 1).</param>
 /// <param name="MaxShape">2-D views with a dimension ≥ this use the full space (embeddings, LM heads); the reference's <c>max_shape</c>.</param>
 /// <param name="Type">The side: <see cref="ProjectionType.Std"/> projects the smaller dimension (right when m ≥ n, s = n), as the reference. <see cref="ProjectionType.Full"/> is not supported.</param>

@@ -7,6 +7,8 @@ namespace LowRankOptim;
 /// <summary>
 /// The subspace of <see cref="DctProjection"/>: r selected columns Q = C[:, idx] of the shared DCT-II basis.
 /// Right side (s = n): R = G·Q (m×r), Back(N) = N·Qᵀ. Left side (s = m): R = Qᵀ·G (r×n), Back(N) = Q·N.
+/// With <see cref="DctTransformMethod.FastTransformProjection"/> both are computed by <see cref="DctTransform"/>
+/// (selected slices of the transform, and the forward DCT-II of N scattered into s slices) and Q is never gathered.
 /// </summary>
 internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjection
 {
@@ -34,12 +36,21 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
         // An explicit kernel choice that cannot be honoured fails here, with the reason, not at the first re-selection.
         if (config.ScoreNorm == 1.0)
             _l1.For(config.Kernel.Backend(), device,
-                KernelStorage.Dense(config.Method == DctTransformMethod.FastTransform && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype),
+                KernelStorage.Dense(TransformsAtRefresh && dtype != ScalarType.Float64 ? ScalarType.Float32 : dtype),
                 matrix.Rows * matrix.Cols);
     }
 
     /// <inheritdoc />
     public StateSlots State { get; }
+
+    /// <summary>Re-selections transform G by FFT (<see cref="DctTransformMethod.FastTransform"/> and <see cref="DctTransformMethod.FastTransformProjection"/>).</summary>
+    private bool TransformsAtRefresh => _config.Method != DctTransformMethod.MatrixProduct;
+
+    /// <summary>Projections and back-projections transform too (<see cref="DctTransformMethod.FastTransformProjection"/>): the s×s basis is never built.</summary>
+    private bool TransformsProjections => _config.Method == DctTransformMethod.FastTransformProjection;
+
+    /// <summary>The transformed dimension: 1 (rows of G) on the right, 0 (columns) on the left.</summary>
+    private long Dim => Side == ProjectionSide.Right ? 1L : 0L;
 
     /// <summary>The gradient matrix shape.</summary>
     public MatrixShape Matrix { get; }
@@ -74,11 +85,11 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
         Tensor projected;
         using (var scope = NewDisposeScope())
         {
-            var dim = Side == ProjectionSide.Right ? 1L : 0L;
+            var dim = Dim;
             var reduce = 1 - dim;
             // Score of column j of G·C (right) or row j of Cᵀ·G (left): its ℓp norm over the other dimension.
             Tensor indices;
-            if (_config.Method == DctTransformMethod.FastTransform)
+            if (TransformsAtRefresh)
             {
                 // Makhoul's order: score the permuted slices, reorder only the s scores, gather the r winners.
                 var permuted = DctTransform.TimesBasisPermuted(gradient, dim);
@@ -155,9 +166,21 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
     /// <summary>Q = C[:, idx] (s×r), gathered from the shared basis.</summary>
     private Tensor Columns() => _basis.Basis.index_select(1, _indices.Required);
 
+    /// <summary>SourcePositions(s)[idx]: where the selected slices sit in Makhoul's order of the transform.</summary>
+    private Tensor Positions()
+    {
+        using var source = DctTransform.SourcePositions(BasisSize, _device);
+        return source.index_select(0, _indices.Required);
+    }
+
     /// <inheritdoc />
     public Tensor Project(Tensor gradient)
     {
+        if (TransformsProjections)
+        {
+            using var positions = Positions();
+            return DctTransform.SelectedSlices(gradient, Dim, positions);
+        }
         using var q = Columns();
         return Side == ProjectionSide.Right ? gradient.mm(q) : q.t().mm(gradient);
     }
@@ -166,11 +189,39 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
     public ScalarType BasisType => _dtype;
 
     /// <inheritdoc />
-    public bool ProductIsCheaper(long tokens) => IProductProjection.OneSidedProductIsCheaper(Matrix, Rank, tokens);
+    public bool ProductIsCheaper(long tokens) =>
+        TransformsProjections ? TransformedProductIsCheaper(tokens) : IProductProjection.OneSidedProductIsCheaper(Matrix, Rank, tokens);
+
+    /// <summary>
+    /// With transforms, δᵀX's projection costs a transform of the B×s factor plus a B-deep product of r×o (o = m·n/s, the
+    /// other dimension), against forming δᵀX (2·B·m·n) and transforming all m·n entries; τ ≈ 2.5·log₂(2s) + 10 flops per
+    /// transformed entry (real FFT plus pairing, twiddles and copies). The product path wins whenever B &lt; o.
+    /// </summary>
+    private bool TransformedProductIsCheaper(long tokens)
+    {
+        double s = BasisSize, entries = (double)Matrix.Rows * Matrix.Cols, tau = 2.5 * Math.Log2(2 * s) + 10;
+        return tokens * (tau * s + 2.0 * Rank * entries / s) < 2.0 * tokens * entries + tau * entries;
+    }
 
     /// <inheritdoc />
     public Tensor ProjectProduct(Tensor a, Tensor b)
     {
+        if (TransformsProjections)
+        {
+            // Right: (δᵀX)·Q = δᵀ·(X·Q); left: Qᵀ·(δᵀX) = (δ·Q)ᵀ·X. The B×s factor is transformed along its rows, and the
+            // small product is taken in the transform's dtype (float32 for bfloat16 factors), then cast back.
+            Tensor result;
+            using (var scope = NewDisposeScope())
+            {
+                var positions = Positions();
+                var work = DctTransform.WorkType(a.dtype);
+                result = Side == ProjectionSide.Right
+                    ? a.to(work).t().mm(DctTransform.SelectedSlices(b, 1, positions, work))
+                    : DctTransform.SelectedSlices(a, 1, positions, work).t().mm(b.to(work));
+                result = result.to(a.dtype).MoveToOuterDisposeScope();
+            }
+            return result;
+        }
         using var q = Columns();
         return Side == ProjectionSide.Right ? a.t().mm(b.mm(q)) : a.mm(q).t().mm(b);
     }
@@ -178,6 +229,13 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
     /// <inheritdoc />
     public Tensor ProjectBack(Tensor lowRank)
     {
+        if (TransformsProjections)
+        {
+            using var positions = Positions();
+            var result = empty([Matrix.Rows, Matrix.Cols], dtype: lowRank.dtype, device: lowRank.device);
+            DctTransform.AddScatteredTimesBasisTransposed(lowRank, Dim, positions, result, _config.Scale, accumulate: false);
+            return result;
+        }
         using var q = Columns();
         var back = Side == ProjectionSide.Right ? lowRank.mm(q.t()) : q.mm(lowRank);
         if (_config.Scale == 1.0) return back;
@@ -188,6 +246,13 @@ internal sealed class DctSubspace : ISubspace, IBasisDiagnostics, IProductProjec
     /// <inheritdoc />
     public void AddProjectedBack(Tensor target, Tensor lowRank, double alpha)
     {
+        if (TransformsProjections)
+        {
+            // α·scale is folded into the transform's twiddle factors; the float32 blocks are added in the target's dtype.
+            using var positions = Positions();
+            DctTransform.AddScatteredTimesBasisTransposed(lowRank, Dim, positions, target, alpha * _config.Scale, accumulate: true);
+            return;
+        }
         if (target.dtype != lowRank.dtype || target.dtype != _dtype)
         {
             using var back = ProjectBack(lowRank);

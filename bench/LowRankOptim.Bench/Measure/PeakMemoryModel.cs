@@ -68,7 +68,9 @@ public static class PeakMemoryModel
     /// back-projection adds into the weights, same dtypes). The standard step runs phase by phase over all parameters
     /// and keeps every R and direction until it ends (Σ); the per-layer mode steps one parameter at a time (max). At a
     /// DCT re-selection the transform of one whole gradient is a float32 copy, the complex half spectrum and the float32
-    /// result (12 bytes per entry), and the shared s×s DCT bases stay cached.
+    /// result (12 bytes per entry), and the shared s×s DCT bases stay cached; projecting by the fast transform
+    /// (<see cref="DctTransformMethod.FastTransformProjection"/>) builds no basis and holds 4·(5s + r + 4) bytes per
+    /// row of a block of at most 64 MiB (DctTransform's workspace formula and budget).
     /// </summary>
     /// <param name="parameters">Each parameter's shape and, when projected, its projected shape's entries.</param>
     /// <param name="recipe">The recipe.</param>
@@ -80,9 +82,19 @@ public static class PeakMemoryModel
         var perParameter = projected.Select(p => 2 * e * p.ProjectedEntries!.Value).ToList();
         var step = recipe.PerLayer ? perParameter.Max() : perParameter.Sum();
         if (recipe.Kind != OptimizerKind.Dct) return step;
-        var bases = projected.Select(p => p.Shape.Min()).Distinct().Sum(s => s * s * e);
+        var settings = recipe.Settings(1);
+        var bases = settings.DctMethod == DctTransformMethod.FastTransformProjection
+            ? projected.Max(p => FastTransformBlock(p.Shape.Max(), p.Shape.Min(), p.ProjectedEntries!.Value / p.Shape.Max()))
+            : projected.Select(p => p.Shape.Min()).Distinct().Sum(s => s * s * e);
         var reselection = projected.Max(p => 12 * p.Shape.Aggregate(1L, (a, b) => a * b));
         return (recipe.PerLayer ? Math.Max(step, reselection) : step + reselection) + bases;
+    }
+
+    /// <summary>The fast transform's block: lines rows of 4·(5s + r + 4) bytes, at most 64 MiB of them (at least one row).</summary>
+    private static long FastTransformBlock(long lines, long s, long r)
+    {
+        var perLine = 4 * (5 * s + r + 4);
+        return Math.Min(lines, Math.Max(1, (64L << 20) / perLine)) * perLine;
     }
 
     /// <summary>Bytes per element of a float dtype.</summary>

@@ -9,6 +9,23 @@ public static class ProcessMemory
     /// <summary>VmHWM: the largest resident set since the process started (the peak RSS), in bytes.</summary>
     public static long? PeakResident() => Field("VmHWM:");
 
+    /// <summary>
+    /// Resets <see cref="PeakResident"/> to the resident set now (writing 5 to /proc/self/clear_refs, Linux 4.0 and
+    /// later); false where that is not possible.
+    /// </summary>
+    public static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>MemAvailable of /proc/meminfo: what the kernel estimates can be allocated without swapping, in bytes.</summary>
     public static long? Available() => Read("/proc/meminfo", "MemAvailable:");
 

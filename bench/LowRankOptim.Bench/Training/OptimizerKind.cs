@@ -99,7 +99,7 @@ public static class OptimizerCatalog
                 rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
             OptimizerKind.GaLoreRandomized => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
                 projector: GaLoreProjector.RandomizedSvd, seed: 0, optim_bits: s.OptimBits),
-            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, sim_type: s.DctMethod, optim_bits: s.OptimBits),
             OptimizerKind.Osd => LowRankPresets.OnlineSubspaceDescent(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
             // SMMF factorizes every tensor itself: both groups train in the full space; it has no moments to store in fewer bits.
             OptimizerKind.Smmf when !SupportsOptimBits(kind, s.OptimBits) => throw new ArgumentException(
@@ -172,4 +172,6 @@ public static class OptimizerCatalog
 /// <param name="Scale">α.</param>
 /// <param name="OptimBits">How the moments are stored (the presets' <c>optim_bits</c>: 32 dense, 16 bfloat16, 8 and 4 block-wise).</param>
 /// <param name="StochasticRounding">Round the compressed moments stochastically (seed 0) instead of to nearest.</param>
-public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32, bool StochasticRounding = false);
+/// <param name="DctMethod">How DCT-AdamW computes its products with the DCT basis (its <c>sim_type</c>).</param>
+public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32, bool StochasticRounding = false,
+    DctTransformMethod DctMethod = DctTransformMethod.MatrixProduct);

@@ -40,13 +40,13 @@ public static class PretrainCommand
         var dtype = new Option<string>("--dtype")
         {
             Description = "The dtype the model is built and trained in: float32 or bfloat16 (weights, gradients and the moments of Adam-based optimizers; the loss is float32). " +
-                          "bfloat16 run names get a -bf16 suffix.",
+                          "With bfloat16 the adamw baseline runs as LowRank.AdamW (bf16 moments, as TorchSharp's) and run names get a -bf16 suffix.",
             DefaultValueFactory = _ => "float32",
         };
         var weightRounding = new Option<string>("--weight-rounding")
         {
             Description = "With --dtype bfloat16: how each step's result is rounded into the bf16 weights, nearest or stochastic (seeded, resumable; " +
-                          "updates below half a bf16 ulp are kept in expectation). With stochastic the adamw baseline runs as LowRank.AdamW and run names get -bf16sr.",
+                          "updates below half a bf16 ulp are kept in expectation); run names get -bf16sr.",
             DefaultValueFactory = _ => "nearest",
         };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };

@@ -10,11 +10,12 @@ namespace LowRankOptim;
 /// bf16 ulp leaves it unchanged otherwise, and 1 − η·λ itself rounds to 1 in bf16 for η·λ &lt; 2⁻⁹).
 /// </summary>
 /// <remarks>
-/// U is the rule's direction in the full space; in a projected group it is the subspace's whole update (the back-projected
-/// direction, GaLore+'s sparse residual, APOLLO's scaled gradient), which the subspace writes into a zeroed buffer of the
-/// rule's working dtype instead of into W: numel × 2 bytes for bf16 (4 for rules working in float32), freed when the
-/// parameter's step ends. The kernel itself needs no workspace on the CPU; a strided parameter or a CUDA tensor takes the
-/// reference (a float32 copy of W).
+/// U is the rule's direction in the full space: Adam with dense moments forms it a part of 2²⁰ elements at a time
+/// (<see cref="IRoundedInPlaceRule"/>: 2 MiB of workspace in bf16), other rules for the whole parameter. In a projected
+/// group U is the subspace's whole update (the back-projected direction, GaLore+'s sparse residual, APOLLO's scaled
+/// gradient), which the subspace writes into a zeroed buffer of the rule's working dtype instead of into W: numel × 2
+/// bytes for bf16 (4 for rules working in float32), freed when the parameter's step ends. The kernel itself needs no
+/// workspace on the CPU; a strided parameter or a CUDA tensor takes the reference (a float32 copy of W).
 /// </remarks>
 internal static class RoundedWeightUpdate
 {
@@ -35,12 +36,29 @@ internal static class RoundedWeightUpdate
         Update(s.State, p, delta, scalars with { Coefficient = -1 });
     }
 
+    /// <summary>
+    /// The full-space step of a rule that rounds the weights a part at a time (<see cref="IRoundedInPlaceRule"/>, Adam's
+    /// dense moments): no direction of the parameter's size. False when the rule has no such path or declines.
+    /// </summary>
+    public static bool TryInPlace(ParameterStep s)
+    {
+        if (s.State.Rule is not IRoundedInPlaceRule rule) return false;
+        var lr = s.Rule.LearningRate; // the decay's learning rate of the rules that have this path (Adam's)
+        var scalars = new WeightUpdateScalars(0, s.Decay.FactorBeforeUpdate(lr), s.Decay.FactorAfterUpdate(lr), s.WeightRounding);
+        if (!rule.TryUpdateRounded(s.Parameter, s.Projected!, s.Rule, Kernel(s.State, s.Parameter), scalars)) return false;
+        s.DecayLearningRate = lr;
+        return true;
+    }
+
     /// <summary>W ← round(((W·before) − c·U)·after) with the parameter's kernel (the reference for a layout the CPU kernel cannot take).</summary>
-    private static void Update(LowRankParameterState state, Tensor weights, Tensor update, in WeightUpdateScalars scalars)
+    private static void Update(LowRankParameterState state, Tensor weights, Tensor update, in WeightUpdateScalars scalars) =>
+        Kernel(state, weights, update).UpdateWeights(weights, update, scalars);
+
+    /// <summary>The parameter's weight kernel for these tensors.</summary>
+    private static IWeightUpdateKernel Kernel(LowRankParameterState state, Tensor weights, Tensor? update = null)
     {
         // No CUDA kernel yet: CUDA tensors take the reference, whatever LOWRANKOPTIM_KERNELS names.
         KernelBackend? backend = weights.device_type == TorchSharp.DeviceType.CPU ? null : KernelBackend.Reference;
-        var kernel = state.WeightKernels.ForCall(backend, weights.device, KernelStorage.Dense(ScalarType.BFloat16), weights.numel(), weights, update);
-        kernel.UpdateWeights(weights, update, scalars);
+        return state.WeightKernels.ForCall(backend, weights.device, KernelStorage.Dense(ScalarType.BFloat16), weights.numel(), weights, update);
     }
 }

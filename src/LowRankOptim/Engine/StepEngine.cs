@@ -219,8 +219,9 @@ internal sealed class StepEngine(
     }
 
     /// <summary>
-    /// The rule updates its state from R; in the full space it may update the weights itself in the same pass (not when
-    /// the weights round stochastically: the fused paths round to nearest, so the apply phase rounds the rule's update).
+    /// The rule updates its state from R; in the full space it may update the weights itself in the same pass. For
+    /// stochastically rounded bf16 weights only a rule that rounds them so (<see cref="IRoundedInPlaceRule"/>) does; the
+    /// fused paths of <see cref="IUpdateRule.TryUpdateInPlace"/> round to nearest.
     /// </summary>
     private static void Update(ParameterStep s)
     {
@@ -231,7 +232,11 @@ internal sealed class StepEngine(
             return;
         }
         var rule = s.State.Rule;
-        if (s.State.Subspace is null && !s.RoundsStochastically && rule.TryUpdateInPlace(s.Parameter, s.Projected!, s.Rule, out var decayLr))
+        if (s.State.Subspace is null && s.RoundsStochastically && RoundedWeightUpdate.TryInPlace(s))
+        {
+            s.WeightsUpdated = true; // both decays included
+        }
+        else if (s.State.Subspace is null && !s.RoundsStochastically && rule.TryUpdateInPlace(s.Parameter, s.Projected!, s.Rule, out var decayLr))
         {
             s.WeightsUpdated = true;
             s.DecayLearningRate = decayLr;
@@ -254,7 +259,7 @@ internal sealed class StepEngine(
         var p = s.Parameter;
         if (s.RoundsStochastically)
         {
-            RoundedWeightUpdate.Apply(s); // decay, update and both roundings in one float32 pass
+            if (!s.WeightsUpdated) RoundedWeightUpdate.Apply(s); // decay, update and the rounding in one float32 pass
             return;
         }
         if (!s.WeightsUpdated)

@@ -27,11 +27,15 @@ namespace LowRankOptim;
 /// </para>
 /// <para>
 /// Memory: the fused CPU kernel (<see cref="IWeightUpdateKernel"/>) writes the weights in place in one pass: 0 bytes of
-/// workspace. A stochastic step still forms the update U before rounding: in the full space the rule's direction (the
-/// fused in-place path of AdamW is not taken), in a projected group the subspace's update W − c·Back(N) written into a
-/// zeroed buffer instead of W; either is numel × the rule's working-dtype size (2 bytes an element for Adam on bf16, 4 for
-/// Adafactor and SMMF, which work in float32), alive during that parameter's apply phase only. The reference kernel
-/// (CUDA tensors, strided parameters) adds a float32 copy of W and int64 noise tensors (about 40 bytes an element).
+/// workspace. A stochastic step still forms the update U before rounding. In the full space, Adam with dense moments
+/// (AdamW, and the full-space groups of every Adam-based method) forms its direction 2²⁰ elements at a time: a workspace
+/// of at most 2²⁰ × 2 bytes = 2 MiB for bf16 moments, whatever the parameter's size (a 32000×4096 embedding included);
+/// other rules (block-wise moments, Adafactor, SMMF, SGD) form the direction of the whole parameter, numel × the working
+/// dtype's size (2 bytes an element in bf16, 4 for Adafactor and SMMF, which work in float32), as their nearest-rounded
+/// step does. In a projected group the subspace's update (W − c·Back(N), or its own terms) is written into a zeroed
+/// buffer of the parameter's numel × the working dtype's size instead of into W. Each lives during that parameter's step
+/// only. The reference kernel (CUDA tensors, strided parameters) adds a float32 copy of W and int64 noise tensors (about
+/// 40 bytes an element).
 /// </para>
 /// </remarks>
 /// <param name="Mode">Nearest (the default: today's rounding of the bf16 arithmetic) or stochastic.</param>

@@ -106,6 +106,45 @@ public sealed class WeightRoundingTests
         stochasticBf16.eq(nearestBf16).all().item<bool>().Should().BeFalse("the bf16 parameter rounds stochastically");
     }
 
+    /// <summary>
+    /// AdamW's full-space step on stochastically rounded bf16 weights forms its direction a part at a time (a workspace of
+    /// one part instead of the parameter): any part size gives the same weights and moments as one part, and as the whole
+    /// direction followed by the rounded update (the path of a strided parameter), for both decay orders.
+    /// </summary>
+    [Theory]
+    [InlineData(AdamConventions.TorchOptim)]
+    [InlineData(AdamConventions.GaLoreReference)]
+    public void AdamsRoundedStepInPartsEqualsTheWholeDirection(AdamConventions conventions)
+    {
+        using var scope = NewDisposeScope();
+        (Tensor W, Tensor M) Run(long part, bool strided)
+        {
+            var old = AdamRule.RoundedPartElements;
+            AdamRule.RoundedPartElements = part;
+            try
+            {
+                using var gen = new Generator(23);
+                var init = randn([101, 37], generator: gen).mul_(0.02).to(ScalarType.BFloat16);
+                var p = new Parameter(strided ? init.t().contiguous().t() : init);
+                p.is_contiguous().Should().Be(!strided);
+                using var opt = LowRank.AdamW([p], lr: 3e-4, weight_decay: 0.1, conventions: conventions, bf16_stochastic_round: true);
+                for (var k = 0; k < 4; k++) opt.StepParameter(p, randn([101, 37], generator: gen).to(ScalarType.BFloat16));
+                return (p.detach().contiguous().clone(), ((AdamRule)opt.States[0].Rule).ExpAvg.clone());
+            }
+            finally
+            {
+                AdamRule.RoundedPartElements = old;
+            }
+        }
+        var whole = Run(1 << 20, strided: false);
+        foreach (var (part, strided) in new[] { (1000L, false), (64L, false), (1000L, true) })
+        {
+            var other = Run(part, strided);
+            Support.TensorAssert.Identical(other.W, whole.W, $"weights, parts of {part}{(strided ? ", strided parameter" : "")}");
+            Support.TensorAssert.Identical(other.M, whole.M, $"first moment, parts of {part}{(strided ? ", strided parameter" : "")}");
+        }
+    }
+
     // ---- bad values and groups: refused naming the option ----
 
     [Fact]

@@ -8,7 +8,7 @@ namespace LowRankOptim.Kernels;
 /// operation and storage it serves is its registration in <see cref="KernelRegistry"/>; the operation itself is
 /// one of the per-operation interfaces (<see cref="IAdamDirectionKernel"/>, <see cref="IAdamUpdateKernel"/>,
 /// <see cref="IAdafactorStatisticsKernel"/>, <see cref="ISmmfStepKernel"/>, <see cref="IL1NormsKernel"/>,
-/// <see cref="IQuantizedAdamKernel"/>).
+/// <see cref="IQuantizedAdamKernel"/>, <see cref="IWeightUpdateKernel"/>).
 /// </summary>
 /// <remarks>
 /// The memory-bound arithmetic of the optimizers lives behind these interfaces; matrix products, SVD and QR stay
@@ -137,6 +137,28 @@ public interface IQuantizedAdamKernel : IKernel
     /// <param name="scalars">β1, β2, ε, the bias corrections, the step size and the decay factor of this step.</param>
     /// <param name="weights">The weights W (the gradient's shape and dtype), updated in place.</param>
     void QuantizedAdamUpdate(torch.Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars, torch.Tensor weights);
+}
+
+/// <summary>
+/// <see cref="KernelOperation.WeightUpdate"/>: the weight update of a bfloat16 parameter computed in float32 and rounded
+/// once, W ← round(((W·before) + (−c)·U)·after) (<see cref="WeightUpdateScalars"/>), so that an update smaller than half a
+/// bfloat16 ulp of W is not lost under stochastic rounding. Registered for dense bfloat16 weights.
+/// </summary>
+/// <remarks>
+/// Every operation is one float32 operation, rounded to nearest (no fused multiply-add): x = float32(W); x ← x·before;
+/// x ← x + ((−c)·float32(U)); x ← x·after; the scalars converted to float32 first, as libtorch converts the scalar of a
+/// float32 <c>mul</c>. Then x is rounded to bfloat16: to nearest even, or stochastically as
+/// <see cref="BlockQuantizer.ToBFloat16(torch.Tensor, Rounding, long)"/> with the noise of flat index
+/// <see cref="WeightUpdateScalars.FirstIndex"/> + i for element i. A NaN stays a NaN and ±∞ stays ±∞. The reference is that
+/// sequence of TorchSharp ops on a float32 copy of W; a fused kernel writes the same bfloat16 bits (NaN payloads aside).
+/// </remarks>
+public interface IWeightUpdateKernel : IKernel
+{
+    /// <summary>Updates the bfloat16 <paramref name="weights"/> in place with <paramref name="update"/> (see the interface).</summary>
+    /// <param name="weights">W, bfloat16, updated in place.</param>
+    /// <param name="update">U, bfloat16 or float32, with W's element count (read only; flat order is W's).</param>
+    /// <param name="scalars">c, the decay factors, the rounding and the flat index of W's first element.</param>
+    void UpdateWeights(torch.Tensor weights, torch.Tensor update, in WeightUpdateScalars scalars);
 }
 
 /// <summary>One block-wise quantized tensor as a kernel sees it.</summary>

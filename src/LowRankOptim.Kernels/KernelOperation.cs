@@ -15,6 +15,8 @@ public enum KernelOperation
     L1Norms,
     /// <summary><see cref="IQuantizedAdamKernel"/>.</summary>
     QuantizedAdam,
+    /// <summary><see cref="IWeightUpdateKernel"/>.</summary>
+    WeightUpdate,
 }
 
 /// <summary>The mapping between operations and their kernel interfaces.</summary>
@@ -29,6 +31,7 @@ internal static class KernelOperations
         KernelOperation.SmmfStep => typeof(ISmmfStepKernel),
         KernelOperation.L1Norms => typeof(IL1NormsKernel),
         KernelOperation.QuantizedAdam => typeof(IQuantizedAdamKernel),
+        KernelOperation.WeightUpdate => typeof(IWeightUpdateKernel),
         _ => throw new ArgumentOutOfRangeException(nameof(operation), operation, "not a kernel operation."),
     };
 

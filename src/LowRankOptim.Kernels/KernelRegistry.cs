@@ -121,7 +121,7 @@ public static class KernelRegistry
                 entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, dtype), TorchKernels.Instance, Automatic: true));
         KernelStorage[] floats = [KernelStorage.Dense(torch.ScalarType.Float32), KernelStorage.Dense(torch.ScalarType.BFloat16)];
         foreach (IKernel backend in new IKernel[] { CpuKernels.Instance, CudaKernels.Instance })
-            foreach (var operation in operations.Where(o => o != KernelOperation.QuantizedAdam))
+            foreach (var operation in operations.Where(o => o is not (KernelOperation.QuantizedAdam or KernelOperation.WeightUpdate)))
                 // SMMF keeps float32 state and computes in float32 (also for bf16 parameters): float32 only.
                 foreach (var storage in operation == KernelOperation.SmmfStep ? floats[..1] : floats)
                     // Under Auto the DCT projector's ℓ1 scores stay the reference's (a GEMV) on the GPU.
@@ -135,6 +135,8 @@ public static class KernelRegistry
                 entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, storage.DType), QuantizedAdamCpuKernel.Instance, Automatic: true));
                 entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, storage.DType), CudaKernels.Instance, Automatic: false));
             }
+        // The rounded weight update of bfloat16 parameters: the fused CPU kernel; on CUDA the reference (no kernel yet).
+        entries.Add(new(KernelOperation.WeightUpdate, KernelStorage.Dense(torch.ScalarType.BFloat16), WeightUpdateCpuKernel.Instance, Automatic: true));
         return new Snapshot(0, [.. entries], entries.ToDictionary(Key));
     }
 }

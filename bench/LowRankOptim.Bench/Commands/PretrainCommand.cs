@@ -37,6 +37,18 @@ public static class PretrainCommand
         {
             Description = "With --optim-bits 16, 8 or 4: round the stored moments stochastically (seeded, resumable) instead of to nearest; run names get an -sr suffix.",
         };
+        var dtype = new Option<string>("--dtype")
+        {
+            Description = "The dtype the model is built and trained in: float32 or bfloat16 (weights, gradients and the moments of Adam-based optimizers; the loss is float32). " +
+                          "With bfloat16 the adamw baseline runs as LowRank.AdamW (bf16 moments, as TorchSharp's) and run names get a -bf16 suffix.",
+            DefaultValueFactory = _ => "float32",
+        };
+        var weightRounding = new Option<string>("--weight-rounding")
+        {
+            Description = "With --dtype bfloat16: how each step's result is rounded into the bf16 weights, nearest or stochastic (seeded, resumable; " +
+                          "updates below half a bf16 ulp are kept in expectation); run names get -bf16sr.",
+            DefaultValueFactory = _ => "nearest",
+        };
         var warmup = new Option<int?>("--warmup") { Description = "Warm-up steps (default 10% of --steps)." };
         var clip = new Option<double?>("--clip") { Description = "Gradient-norm clipping (0 = off; default 1, and 0 with --distributed)." };
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads (default: the cores other processes leave idle over a 0.5 s sample at start, at least 1; divided by the ranks with --distributed)." };
@@ -60,7 +72,7 @@ public static class PretrainCommand
         var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
-            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, stochastic, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, stochastic, dtype, weightRounding, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
             evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
@@ -86,6 +98,7 @@ public static class PretrainCommand
                 var b = Positive("--batch", r.GetValue(batch));
                 var micro = Positive("--accumulation", r.GetValue(accumulation));
                 if (b % micro != 0) throw new UsageException($"--accumulation {micro} must divide --batch {b} (each batch is split into equal micro-batches).");
+                var (modelDType, stochasticWeights) = DTypeAndRounding(r.GetValue(dtype)!, r.GetValue(weightRounding)!);
                 var settings = new TrainSettings(config, n, b, t,
                     WarmupSteps: r.GetValue(warmup) is int w ? NonNegative("--warmup", w) : Math.Max(1, n / 10),
                     MinLrRatio: 0.1, ClipNorm: NonNegative("--clip", r.GetValue(clip) ?? (comm is null ? 1.0 : 0.0)), Seed: r.GetValue(seed),
@@ -94,8 +107,8 @@ public static class PretrainCommand
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
                         Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale)), OptimBits(r.GetValue(optimBits)),
-                        StochasticRounding(r.GetValue(stochastic), r.GetValue(optimBits))),
-                    Accumulation: micro, PerLayer: r.GetValue(perLayer));
+                        StochasticRounding(r.GetValue(stochastic), r.GetValue(optimBits)), stochasticWeights),
+                    Accumulation: micro, PerLayer: r.GetValue(perLayer), DType: modelDType);
                 var kinds = WithOptimBits(ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList(),
                     settings.LowRank.OptimBits, named: r.GetResult(optimizers) is { Implicit: false });
                 var lrs = ParseLearningRates(r.GetValue(lr), kinds);
@@ -149,6 +162,7 @@ public static class PretrainCommand
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
                       $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}" +
                       (s.LowRank.OptimBits == 32 ? "" : $"; moments in {s.LowRank.OptimBits} bits ({MomentStorage.FromOptimBits(s.LowRank.OptimBits)}), adamw as LowRank.AdamW") +
+                      (s.DType == TorchSharp.torch.ScalarType.Float32 ? "" : $"; {s.DType} weights rounded {(s.LowRank.StochasticWeights ? "stochastically" : "to nearest")}") +
                       (s.Accumulation > 1 ? $"; {s.Accumulation} micro-batches of {s.Batch / s.Accumulation} per step" : "") +
                       (s.PerLayer ? "; per-layer mode (gradients released during backward)" : ""));
         log.WriteLine(MachineInfo.Describe());
@@ -160,7 +174,8 @@ public static class PretrainCommand
         if (writer) Directory.CreateDirectory(output);
 
         // Compressed runs get their own names (and so folders): a resume never mixes storages, and the tables tell them apart.
-        var bits = (s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit") + (s.LowRank.StochasticRounding ? "-sr" : "");
+        var bits = (s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit") + (s.LowRank.StochasticRounding ? "-sr" : "") +
+            (s.DType == TorchSharp.torch.ScalarType.Float32 ? "" : s.LowRank.StochasticWeights ? "-bf16sr" : "-bf16");
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
             Name: grid.Count == 1 ? k.CliName() + bits : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}{bits}-lr{lrs[k] * f:G3}")))).ToList();
         var results = new List<RunResult>();
@@ -225,7 +240,7 @@ public static class PretrainCommand
         var all = grid.Count > 1 ? Reports.Markdown(results, baseline) : null;
         File.WriteAllText(Path.Combine(output, "summary.md"), table + (all is null ? "" : "\nAll runs of the sweep:\n\n" + all));
         Reports.WriteCsv(Path.Combine(output, "summary.csv"), results);
-        var summaryJson = Reports.Json(results, new { model = settings.Model, settings.Steps, settings.Batch, settings.Sequence, settings.Seed, settings.LowRank, corpus = source, machine = MachineInfo.Describe() });
+        var summaryJson = Reports.Json(results, new { model = settings.Model, settings.Steps, settings.Batch, settings.Sequence, settings.Seed, settings.LowRank, dtype = settings.DType.ToString(), corpus = source, machine = MachineInfo.Describe() });
         File.WriteAllText(Path.Combine(output, "summary.json"), summaryJson);
         Reports.WritePlot(Path.Combine(output, "loss.png"), best);
         if (grid.Count > 1) Reports.WritePlot(Path.Combine(output, "loss-all.png"), results);
@@ -260,12 +275,12 @@ public static class PretrainCommand
 
     /// <summary>
     /// Refuses a comparison whose largest run cannot fit: the planner's weights + gradients + optimizer state
-    /// (float32, activations not included, so the real need is higher) against the memory limit.
+    /// (in the run's dtype, activations not included, so the real need is higher) against the memory limit.
     /// </summary>
     internal static void CheckMemory(TrainSettings s, List<OptimizerKind> kinds, Dictionary<OptimizerKind, double> lrs, long limit, bool explicitLimit)
     {
         var shapes = s.Model.ParameterShapes().ToList();
-        var plans = kinds.Select(k => (Kind: k, Plan: MemoryPlanner.Plan(shapes, TorchSharp.torch.ScalarType.Float32, OptimizerCatalog.OptionsOf(k, lrs[k], s.LowRank, s.Model)))).ToList();
+        var plans = kinds.Select(k => (Kind: k, Plan: MemoryPlanner.Plan(shapes, s.DType, OptimizerCatalog.OptionsOf(k, lrs[k], s.LowRank, s.Model)))).ToList();
         var largest = plans.MaxBy(p => p.Plan.TotalBytes);
         if (largest.Plan.TotalBytes <= limit) return;
         var c = CultureInfo.InvariantCulture;
@@ -273,8 +288,28 @@ public static class PretrainCommand
             $"  {p.Kind.CliName(),-17} weights {Reports.Bytes(p.Plan.WeightBytes),10} + gradients {Reports.Bytes(p.Plan.GradientBytes),10} + optimizer state {Reports.Bytes(p.Plan.StateBytes),10} = {Reports.Bytes(p.Plan.TotalBytes),10}{(p.Plan.TotalBytes > limit ? "  does not fit" : "")}")));
         var parameters = shapes.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
         throw new UsageException(string.Create(c,
-            $"--model {s.Model.Name} ({parameters / 1e6:F0} M parameters, float32) does not fit in {Reports.Bytes(limit)} ({(explicitLimit ? "--memory-limit" : "the memory available now")}): the memory planner needs at least\n{lines}\n" +
+            $"--model {s.Model.Name} ({parameters / 1e6:F0} M parameters, {s.DType.ToString().ToLowerInvariant()}) does not fit in {Reports.Bytes(limit)} ({(explicitLimit ? "--memory-limit" : "the memory available now")}): the memory planner needs at least\n{lines}\n" +
             $"before activations (batch {s.Batch} × {s.Sequence} tokens). Choose a smaller --model, fewer --optimizers, or see `memory --model {s.Model.Name} --budget <size>` for the rank that fits; --memory-limit overrides the limit."));
+    }
+
+    /// <summary>--dtype and --weight-rounding: float32 or bfloat16; stochastic rounding of the weights only for bfloat16 (float32 weights are not rounded).</summary>
+    internal static (TorchSharp.torch.ScalarType DType, bool StochasticWeights) DTypeAndRounding(string dtype, string rounding)
+    {
+        var type = dtype.Trim().ToLowerInvariant() switch
+        {
+            "float32" or "fp32" => TorchSharp.torch.ScalarType.Float32,
+            "bfloat16" or "bf16" => TorchSharp.torch.ScalarType.BFloat16,
+            _ => throw new UsageException($"--dtype '{dtype}' must be float32 or bfloat16."),
+        };
+        var stochastic = rounding.Trim().ToLowerInvariant() switch
+        {
+            "nearest" => false,
+            "stochastic" => true,
+            _ => throw new UsageException($"--weight-rounding '{rounding}' must be nearest or stochastic."),
+        };
+        if (stochastic && type != TorchSharp.torch.ScalarType.BFloat16)
+            throw new UsageException("--weight-rounding stochastic needs --dtype bfloat16: float32 weights are not rounded (their updates are not lost).");
+        return (type, stochastic);
     }
 
     /// <summary>--stochastic-rounding: only for compressed moments (dense moments are not rounded).</summary>

@@ -20,7 +20,8 @@ public sealed record MemoryRecipe(OptimizerKind Kind, ScalarType DType, int Opti
     /// <summary>
     /// The smallest-memory recipe: DCT-AdamW (SVD-free: no SVD of a 4096×11008 gradient inside a step) projecting
     /// with the fast transform (<see cref="DctTransformMethod.FastTransformProjection"/>: O(m·n·log s) whatever the
-    /// rank), 8-bit block-wise moments, the per-layer mode and bfloat16 weights.
+    /// rank), 8-bit block-wise moments, the per-layer mode and bfloat16 weights rounded stochastically (so small
+    /// updates are not lost).
     /// </summary>
     public static MemoryRecipe Smallest { get; } = new(OptimizerKind.Dct, ScalarType.BFloat16, 8, PerLayer: true, IsSmallest: true);
 
@@ -36,5 +37,6 @@ public sealed record MemoryRecipe(OptimizerKind Kind, ScalarType DType, int Opti
 
     /// <summary>The comparison's low-rank settings at <paramref name="rank"/> with this recipe's storage.</summary>
     public LowRankSettings Settings(int rank) =>
-        new(rank, 200, 0.25, OptimBits, DctMethod: IsSmallest ? DctTransformMethod.FastTransformProjection : DctTransformMethod.MatrixProduct);
+        new(rank, 200, 0.25, OptimBits, StochasticWeights: IsSmallest,
+            DctMethod: IsSmallest ? DctTransformMethod.FastTransformProjection : DctTransformMethod.MatrixProduct);
 }

@@ -66,27 +66,32 @@ public static class PeakMemoryModel
     /// The optimizer's transient memory during a step. A full-space parameter is updated in place by the fused kernels
     /// (nothing). A projected one allocates its projected gradient R and update direction (2·e per projected entry; the
     /// back-projection adds into the weights, same dtypes). The standard step runs phase by phase over all parameters
-    /// and keeps every R and direction until it ends (Σ); the per-layer mode steps one parameter at a time (max). At a
-    /// DCT re-selection the transform of one whole gradient is a float32 copy, the complex half spectrum and the float32
-    /// result (12 bytes per entry), and the shared s×s DCT bases stay cached; projecting by the fast transform
-    /// (<see cref="DctTransformMethod.FastTransformProjection"/>) builds no basis and holds 4·(5s + r + 4) bytes per
-    /// row of a block of at most 64 MiB (DctTransform's workspace formula and budget).
+    /// and keeps every R and direction until it ends (Σ); the per-layer mode steps one parameter at a time (max).
+    /// Stochastically rounded weights (<see cref="WeightRounding"/>) add, for one parameter at a time, the projected
+    /// update's buffer of the parameter's size (e per entry) or a full-space direction: the whole parameter's with
+    /// block-wise moments, 2 MiB with dense ones. At a DCT re-selection the transform of one whole gradient is a
+    /// float32 copy, the complex half spectrum and the float32 result (12 bytes per entry), and the shared s×s DCT
+    /// bases stay cached; projecting by the fast transform (<see cref="DctTransformMethod.FastTransformProjection"/>)
+    /// builds no basis and holds 4·(5s + r + 4) bytes per row of a block of at most 64 MiB (DctTransform's workspace
+    /// formula and budget).
     /// </summary>
     /// <param name="parameters">Each parameter's shape and, when projected, its projected shape's entries.</param>
     /// <param name="recipe">The recipe.</param>
     /// <param name="e">The weights' element size.</param>
     public static long Workspace(IReadOnlyList<(long[] Shape, long? ProjectedEntries)> parameters, MemoryRecipe recipe, long e)
     {
-        var projected = parameters.Where(p => p.ProjectedEntries is not null).ToList();
-        if (projected.Count == 0) return 0;
-        var perParameter = projected.Select(p => 2 * e * p.ProjectedEntries!.Value).ToList();
-        var step = recipe.PerLayer ? perParameter.Max() : perParameter.Sum();
-        if (recipe.Kind != OptimizerKind.Dct) return step;
+        static long Entries(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
         var settings = recipe.Settings(1);
+        var projected = parameters.Where(p => p.ProjectedEntries is not null).ToList();
+        var directions = projected.Select(p => 2 * e * p.ProjectedEntries!.Value).DefaultIfEmpty(0).ToList();
+        var rounding = !settings.StochasticWeights ? 0
+            : parameters.Max(p => p.ProjectedEntries is not null || recipe.OptimBits < 16 ? e * Entries(p.Shape) : 2L << 20);
+        var step = recipe.PerLayer ? Math.Max(directions.Max(), rounding) : directions.Sum() + rounding;
+        if (recipe.Kind != OptimizerKind.Dct || projected.Count == 0) return step;
         var bases = settings.DctMethod == DctTransformMethod.FastTransformProjection
             ? projected.Max(p => FastTransformBlock(p.Shape.Max(), p.Shape.Min(), p.ProjectedEntries!.Value / p.Shape.Max()))
             : projected.Select(p => p.Shape.Min()).Distinct().Sum(s => s * s * e);
-        var reselection = projected.Max(p => 12 * p.Shape.Aggregate(1L, (a, b) => a * b));
+        var reselection = projected.Max(p => 12 * Entries(p.Shape));
         return (recipe.PerLayer ? Math.Max(step, reselection) : step + reselection) + bases;
     }
 

@@ -113,6 +113,8 @@ public static class OptimizerCatalog
         };
         // Stochastic rounding (seed 0) of the compressed moments, for every group.
         if (s.StochasticRounding) defaults.MomentStorage = MomentStorage.FromOptimBits(s.OptimBits, Kernels.StateRounding.Stochastic);
+        // Stochastic rounding (seed 0) of bfloat16 weights, for every group (the model is all bf16).
+        if (s.StochasticWeights) defaults.WeightRounding = WeightRounding.Stochastic();
         var full = new LowRankOptions { Projection = FullSpace.Instance };
         full.FillFrom(defaults);
         return (defaults, full);
@@ -138,12 +140,13 @@ public static class OptimizerCatalog
     /// <summary>
     /// Builds the optimizer over <paramref name="model"/>'s parameters; with <paramref name="lowRankOnly"/> the AdamW
     /// baseline is LowRankOptim's (<c>LowRank.AdamW</c>, equal to TorchSharp's) instead of TorchSharp's, and so it is
-    /// with compressed moments (<see cref="LowRankSettings.OptimBits"/> below 32), which TorchSharp's AdamW cannot store.
+    /// with compressed moments (<see cref="LowRankSettings.OptimBits"/> below 32), which TorchSharp's AdamW cannot store,
+    /// and with stochastically rounded bf16 weights (<see cref="LowRankSettings.StochasticWeights"/>), which it cannot round.
     /// </summary>
     public static torch.optim.Optimizer Create(OptimizerKind kind, torch.nn.Module model, double lr, LowRankSettings s, bool lowRankOnly = false)
     {
         if (kind == OptimizerKind.AdamW)
-            return lowRankOnly || s.OptimBits != 32
+            return lowRankOnly || s.OptimBits != 32 || s.StochasticWeights
                 ? new LowRankOptimizer([new LowRankParamGroup(model.parameters())], GroupOptions(kind, lr, s).Projected) // LowRank.AdamW's options, with the storage
                 : torch.optim.AdamW(model.parameters(), lr: lr, weight_decay: 0.0);
         if (kind == OptimizerKind.GaLorePlus)
@@ -172,6 +175,7 @@ public static class OptimizerCatalog
 /// <param name="Scale">α.</param>
 /// <param name="OptimBits">How the moments are stored (the presets' <c>optim_bits</c>: 32 dense, 16 bfloat16, 8 and 4 block-wise).</param>
 /// <param name="StochasticRounding">Round the compressed moments stochastically (seed 0) instead of to nearest.</param>
+/// <param name="StochasticWeights">Round the bfloat16 weights stochastically (seed 0; <see cref="WeightRounding"/>) instead of to nearest.</param>
 /// <param name="DctMethod">How DCT-AdamW computes its products with the DCT basis (its <c>sim_type</c>).</param>
-public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32, bool StochasticRounding = false,
+public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32, bool StochasticRounding = false, bool StochasticWeights = false,
     DctTransformMethod DctMethod = DctTransformMethod.MatrixProduct);

@@ -49,7 +49,9 @@ public static class Trainer
         var written = resume && writer ? ReadMeta(Path.Combine(runDir, CheckpointFolder))?.OptimizerType : null;
         if (comm is not null && written is not null && written != nameof(LowRankOptimizer))
             throw new InvalidOperationException($"{runDir} holds a checkpoint of TorchSharp's {written}; a distributed run uses LowRankOptimizer's equivalent and cannot resume it.");
-        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank, lowRankOnly: s.PerLayer || comm is not null || written == nameof(LowRankOptimizer));
+        // A bfloat16 model's AdamW baseline is LowRank.AdamW too: the same bf16 moments as TorchSharp's, and the weight rounding of the other runs.
+        using var optimizer = OptimizerCatalog.Create(kind, model, lr, s.LowRank,
+            lowRankOnly: s.PerLayer || comm is not null || written == nameof(LowRankOptimizer) || s.DType != ScalarType.Float32);
         var dp = comm is null ? null : ((LowRankOptimizer)optimizer).Distribute(comm, distributed!.ShardState);
         var schedule = optim.lr_scheduler.LambdaLR(optimizer, s.LearningRateFactor);
 

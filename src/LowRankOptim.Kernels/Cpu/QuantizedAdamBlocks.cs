@@ -286,7 +286,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             if (stochastic)
             {
                 var index = Vector256.Create((uint)(start + j)) + lanes;
-                var u = Vector256.ConvertToSingle((Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
+                var u = Vector256.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
                 up = Vector256.GreaterThan(residual, u * gap);
             }
             else
@@ -405,7 +405,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var residual = s.Y - s.Low;
         var gap = s.High - s.Low;
         var up = stochastic
-            ? Vector512.GreaterThan(residual, Vector512.ConvertToSingle((Mix(key + index * stride) >> 8).AsInt32()) * ulp24 * gap)
+            ? Vector512.GreaterThan(residual, Vector512.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24 * gap)
             : Vector512.GreaterThanOrEqual(residual, gap * half);
         Store(s.I, up, top, codes);
     }
@@ -451,30 +451,6 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Choose(Vector512<int> i, int bit, Vector512<float> set, Vector512<float> clear) =>
         Avx512F.BlendVariable(set, clear, Vector512.Equals(i & Vector512.Create(bit), Vector512<int>.Zero).AsSingle());
-
-    /// <summary><see cref="RoundingNoise.Mix"/> on 16 lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<uint> Mix(Vector512<uint> x)
-    {
-        x ^= x >> 16;
-        x *= Vector512.Create(RoundingNoise.Multiplier1);
-        x ^= x >> 15;
-        x *= Vector512.Create(RoundingNoise.Multiplier2);
-        x ^= x >> 15;
-        return x;
-    }
-
-    /// <summary><see cref="RoundingNoise.Mix"/> on 8 lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<uint> Mix(Vector256<uint> x)
-    {
-        x ^= x >> 16;
-        x *= Vector256.Create(RoundingNoise.Multiplier1);
-        x ^= x >> 15;
-        x *= Vector256.Create(RoundingNoise.Multiplier2);
-        x ^= x >> 15;
-        return x;
-    }
 
     /// <summary>One code per byte as 4-bit pairs, the even entry in the high nibble.</summary>
     private void Pack(byte* codes, byte* packed, bool vector)

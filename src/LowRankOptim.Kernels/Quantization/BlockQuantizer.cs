@@ -85,7 +85,8 @@ public static class BlockQuantizer
     /// </summary>
     /// <param name="values">The values (converted to float32 first).</param>
     /// <param name="rounding">Nearest or stochastic.</param>
-    public static Tensor ToBFloat16(Tensor values, Rounding rounding)
+    /// <param name="firstIndex">The flat index of the first value in its store (the noise of element i is that of index firstIndex + i).</param>
+    public static Tensor ToBFloat16(Tensor values, Rounding rounding, long firstIndex = 0)
     {
         ArgumentNullException.ThrowIfNull(values);
         if (rounding.Mode == StateRounding.Nearest) return values.to(ScalarType.BFloat16);
@@ -97,7 +98,7 @@ public static class BlockQuantizer
         var units = magnitude.div(ulp);
         var whole = units.floor();
         var fraction = units.sub(whole).mul_(Two16); // the 16 low bits, exact
-        var random = RoundingNoise.BitsTensor(rounding.Key, values.numel(), values.device).div(Two16, rounding_mode: RoundingMode.floor).view(values.shape);
+        var random = RoundingNoise.BitsTensor(rounding.Key, values.numel(), values.device, firstIndex).div(Two16, rounding_mode: RoundingMode.floor).view(values.shape);
         var truncated = whole.mul(ulp);
         var away = where(random.to(ScalarType.Float32).lt(fraction), truncated.add(ulp), truncated).copysign_(x);
         return where(x.isfinite(), away, x).to(ScalarType.BFloat16).MoveToOuterDisposeScope();

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,6 +32,30 @@ public static class RoundingNoise
         return x;
     }
 
+    /// <summary><see cref="Mix(uint)"/> on 8 lanes (the fused CPU kernels).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<uint> Mix(Vector256<uint> x)
+    {
+        x ^= x >> 16;
+        x *= Vector256.Create(Multiplier1);
+        x ^= x >> 15;
+        x *= Vector256.Create(Multiplier2);
+        x ^= x >> 15;
+        return x;
+    }
+
+    /// <summary><see cref="Mix(uint)"/> on 16 lanes (the fused CPU kernels).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<uint> Mix(Vector512<uint> x)
+    {
+        x ^= x >> 16;
+        x *= Vector512.Create(Multiplier1);
+        x ^= x >> 15;
+        x *= Vector512.Create(Multiplier2);
+        x ^= x >> 15;
+        return x;
+    }
+
     /// <summary>The key of one store: the seed, the state entry's stream and the step, mixed word by word.</summary>
     /// <param name="seed">The user's seed.</param>
     /// <param name="stream">The state entry's stream (parameter, component and entry).</param>
@@ -51,17 +77,22 @@ public static class RoundingNoise
     /// <param name="bits">The element's random bits.</param>
     public static float Uniform(uint bits) => (bits >> 8) * (1.0f / 16777216.0f);
 
-    /// <summary>The random bits of elements [0, <paramref name="count"/>) as an int64 tensor of uint32 values (TorchSharp ops).</summary>
+    /// <summary>
+    /// The random bits of elements [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>) as an
+    /// int64 tensor of uint32 values (TorchSharp ops).
+    /// </summary>
     /// <param name="key">The store's key.</param>
     /// <param name="count">Elements.</param>
     /// <param name="device">Where the tensor goes.</param>
-    public static Tensor BitsTensor(uint key, long count, Device device)
+    /// <param name="first">The flat index of the first element (a part of a larger store draws its own elements' numbers).</param>
+    public static Tensor BitsTensor(uint key, long count, Device device, long first = 0)
     {
         using var scope = NewDisposeScope();
         using var k = ((long)key).ToScalar();
-        using var n = count.ToScalar();
+        using var start = first.ToScalar();
+        using var end = (first + count).ToScalar();
         var mask = Mask(0xFFFFFFFFL, device);
-        var x = Mul32(arange(n, ScalarType.Int64, device).bitwise_and_(mask), ElementStride).add_(k).bitwise_and_(mask);
+        var x = Mul32(arange(start, end, ScalarType.Int64, device).bitwise_and_(mask), ElementStride).add_(k).bitwise_and_(mask);
         x = XorShift(x, 16);
         x = Mul32(x, Multiplier1);
         x = XorShift(x, 15);

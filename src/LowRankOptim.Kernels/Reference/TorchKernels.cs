@@ -12,7 +12,8 @@ namespace LowRankOptim.Kernels;
 /// Registered in <see cref="KernelRegistry"/> for every operation and every dense dtype as
 /// <see cref="KernelBackend.Reference"/>; rules reach it through <see cref="KernelSelection"/>, never by name.
 /// </remarks>
-internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel, IQuantizedAdamKernel
+internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IAdafactorStatisticsKernel, ISmmfStepKernel, IL1NormsKernel, IQuantizedAdamKernel,
+    IWeightUpdateKernel
 {
     /// <summary>The shared instance; the class has no state.</summary>
     public static TorchKernels Instance { get; } = new();
@@ -174,5 +175,31 @@ internal sealed class TorchKernels : IAdamDirectionKernel, IAdamUpdateKernel, IA
         var (qm, qv) = (moments.ExpAvg, moments.ExpAvgSq);
         BlockQuantizer.Quantize(m, qm.Codes, qm.Absmax, qm.Format, qm.Rounding);
         BlockQuantizer.Quantize(v, qv.Codes, qv.Absmax, qv.Format, qv.Rounding);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// The truth for the fused kernels: a float32 copy of W (4 bytes an element) and, for stochastic rounding, the noise of
+    /// <see cref="BlockQuantizer.ToBFloat16(Tensor, Rounding, long)"/> (several int64 tensors of W's size): for tests and
+    /// devices without a fused kernel, not for a large parameter's memory budget.
+    /// </remarks>
+    public void UpdateWeights(Tensor weights, Tensor update, in WeightUpdateScalars scalars)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(update);
+        if (weights.dtype != ScalarType.BFloat16)
+            throw new ArgumentException($"weights has dtype {weights.dtype}; the weight update kernel rounds to bfloat16 weights only.", nameof(weights));
+        if (update.numel() != weights.numel())
+            throw new ArgumentException($"update has {update.numel()} elements; the weights have {weights.numel()}.", nameof(update));
+        using var scope = NewDisposeScope();
+        var x = weights.to(ScalarType.Float32);
+        using var before = scalars.DecayBefore.ToScalar();
+        using var step = (-scalars.Coefficient).ToScalar();
+        using var after = scalars.DecayAfter.ToScalar();
+        if (scalars.DecayBefore != 1) x.mul_(before);
+        // (−c)·U first, then the sum: two float32 roundings, as the fused kernels (libtorch's add_ with alpha may fuse them).
+        x.add_(update.to(ScalarType.Float32).reshape(x.shape).mul(step));
+        if (scalars.DecayAfter != 1) x.mul_(after);
+        weights.copy_(BlockQuantizer.ToBFloat16(x, scalars.Rounding, scalars.FirstIndex));
     }
 }

@@ -1,3 +1,4 @@
+using LowRankOptim.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -42,6 +43,13 @@ internal sealed class ParameterStep(LowRankParameterState state, Parameter param
     public RuleUpdate Update { get; set; }
     /// <summary>True when the rule's fused path already wrote the weights (update); apply then adds only after-update decay.</summary>
     public bool WeightsUpdated { get; set; }
+    /// <summary>
+    /// How the new weights are rounded (prepare): stochastic, with this step's key, for a bfloat16 parameter of a group
+    /// with <see cref="WeightRounding.Stochastic"/>; nearest (the dtype's own arithmetic) otherwise.
+    /// </summary>
+    public Rounding WeightRounding { get; set; }
+    /// <summary>True when the new weights are rounded stochastically (<see cref="RoundedWeightUpdate"/>).</summary>
+    public bool RoundsStochastically => WeightRounding.Mode == StateRounding.Stochastic;
     /// <summary>η_d of the step's decay.</summary>
     public double DecayLearningRate { get; set; }
     /// <summary>Data parallel: what this step sums over ranks (set by the communication before the refresh phase).</summary>

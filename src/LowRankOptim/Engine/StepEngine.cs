@@ -107,6 +107,9 @@ internal sealed class StepEngine(
         s.Working = s.Decay.CoupleToGradient(grad.dtype == working ? grad : grad.to(working), p);
         s.Subspace = new SubspaceContext(state.Index, s.Step, options.Lr, options.InitialLearningRate);
         s.Rule = new RuleContext(s.Step, options.Lr, rule, () => Rms.OfParameter(p), s.Decay);
+        s.WeightRounding = p.dtype == ScalarType.BFloat16
+            ? options.EffectiveWeightRounding.At(WeightRounding.StreamOf(state.Index), s.Step)
+            : Kernels.Rounding.Nearest;
         if (state.Subspace is null) return;
         s.View = state.View!.Value;
         // Subspaces view the matrix (head blocks, the residual's flat indices): a strided gradient is copied once.
@@ -215,7 +218,11 @@ internal sealed class StepEngine(
             observer!.Refreshed(s.State, s.State.Subspace!, s.Step, s.Matrix!, s.Projected!, before);
     }
 
-    /// <summary>The rule updates its state from R; in the full space it may update the weights itself in the same pass.</summary>
+    /// <summary>
+    /// The rule updates its state from R; in the full space it may update the weights itself in the same pass. For
+    /// stochastically rounded bf16 weights only a rule that rounds them so (<see cref="IRoundedInPlaceRule"/>) does; the
+    /// fused paths of <see cref="IUpdateRule.TryUpdateInPlace"/> round to nearest.
+    /// </summary>
     private static void Update(ParameterStep s)
     {
         if (s.Skipped) return;
@@ -225,7 +232,11 @@ internal sealed class StepEngine(
             return;
         }
         var rule = s.State.Rule;
-        if (s.State.Subspace is null && rule.TryUpdateInPlace(s.Parameter, s.Projected!, s.Rule, out var decayLr))
+        if (s.State.Subspace is null && s.RoundsStochastically && RoundedWeightUpdate.TryInPlace(s))
+        {
+            s.WeightsUpdated = true; // both decays included
+        }
+        else if (s.State.Subspace is null && !s.RoundsStochastically && rule.TryUpdateInPlace(s.Parameter, s.Projected!, s.Rule, out var decayLr))
         {
             s.WeightsUpdated = true;
             s.DecayLearningRate = decayLr;
@@ -238,11 +249,19 @@ internal sealed class StepEngine(
         s.State.Step = s.Step;
     }
 
-    /// <summary>W ← W − c·Back(N) (or the subspace's own update), with decoupled decay before or after.</summary>
+    /// <summary>
+    /// W ← W − c·Back(N) (or the subspace's own update), with decoupled decay before or after; for stochastically
+    /// rounded bfloat16 weights, all of it computed in float32 and rounded once (<see cref="RoundedWeightUpdate"/>).
+    /// </summary>
     private static void Apply(ParameterStep s)
     {
         if (s.Skipped || (!s.Owned && s.State.Subspace is null)) return; // a full-space weight comes from its owner
         var p = s.Parameter;
+        if (s.RoundsStochastically)
+        {
+            if (!s.WeightsUpdated) RoundedWeightUpdate.Apply(s); // decay, update and the rounding in one float32 pass
+            return;
+        }
         if (!s.WeightsUpdated)
         {
             s.Decay.ApplyBeforeUpdate(p, s.DecayLearningRate);

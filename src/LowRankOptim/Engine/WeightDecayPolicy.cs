@@ -19,6 +19,11 @@ public readonly record struct WeightDecayPolicy(double Lambda, WeightDecayOrder 
     public double FactorBeforeUpdate(double decayLearningRate) =>
         Order == WeightDecayOrder.BeforeUpdate && Lambda != 0 ? 1 - decayLearningRate * Lambda : 1;
 
+    /// <summary>The factor W is multiplied by after the update, 1 − η_d·λ for <see cref="WeightDecayOrder.AfterUpdate"/> (1 otherwise).</summary>
+    /// <param name="decayLearningRate">η_d, the learning rate the rule decays with.</param>
+    internal double FactorAfterUpdate(double decayLearningRate) =>
+        Order == WeightDecayOrder.AfterUpdate && Lambda != 0 ? 1 - decayLearningRate * Lambda : 1;
+
     /// <summary>g + λ·W for L2 decay (<see cref="WeightDecayOrder.CoupledToGradient"/>), else <paramref name="gradient"/> itself.</summary>
     internal torch.Tensor CoupleToGradient(torch.Tensor gradient, torch.Tensor weights)
     {

@@ -158,6 +158,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
         options.Validate(where);
         var parameters = group.Parameters.ToList();
         for (var i = 0; i < parameters.Count; i++) CheckParameter(parameters, i, where);
+        options.EffectiveWeightRounding.CheckParameters(parameters.Select(p => p.dtype).ToList(), where);
         var created = new List<LowRankParameterState>();
         try
         {

@@ -20,7 +20,7 @@ namespace LowRankOptim;
 /// </summary>
 public sealed class LowRankOptions : OptimizerOptions
 {
-    private const int FormatVersion = 3;
+    private const int FormatVersion = 4;
     private WeightDecayOrder? _decayOrder;
     private IProjectionConfig? _projection;
     private IUpdateRuleConfig? _rule;
@@ -53,6 +53,17 @@ public sealed class LowRankOptions : OptimizerOptions
 
     /// <summary>The storage in force: <see cref="MomentStorage"/>, or dense while it is unset.</summary>
     internal MomentStorage EffectiveMomentStorage => MomentStorage ?? LowRankOptim.MomentStorage.Dense;
+
+    /// <summary>
+    /// How the step's result is rounded into the group's bfloat16 parameters (structural): to nearest by default, or
+    /// stochastically with a seed (<see cref="LowRankOptim.WeightRounding"/>), so that updates below half a bf16 ulp of the
+    /// weights are not lost. float32 and float64 parameters are not affected; a stochastic group must hold a bfloat16
+    /// parameter and no float16 one.
+    /// </summary>
+    public WeightRounding? WeightRounding { get; set; }
+
+    /// <summary>The weight rounding in force: <see cref="WeightRounding"/>, or nearest while it is unset.</summary>
+    internal WeightRounding EffectiveWeightRounding => WeightRounding ?? LowRankOptim.WeightRounding.Nearest;
 
     /// <summary>The update rule (Adam, Adafactor, …): its kind and structural values are fixed once the group belongs to an optimizer.</summary>
     public IUpdateRuleConfig? Rule
@@ -87,6 +98,7 @@ public sealed class LowRankOptions : OptimizerOptions
         Projection ??= defaults.Projection;
         Rule ??= defaults.Rule;
         MomentStorage ??= defaults.EffectiveMomentStorage;
+        WeightRounding ??= defaults.EffectiveWeightRounding;
         InitialLearningRate = LearningRate ?? 0;
     }
 
@@ -94,7 +106,7 @@ public sealed class LowRankOptions : OptimizerOptions
     internal void Seal(LowRankOptimizer owner, int index)
     {
         (Owner, GroupIndex) = (owner, index);
-        _built = new Structure(_projection!, _rule!, _decayOrder!.Value, EffectiveMomentStorage);
+        _built = new Structure(_projection!, _rule!, _decayOrder!.Value, EffectiveMomentStorage, EffectiveWeightRounding);
         _checked = (_projection, _rule);
     }
 
@@ -127,6 +139,7 @@ public sealed class LowRankOptions : OptimizerOptions
         Projection.Validate(where);
         Rule.Validate(where);
         ValidateMomentStorage(where);
+        EffectiveWeightRounding.Validate(where);
         if (Projection is GaLorePlusProjection { ResidualDensity: > 0 } plus && Rule is not AdamConfig)
             throw new ArgumentException($"{where}: residual_density = {plus.ResidualDensity} needs the Adam rule (the sparse residual's moments follow its betas, eps and bias correction); the group's rule is {Rule.GetType().Name}.", "residual_density");
         ValidateLearningRateAndRule(where);
@@ -160,7 +173,8 @@ public sealed class LowRankOptions : OptimizerOptions
     /// <exception cref="InvalidOperationException">A structural option was changed since the optimizer was built.</exception>
     internal void CheckBeforeStep()
     {
-        if (ReferenceEquals(_projection, _checked.Projection) && ReferenceEquals(_rule, _checked.Rule) && _decayOrder == _built?.DecayOrder && MomentStorage == _built?.MomentStorage)
+        if (ReferenceEquals(_projection, _checked.Projection) && ReferenceEquals(_rule, _checked.Rule) && _decayOrder == _built?.DecayOrder && MomentStorage == _built?.MomentStorage &&
+            WeightRounding == _built?.WeightRounding)
         {
             ValidateScalars(Where);
             ValidateLearningRateAndRule(Where);
@@ -185,6 +199,9 @@ public sealed class LowRankOptions : OptimizerOptions
         if (MomentStorage != built.MomentStorage)
             throw new InvalidOperationException(
                 $"{Where}: moment_storage cannot switch from {built.MomentStorage} to {MomentStorage?.ToString() ?? "null"} after the optimizer is built. {FixedStructure}");
+        if (WeightRounding != built.WeightRounding)
+            throw new InvalidOperationException(
+                $"{Where}: weight_rounding cannot switch from {built.WeightRounding} to {WeightRounding?.ToString() ?? "null"} after the optimizer is built. {FixedStructure}");
         EnsureSameStructure("projection", nameof(Projection), built.Projection, _projection);
         EnsureSameStructure("rule", nameof(Rule), built.Rule, _rule);
     }
@@ -226,9 +243,9 @@ public sealed class LowRankOptions : OptimizerOptions
     {
         var where = $"parameter group {groupIndex}";
         // Compared with what the states were built for (a structural option set since is undone by the load).
-        var (decayOrder, projection, rule, storage) = _built is { } built
-            ? (built.DecayOrder, built.Projection, built.Rule, built.MomentStorage)
-            : (DecayOrder, Projection, Rule, EffectiveMomentStorage);
+        var (decayOrder, projection, rule, storage, rounding) = _built is { } built
+            ? (built.DecayOrder, built.Projection, built.Rule, built.MomentStorage, built.WeightRounding)
+            : (DecayOrder, Projection, Rule, EffectiveMomentStorage, EffectiveWeightRounding);
         const string Rule_ =
             "A checkpoint loads only into an optimizer built with the same method configuration: the projection and rule " +
             "kinds and their structural options (see docs/getting-started.md, section Checkpoints). Hyperparameters (lr, " +
@@ -239,6 +256,10 @@ public sealed class LowRankOptions : OptimizerOptions
             return $"{where}: the checkpoint's moments are stored as {saved.MomentStorage}, but this optimizer's group stores them as {storage}. " +
                 "Moments are not converted between storages on load (the values would silently lose precision or the file's meaning); " +
                 $"build the optimizer with MomentStorage = {saved.MomentStorage} to load it. {Rule_}";
+        if (saved.WeightRounding != rounding)
+            return $"{where}: the checkpoint was saved with weight_rounding = {saved.WeightRounding}, but this optimizer's group has weight_rounding = {rounding}. " +
+                "A resumed run rounds its bfloat16 weights as the saved run did, or it would not continue it; " +
+                $"build the optimizer with WeightRounding = {saved.WeightRounding} to load it. {Rule_}";
         foreach (var (role, a, b) in new[] { ("projection", (object)saved.Projection!, (object)projection!), ("rule", saved.Rule!, rule!) })
         {
             if (ConfigRegistry.Difference(a, b) is not { } d) continue;
@@ -272,6 +293,9 @@ public sealed class LowRankOptions : OptimizerOptions
         w.Long("moment_rounding", (long)storage.Rounding);
         w.Long("moment_seed", storage.Seed);
         w.Long("moment_min_elements", storage.MinElements);
+        var rounding = EffectiveWeightRounding;
+        w.Long("weight_rounding", (long)rounding.Mode);
+        w.Long("weight_rounding_seed", rounding.Seed);
     }
 
     /// <summary>
@@ -316,7 +340,7 @@ public sealed class LowRankOptions : OptimizerOptions
             throw new InvalidDataException($"{context}: the stream ended inside TorchSharp's learning rates, before entry 'options_version'.", e);
         }
         var r = new StateReader(reader, context);
-        var version = r.FormatVersion("options_version");
+        var version = r.FormatVersion("options_version", FormatVersion);
         if (version >= 2)
         {
             // TorchSharp's unchecked doubles must equal the checked copies.
@@ -334,6 +358,22 @@ public sealed class LowRankOptions : OptimizerOptions
         Rule = ConfigCodec.ReadRule(r);
         // Format 3 added the moment storage; earlier files hold dense moments.
         MomentStorage = version >= 3 ? ReadMomentStorage(r, context) : LowRankOptim.MomentStorage.Dense;
+        // Format 4 added the weight rounding; earlier files rounded bfloat16 weights to nearest.
+        WeightRounding = version >= 4 ? ReadWeightRounding(r, context) : LowRankOptim.WeightRounding.Nearest;
+    }
+
+    private static WeightRounding ReadWeightRounding(StateReader r, string context)
+    {
+        var rounding = new WeightRounding((Kernels.StateRounding)r.Long("weight_rounding"), r.Long("weight_rounding_seed"));
+        try
+        {
+            rounding.Validate(context);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{context}: the saved weight rounding is invalid: {e.Message}", e);
+        }
+        return rounding;
     }
 
     private static MomentStorage ReadMomentStorage(StateReader r, string context)
@@ -368,8 +408,10 @@ public sealed class LowRankOptions : OptimizerOptions
         Projection = other.Projection;
         Rule = other.Rule;
         MomentStorage = other.MomentStorage;
+        WeightRounding = other.WeightRounding;
     }
 
     /// <summary>What a group's states were built for.</summary>
-    private sealed record Structure(IProjectionConfig Projection, IUpdateRuleConfig Rule, WeightDecayOrder DecayOrder, MomentStorage MomentStorage);
+    private sealed record Structure(IProjectionConfig Projection, IUpdateRuleConfig Rule, WeightDecayOrder DecayOrder, MomentStorage MomentStorage,
+        WeightRounding WeightRounding);
 }

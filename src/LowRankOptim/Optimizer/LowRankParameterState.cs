@@ -46,6 +46,11 @@ public sealed class LowRankParameterState : OptimizerState, IDisposable
 
     /// <summary>The parameter this state belongs to.</summary>
     public Parameter Parameter => _parameter;
+
+    /// <summary>The kernel choice of the stochastically rounded weight update (<see cref="RoundedWeightUpdate"/>), cached per parameter.</summary>
+    internal Kernels.KernelChoice<Kernels.IWeightUpdateKernel> WeightKernels => _weightKernels ??= new($"the bfloat16 parameter {Index} of shape {StateReader.Format(Shape)}");
+    private Kernels.KernelChoice<Kernels.IWeightUpdateKernel>? _weightKernels;
+
     internal string Describe() => $"parameter {Index} (shape {StateReader.Format(Shape)}, group {GroupIndex})";
 
     /// <summary>

@@ -28,14 +28,15 @@ public static partial class LowRankPresets
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
+    /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
     /// <returns>New, validated options: Adam options with an <see cref="SvdProjection"/> or a <see cref="RandomizedSvdProjection"/>.</returns>
     public static LowRankOptions GaLore(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, bool correct_bias = true,
         AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
-        int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
+        int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
-            GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed), optim_bits);
+            GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed), optim_bits, bf16_stochastic_round);
 }
 
 public static partial class LowRank
@@ -61,15 +62,16 @@ public static partial class LowRank
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
+    /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLore(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd,
-        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
+        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
         new(groups, LowRankPresets.GaLore(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
-            power_iterations, seed, optim_bits));
+            power_iterations, seed, optim_bits, bf16_stochastic_round));
 
     /// <summary>GaLore with AdamW over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -89,15 +91,16 @@ public static partial class LowRank
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
+    /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLore(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, bool correct_bias = true,
         AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
-        int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
+        int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
         new(OneGroup(parameters), LowRankPresets.GaLore(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
-            power_iterations, seed, optim_bits));
+            power_iterations, seed, optim_bits, bf16_stochastic_round));
 
     /// <summary>GaLore with AdamW over named parameters (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -117,13 +120,14 @@ public static partial class LowRank
     /// <param name="power_iterations">Randomized projector only: power iterations q (default 2).</param>
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
+    /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLore(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, GaLoreProjector projector = GaLoreProjector.Svd,
-        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32) =>
+        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
         new(OneGroup(parameters), LowRankPresets.GaLore(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, correct_bias, conventions, projector, oversampling,
-            power_iterations, seed, optim_bits));
+            power_iterations, seed, optim_bits, bf16_stochastic_round));
 }

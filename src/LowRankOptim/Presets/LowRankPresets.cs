@@ -30,7 +30,7 @@ public static partial class LowRankPresets
 
     /// <summary>Options with Adam as the rule, under galore_torch's or torch.optim's conventions.</summary>
     private static LowRankOptions AdamOptions(double lr, double beta1, double beta2, double eps, double weight_decay,
-        bool correct_bias, AdamConventions conventions, IProjectionConfig projection, int optim_bits)
+        bool correct_bias, AdamConventions conventions, IProjectionConfig projection, int optim_bits, bool bf16_stochastic_round)
     {
         if (!Enum.IsDefined(conventions))
             throw new ArgumentOutOfRangeException(nameof(conventions), conventions, $"must be one of {string.Join(", ", Enum.GetNames<AdamConventions>())}.");
@@ -44,8 +44,13 @@ public static partial class LowRankPresets
             Rule = new AdamConfig(beta1, beta2, eps, correct_bias,
                 reference ? AdamEpsilonMode.BeforeBiasCorrection : AdamEpsilonMode.AfterBiasCorrection),
             MomentStorage = Storage(optim_bits),
+            WeightRounding = Rounding(bf16_stochastic_round),
         });
     }
+
+    /// <summary>The weight rounding of torchao's <c>bf16_stochastic_round</c>: stochastic with seed 0, or nearest.</summary>
+    private static WeightRounding Rounding(bool bf16_stochastic_round) =>
+        bf16_stochastic_round ? WeightRounding.Stochastic() : WeightRounding.Nearest;
 
     /// <summary>
     /// The moment storage of bitsandbytes' <c>optim_bits</c>, with nearest rounding (stochastic rounding is set through

@@ -42,7 +42,9 @@ public static partial class LowRankPresets
             Projection = FullSpace.Instance,
             Rule = new SmmfConfig(beta, eps, decay_rate, growth_rate, vector_reshape, kernel),
             // No optim_bits knob: SMMF's factored moments are already compressed, and validation refuses a compressed storage for them.
+            // No bf16_stochastic_round knob either (it would come after kernel, the last knob): set LowRankOptions.WeightRounding.
             MomentStorage = MomentStorage.Dense,
+            WeightRounding = WeightRounding.Nearest,
         });
 }
 

@@ -90,16 +90,19 @@ public sealed class StateReader
 
     /// <summary>
     /// Reads the format-version entry <paramref name="name"/>, which must hold 1 (no checksums), 2 (every entry,
-    /// this one included, followed by its CRC-32) or 3 (as 2; the group options add the moment storage), and switches
-    /// checksum verification on from format 2.
+    /// this one included, followed by its CRC-32), 3 (as 2; the group options add the moment storage) or, up to
+    /// <paramref name="newest"/>, a later format of the file part being read (4: the group options add the weight
+    /// rounding), and switches checksum verification on from format 2.
     /// </summary>
-    internal long FormatVersion(string name)
+    /// <param name="name">The entry's name.</param>
+    /// <param name="newest">The newest format this release writes for the part being read.</param>
+    internal long FormatVersion(string name, long newest = 3)
     {
         Expect(name, EntryKind.Long);
         var version = Guard(name, () => _reader.ReadInt64());
-        if (version is not (1 or 2 or 3))
+        if (version < 1 || version > newest)
             throw new InvalidDataException(
-                $"{Context}: entry '{name}' holds {version}; this release reads formats 1 to 3 (a newer release wrote the file, or it is corrupted).");
+                $"{Context}: entry '{name}' holds {version}; this release reads formats 1 to {newest} (a newer release wrote the file, or it is corrupted).");
         Checksums = version >= 2;
         EndEntry(name, enforce: true);
         return version;

@@ -27,6 +27,7 @@ public sealed class KernelRegistryTests
         [KernelOperation.SmmfStep] = typeof(ISmmfStepKernel),
         [KernelOperation.L1Norms] = typeof(IL1NormsKernel),
         [KernelOperation.QuantizedAdam] = typeof(IQuantizedAdamKernel),
+        [KernelOperation.WeightUpdate] = typeof(IWeightUpdateKernel),
     };
 
     /// <summary>The operations on block-wise (quantized) state: no dense registration, one per width and working dtype.</summary>
@@ -97,10 +98,16 @@ public sealed class KernelRegistryTests
         KernelRegistry.Find(KernelOperation.QuantizedAdam, KernelBackend.Cpu, KernelStorage.Blockwise(8, ScalarType.Float32)).Should().BeSameAs(QuantizedAdamCpuKernel.Instance);
         foreach (var operation in Enum.GetValues<KernelOperation>().Where(o => !Blockwise(o)))
         {
-            var expected = operation == KernelOperation.SmmfStep ? "Float32" : "Float32, BFloat16";
+            var expected = operation switch
+            {
+                KernelOperation.SmmfStep => "Float32",
+                KernelOperation.WeightUpdate => "BFloat16", // the rounded update of bfloat16 weights
+                _ => "Float32, BFloat16",
+            };
             Row(KernelBackend.Cpu, operation).Should().Be(expected, $"the CPU backend's {operation}");
             Row(KernelBackend.Cuda, operation).Should().Be(
                 operation == KernelOperation.L1Norms ? "Float32 (explicit only), BFloat16 (explicit only)"
+                : operation == KernelOperation.WeightUpdate ? "" // no CUDA kernel yet: the reference runs on the GPU
                 : expected, $"the CUDA backend's {operation}");
         }
         KernelRegistry.Registrations.Should().OnlyContain(r => Interfaces[r.Operation].IsInstanceOfType(r.Kernel), "a kernel implements its operation");
@@ -153,7 +160,8 @@ public sealed class KernelRegistryTests
         library.GetTypes().Should().NotContain(t => t.Namespace != null && t.Namespace.StartsWith("LowRankOptim.Kernels"));
         typeof(KernelPreference).Assembly.Should().BeSameAs(library, "the user-facing option lives with the options");
         typeof(KernelPreference).Namespace.Should().Be("LowRankOptim");
-        kernels.GetExportedTypes().Should().NotContain([typeof(TorchKernels), typeof(CpuKernels), typeof(CudaKernels), typeof(SmmfCpuKernel), typeof(QuantizedAdamCpuKernel)],
+        kernels.GetExportedTypes().Should().NotContain([typeof(TorchKernels), typeof(CpuKernels), typeof(CudaKernels), typeof(SmmfCpuKernel), typeof(QuantizedAdamCpuKernel),
+            typeof(WeightUpdateCpuKernel)],
             "the backends are reached through the registry, not by name");
     }
 

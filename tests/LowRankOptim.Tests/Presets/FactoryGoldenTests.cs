@@ -13,8 +13,8 @@ namespace LowRankOptim.Tests.Presets;
 public sealed class FactoryGoldenTests
 {
     /// <summary>The six values a <see cref="LowRankOptions"/> carries (the configs and the storage are records: value equality).</summary>
-    public static (double? Lr, double? WeightDecay, WeightDecayOrder? Order, IProjectionConfig? Projection, IUpdateRuleConfig? Rule, MomentStorage? Storage) Of(LowRankOptions o) =>
-        (o.LearningRate, o.WeightDecay, o.DecayOrder, o.Projection, o.Rule, o.MomentStorage);
+    public static (double? Lr, double? WeightDecay, WeightDecayOrder? Order, IProjectionConfig? Projection, IUpdateRuleConfig? Rule, MomentStorage? Storage, WeightRounding? Rounding) Of(LowRankOptions o) =>
+        (o.LearningRate, o.WeightDecay, o.DecayOrder, o.Projection, o.Rule, o.MomentStorage, o.WeightRounding);
 
     private static Parameter[] Params() => [new Parameter(randn(6, 4)), new Parameter(randn(4))];
 
@@ -90,12 +90,23 @@ public sealed class FactoryGoldenTests
         { "GaLore-Adafactor bfloat16 momentum", () => LowRank.GaLoreAdafactor(Groups(), beta1: 0.9, optim_bits: 16),
             Options(0, 0, WeightDecayOrder.BeforeUpdate, new SvdProjection(), new AdafactorConfig(0.9, RelativeStep: true, ScaleParameter: true, WarmupInit: false),
                 new MomentStorage(MomentFormat.BFloat16)) },
+        // torchao's bf16_stochastic_round: bfloat16 weights rounded stochastically, seed 0.
+        { "DCT-AdamW stochastic rounding of bf16 weights", () => LowRank.DctAdamW([new LowRankParamGroup([new Parameter(randn(6, 4).to(ScalarType.BFloat16))])], rank: 64, bf16_stochastic_round: true),
+            Options(1e-3, 0, WeightDecayOrder.BeforeUpdate, new DctProjection(64, 1, 1.0, DctTransformMethod.MatrixProduct, 1.0, 32000, ProjectionType.Std), TorchAdam(),
+                rounding: WeightRounding.Stochastic(0)) },
     };
 
-    /// <summary>Options as a preset builds them: every value set, the moments dense unless <paramref name="storage"/> says otherwise.</summary>
+    /// <summary>
+    /// Options as a preset builds them: every value set, the moments dense and the weights rounded to nearest unless
+    /// <paramref name="storage"/> and <paramref name="rounding"/> say otherwise.
+    /// </summary>
     internal static LowRankOptions Options(double lr, double weightDecay, WeightDecayOrder order, IProjectionConfig projection, IUpdateRuleConfig rule,
-        MomentStorage? storage = null) =>
-        new() { LearningRate = lr, WeightDecay = weightDecay, DecayOrder = order, Projection = projection, Rule = rule, MomentStorage = storage ?? MomentStorage.Dense };
+        MomentStorage? storage = null, WeightRounding? rounding = null) =>
+        new()
+        {
+            LearningRate = lr, WeightDecay = weightDecay, DecayOrder = order, Projection = projection, Rule = rule, MomentStorage = storage ?? MomentStorage.Dense,
+            WeightRounding = rounding ?? WeightRounding.Nearest,
+        };
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -121,7 +132,8 @@ public sealed class FactoryGoldenTests
             oversampling: 2, power_iterations: 1, seed: 4, cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.1, residual_warmup: 2,
             residual_reestimate: true, residual_scale: 0.5);
         var projection = new GaLorePlusProjection(3, 5, 0.5, 2, 1, 4, null, CrossHeadReading.PerHeadShortSide, 0.1, 2, true, 0.5);
-        Of(opt.Defaults).Should().Be((0.01, 0.05, WeightDecayOrder.AfterUpdate, (IProjectionConfig)projection, (IUpdateRuleConfig)GaLoreAdam(), (MomentStorage?)MomentStorage.Dense));
+        Of(opt.Defaults).Should().Be((0.01, 0.05, WeightDecayOrder.AfterUpdate, (IProjectionConfig)projection, (IUpdateRuleConfig)GaLoreAdam(), (MomentStorage?)MomentStorage.Dense,
+            (WeightRounding?)WeightRounding.Nearest));
         var groups = opt.ParamGroups.Cast<LowRankParamGroup>().ToArray();
         groups.Select(g => g.Options.Projection).Should().Equal(projection with { Heads = heads }, projection, FullSpace.Instance);
         groups.Select(g => g.Parameters.Count()).Should().Equal(1, 1, 2);

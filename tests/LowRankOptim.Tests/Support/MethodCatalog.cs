@@ -86,7 +86,7 @@ public static class MethodCatalog
                     }),
                 new("GaLore", "randomized", new()
                     {
-                        ["rank"] = 5, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 3, ["power_iterations"] = 1, ["seed"] = 5L, ["optim_bits"] = 8,
+                        ["rank"] = 5, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 3, ["power_iterations"] = 1, ["seed"] = 5L, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
                     })]),
         new("galore-full", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full)),
         // Refreshes at steps 1, 4, 7, 10: the sketch of a refresh after a load must be the same draw.
@@ -103,7 +103,7 @@ public static class MethodCatalog
                         ["lr"] = 0.03, ["eps1"] = 1e-20, ["eps2"] = 2e-3, ["clip_threshold"] = 2.0, ["decay_rate"] = -0.7, ["beta1"] = 0.85, ["weight_decay"] = 0.2,
                         ["scale_parameter"] = false, ["relative_step"] = false, ["rank"] = 6, ["update_proj_gap"] = 13, ["scale"] = 0.75,
                         ["proj_type"] = ProjectionType.Right, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 4, ["power_iterations"] = 3, ["seed"] = 9L,
-                        ["optim_bits"] = 16,
+                        ["optim_bits"] = 16, ["bf16_stochastic_round"] = true,
                     }),
                 new("GaLoreAdafactor", "warm-up", new() { ["warmup_init"] = true, ["rank"] = 3 })]),
         // Hugging Face's defaults: relative step size and parameter scaling (lr unset).
@@ -115,7 +115,7 @@ public static class MethodCatalog
                 new("DctAdamW", "every knob", new()
                     {
                         ["lr"] = 0.04, ["beta1"] = 0.7, ["beta2"] = 0.9, ["eps"] = 1e-6, ["weight_decay"] = 0.3, ["rank"] = 5, ["update_proj_gap"] = 3, ["scale"] = 0.5,
-                        ["proj_type"] = ProjectionType.ReverseStd, ["sim_type"] = DctTransformMethod.FastTransform, ["ell_norm"] = 2.0, ["max_shape"] = 1000L, ["optim_bits"] = 8,
+                        ["proj_type"] = ProjectionType.ReverseStd, ["sim_type"] = DctTransformMethod.FastTransform, ["ell_norm"] = 2.0, ["max_shape"] = 1000L, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
                     })]),
         new("dct-adamw-fast", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform)),
         // Every projection and back-projection by FFT (both sides: fc1 right, fc2 left), with a scale folded into the transform.
@@ -129,7 +129,7 @@ public static class MethodCatalog
                     {
                         ["lr"] = 0.05, ["beta1"] = 0.6, ["beta2"] = 0.97, ["eps"] = 1e-5, ["weight_decay"] = 0.4, ["rank"] = 4, ["update_proj_gap"] = 17, ["scale"] = 2.0,
                         ["proj_type"] = ProjectionType.Right, ["p_optimizer"] = new SgdConfig(0.5), ["p_weight_decay"] = 0.02, ["correct_bias"] = false,
-                        ["conventions"] = AdamConventions.TorchOptim, ["optim_bits"] = 4,
+                        ["conventions"] = AdamConventions.TorchOptim, ["optim_bits"] = 4, ["bf16_stochastic_round"] = true,
                     })]),
         new("osd-adafactor-basis", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5,
             p_optimizer: new AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0)),
@@ -142,7 +142,7 @@ public static class MethodCatalog
                         ["lr"] = 0.06, ["beta1"] = 0.5, ["beta2"] = 0.98, ["eps"] = 1e-4, ["weight_decay"] = 0.5, ["rank"] = 3, ["update_proj_gap"] = 19, ["scale"] = 1.5,
                         ["oversampling"] = 5, ["power_iterations"] = 4, ["seed"] = 12L, ["cross_head"] = CrossHeadReading.PerHeadShortSide, ["residual_density"] = 0.05,
                         ["residual_warmup"] = 7, ["residual_reestimate"] = true, ["residual_scale"] = 0.3, ["correct_bias"] = false, ["conventions"] = AdamConventions.TorchOptim,
-                        ["optim_bits"] = 16,
+                        ["optim_bits"] = 16, ["bf16_stochastic_round"] = true,
                     })]),
         // Per-head bases; after a 2-step warm-up the residual indices are re-chosen at every refresh (steps 4, 7, 10).
         new("galore-plus-per-head-residual-reestimated", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, rank: 2, update_proj_gap: 3, seed: 9,
@@ -183,18 +183,18 @@ public static class MethodCatalog
                     {
                         ["lr"] = 0.09, ["beta1"] = 0.8, ["beta2"] = 0.9, ["eps"] = 1e-7, ["weight_decay"] = 0.1, ["rank"] = 5, ["update_proj_gap"] = 7,
                         ["scale"] = 2.0, ["proj_type"] = ProjectionType.Left, ["scale_type"] = ApolloScaling.Tensor, ["proj"] = ApolloProjector.Svd,
-                        ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false, ["optim_bits"] = 8,
+                        ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
                     }),
                 new("ApolloMini", "every knob", new()
                     {
                         ["lr"] = 0.02, ["beta1"] = 0.7, ["beta2"] = 0.95, ["eps"] = 1e-5, ["weight_decay"] = 0.2, ["update_proj_gap"] = 9, ["scale"] = 64.0,
-                        ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false, ["optim_bits"] = 4,
+                        ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false, ["optim_bits"] = 4, ["bf16_stochastic_round"] = true,
                     })]),
         new("adamw", m => LowRank.AdamW(m.parameters(), lr: 0.01, weight_decay: 0.01),
             Presets: [
                 new("AdamW", "every knob", new()
                     {
-                        ["lr"] = 0.08, ["beta1"] = 0.55, ["beta2"] = 0.96, ["eps"] = 1e-3, ["weight_decay"] = 0.7, ["conventions"] = AdamConventions.GaLoreReference, ["optim_bits"] = 8,
+                        ["lr"] = 0.08, ["beta1"] = 0.55, ["beta2"] = 0.96, ["eps"] = 1e-3, ["weight_decay"] = 0.7, ["conventions"] = AdamConventions.GaLoreReference, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
                     })]),
         // No factory: the rule through LowRankOptions.
         new("sgd-momentum", m => new LowRankOptimizer([new LowRankParamGroup(m.parameters())], new LowRankOptions

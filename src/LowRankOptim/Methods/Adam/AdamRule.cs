@@ -6,8 +6,11 @@ using static TorchSharp.torch;
 namespace LowRankOptim;
 
 /// <summary>The per-parameter state of <see cref="AdamConfig"/>: exp_avg and exp_avg_sq.</summary>
-internal sealed class AdamRule : IUpdateRule
+internal sealed class AdamRule : IUpdateRule, IRoundedInPlaceRule
 {
+    /// <summary>Elements per part of the rounded full-space step: its direction workspace is this many elements (2 MiB in bf16).</summary>
+    internal static long RoundedPartElements { get; set; } = 1L << 20;
+
     private readonly ScalarType _dtype;
     private readonly KernelStorage _storage;
     private readonly long _count;
@@ -106,6 +109,40 @@ internal sealed class AdamRule : IUpdateRule
         using var contiguous = kernel.Backend == KernelBackend.Reference || gradient.is_contiguous() ? null : gradient.contiguous();
         var (scalars, coefficient) = Scalars(c, context.Step, lr);
         kernel.AdamUpdate(contiguous ?? gradient, ExpAvg, ExpAvgSq, scalars with { StepSize = coefficient, DecayFactor = context.Decay.FactorBeforeUpdate(lr) }, parameter);
+        return true;
+    }
+
+    /// <summary>
+    /// The full-space step of stochastically rounded bf16 weights a part of <see cref="RoundedPartElements"/> at a time:
+    /// the direction kernel on the part's moments and gradient, then the weight kernel on the part's weights with its
+    /// flat offset, which is <see cref="Compute"/> followed by the rounded update of the whole, element for element, with
+    /// a workspace of one part's direction instead of the parameter's. Declines (the engine then computes the whole
+    /// direction) for block-wise moments, for a gradient or parameter of another dtype, and for strided tensors.
+    /// </summary>
+    public bool TryUpdateRounded(Tensor parameter, Tensor gradient, in RuleContext context, IWeightUpdateKernel kernel, in WeightUpdateScalars weights)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        ArgumentNullException.ThrowIfNull(gradient);
+        ArgumentNullException.ThrowIfNull(kernel);
+        var c = RuleChecks.ConfigAs<AdamConfig>(context.Config);
+        if (_quantizedKernels is not null || parameter.dtype != _dtype || gradient.dtype != _dtype || !parameter.is_contiguous() || !gradient.is_contiguous())
+            return false;
+        var direction = _kernels.ForCall(c.Kernel.Backend(), ExpAvg.device, _storage, _count, gradient, ExpAvg, ExpAvgSq);
+        var (scalars, coefficient) = Scalars(c, context.Step, context.LearningRate);
+        using var w = parameter.view(-1);
+        using var g = gradient.view(-1);
+        using var m = ExpAvg.view(-1);
+        using var v = ExpAvgSq.view(-1);
+        for (long start = 0; start < _count; start += RoundedPartElements)
+        {
+            var length = Math.Min(RoundedPartElements, _count - start);
+            using var gPart = g.narrow(0, start, length);
+            using var mPart = m.narrow(0, start, length);
+            using var vPart = v.narrow(0, start, length);
+            using var wPart = w.narrow(0, start, length);
+            using var part = direction.AdamDirection(gPart, mPart, vPart, scalars);
+            kernel.UpdateWeights(wPart, part, weights with { Coefficient = coefficient, FirstIndex = start });
+        }
         return true;
     }
 

@@ -60,6 +60,7 @@ public sealed class StoredCheckpointTests
         "adamw", "adamw-galore-conventions",
         "sgd-momentum",
         "adamw-4bit", "adamw-bf16-stochastic",
+        "dct-adamw-fast-projection",
     ];
 
     /// <summary>
@@ -122,6 +123,8 @@ public sealed class StoredCheckpointTests
                 new MomentStorage(MomentFormat.Blockwise4Bit, MinElements: 128))),
             "adamw-bf16-stochastic" => new LowRankOptimizer([new LowRankParamGroup(ps)], WithStorage(LowRankPresets.AdamW(lr: 0.01),
                 new MomentStorage(MomentFormat.BFloat16, global::LowRankOptim.Kernels.StateRounding.Stochastic, Seed: 3))),
+            "dct-adamw-fast-projection" => LowRank.DctAdamW(ps, lr: 0.01, weight_decay: 0.05, rank: 4, update_proj_gap: 3,
+                sim_type: DctTransformMethod.FastTransformProjection),
             _ => throw new ArgumentException($"unknown stored-checkpoint method '{method}'", nameof(method)),
         };
     }

@@ -122,7 +122,7 @@ public static class MemoryMeasurement
         per_layer = r.Spec.PerLayer, rank = r.Spec.Rank, steps = r.Steps.Count, measured_peak_bytes = r.PeakResidentBytes, predicted_peak_bytes = r.PredictedPeakBytes,
         predicted_over_measured = r.Ratio, baseline_bytes = r.BaselineBytes, weight_bytes = r.Prediction.Weights, gradient_bytes = r.Prediction.Gradients,
         state_bytes = r.Prediction.State, activation_bytes = r.Prediction.Activations, workspace_bytes = r.Prediction.Workspace,
-        allocated_state_bytes = r.OptimizerStateBytes, libtorch_allocated_bytes = (long?)null, refusal = r.Refusal, build_seconds = r.BuildSeconds,
+        allocated_state_bytes = r.OptimizerStateBytes, refusal = r.Refusal, build_seconds = r.BuildSeconds,
         step_records = r.Steps,
     };
 

@@ -51,6 +51,7 @@ public static class MeasuredRun
         Train(WarmUp, spec, dataset, steps: 8, sequence: 32, report: false);
         GC.Collect();
         GC.WaitForPendingFinalizers();
+        ProcessMemory.ReturnFreedMemory();
         var baseline = ProcessMemory.Resident() ?? 0;
         // The peak is the training's: reading the corpus has a transient of its own (XML parsing) that does not scale with the model.
         if (!ProcessMemory.ResetPeak()) Console.Error.WriteLine("  note: /proc/self/clear_refs is not writable; the peak includes reading the corpus");
@@ -73,8 +74,8 @@ public static class MeasuredRun
     {
         var clock = Stopwatch.StartNew();
         using var model = new LlamaModel(config, spec.Seed, spec.DType);
-        // AdamW is LowRank.AdamW (equal to TorchSharp's, tested): TorchSharp's step leaves temporaries to the finalizers, so its
-        // resident set grows by about two float32 copies of the weights per step until a GC runs (docs/benchmarks.md).
+        // AdamW is LowRank.AdamW (equal to TorchSharp's, tested): TorchSharp's step keeps two float32 temporaries of every
+        // parameter until it ends (one dispose scope for the whole step), 2× the weights more at its peak (docs/benchmarks.md).
         using var optimizer = OptimizerCatalog.Create(spec.Kind, model, spec.LearningRate, spec.Recipe.Settings(Math.Min(spec.Rank, config.Hidden)), lowRankOnly: true);
         using var release = spec.PerLayer ? ((LowRankOptimizer)optimizer).ReleaseGradientsDuringBackward(model) : null;
         var build = clock.Elapsed.TotalSeconds;
@@ -98,6 +99,9 @@ public static class MeasuredRun
                 update = clock.Elapsed.TotalSeconds;
                 loss = l.item<float>();
             }
+            // Freed gradients and activations go back to the kernel between steps; glibc keeps them otherwise, and in the
+            // standard loop its heaps then grew by 0.5–1.2 GiB per step (llama-350m, llama-1b: docs/benchmarks.md).
+            ProcessMemory.ReturnFreedMemory();
             var resident = ProcessMemory.Resident() ?? 0;
             records.Add(new MeasuredStep(step, loss, forward, backward, update, resident));
             if (report)

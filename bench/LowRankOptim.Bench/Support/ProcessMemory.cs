@@ -1,8 +1,25 @@
+using System.Runtime.InteropServices;
+
 namespace LowRankOptim.Bench.Support;
 
 /// <summary>This process's resident memory as Linux reports it in /proc/self/status (null elsewhere).</summary>
-public static class ProcessMemory
+public static partial class ProcessMemory
 {
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
+
+    /// <summary>
+    /// Returns the C heap's free pages to the kernel (glibc's <c>malloc_trim(0)</c>; Linux only, a no-op elsewhere or
+    /// without glibc). libtorch's CPU tensors come from malloc, and glibc keeps freed blocks in its heaps, so without it
+    /// the resident set holds memory that nothing uses.
+    /// </summary>
+    public static void ReturnFreedMemory()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { MallocTrim(0); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
     /// <summary>VmRSS: the resident set now, in bytes.</summary>
     public static long? Resident() => Field("VmRSS:");
 

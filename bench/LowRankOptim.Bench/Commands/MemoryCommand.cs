@@ -72,7 +72,7 @@ public static class MemoryCommand
                 var kinds = r.GetValue(optimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(n => { try { return OptimizerCatalog.Parse(n); } catch (ArgumentException e) { throw new UsageException(e.Message); } }).ToList();
                 var targets = r.GetValue(shapes) is string path ? [UserModel(path)] : r.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    .Select(m => LlamaConfig.Named.TryGetValue(m, out var c) ? FromConfig(c) : throw new UsageException($"--model '{m}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.")).ToList();
+                    .Select(m => FromConfig(ParseModel(m))).ToList();
                 if (r.GetValue(rank) is < 1) throw new UsageException($"--rank must be >= 1 (got {r.GetValue(rank)}).");
                 long? budgetBytes = r.GetValue(budget) is string b ? ParseBytes(b) : null;
                 return Run(targets, kinds, r.GetValue(rank), types, bits, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax), r.GetValue(detail));
@@ -94,8 +94,7 @@ public static class MemoryCommand
     {
         if (r.GetValue(shapes) is not null) throw new UsageException("--measure trains the named configurations; --shapes has no model to build.");
         if (r.GetValue(verify)) throw new UsageException("--measure and --verify are separate runs: choose one.");
-        var configs = List(r.GetValue(models)!).Select(m => LlamaConfig.Named.TryGetValue(m, out var c) ? c
-            : throw new UsageException($"--model '{m}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.")).ToList();
+        var configs = List(r.GetValue(models)!).Select(ParseModel).ToList();
         var types = List(r.GetValue(dtype)!).Select(ParseDType).Distinct().ToList();
         var bits = List(r.GetValue(optimBits)!).Select(ParseOptimBits).Distinct().ToList();
         var recipes = LowRankOptim.Bench.Measure.MemoryMeasurement.Recipes(List(r.GetValue(optimizers)!), types, bits, r.GetValue(perLayer));
@@ -107,11 +106,14 @@ public static class MemoryCommand
         if (!(r.GetValue(lr) is var rate && rate > 0 && double.IsFinite(rate))) throw new UsageException($"--lr must be a finite number > 0 (got {r.GetValue(lr)}).");
         if (r.GetValue(threads) is < 1) throw new UsageException($"--threads must be >= 1 (got {r.GetValue(threads)}).");
         var given = r.GetValue(budget) is not null;
-        var limit = r.GetValue(budget) is string b ? ParseBytes(b) : LowRankOptim.Bench.Support.ProcessMemory.Available() ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        var limit = r.GetValue(budget) is string b ? ParseBytes(b) : ProcessMemory.Available();
         var options = new LowRankOptim.Bench.Measure.MemoryMeasurement.Options(Positive(steps), Positive(batch), sequence, r.GetValue(rank), rate,
             r.GetValue(threads) ?? NativeEnvironment.AutoThreads(), 0, limit, given);
         return LowRankOptim.Bench.Measure.MemoryMeasurement.Run(configs, recipes, options, r.GetValue(csv), r.GetValue(png), r.GetValue(json));
     }
+
+    private static LlamaConfig ParseModel(string name) => LlamaConfig.Named.TryGetValue(name, out var c) ? c
+        : throw new UsageException($"--model '{name}' is unknown; choose from {string.Join(", ", LlamaConfig.Named.Keys)}.");
 
     private static ScalarType ParseDType(string d) => d switch
     {

@@ -123,7 +123,7 @@ public static class PretrainCommand
                 };
                 if (comm is not null && settings.Batch % comm.Size != 0)
                     throw new UsageException($"--batch {settings.Batch} must be a multiple of the number of ranks ({comm.Size}).");
-                var limit = r.GetValue(memoryLimit) is string m ? ParseLimit(m) : AvailableMemory();
+                var limit = r.GetValue(memoryLimit) is string m ? ParseLimit(m) : ProcessMemory.Available();
                 // Refuse before the corpus is read and any model is built (vocabulary: 256 bytes, or --bpe-vocab).
                 CheckMemory(settings with { Model = settings.Model with { VocabSize = r.GetValue(tokenizer) == "bpe" ? vocab : 256 } },
                     kinds, lrs, limit, r.GetValue(memoryLimit) is not null);
@@ -254,17 +254,6 @@ public static class PretrainCommand
             Console.WriteLine($"CSV per run, summary.md/.csv/.json and loss.png (best run of each optimizer) in {Path.GetFullPath(output)}");
         }
         return 0;
-    }
-
-    /// <summary>MemAvailable on Linux, else what the GC reports as available to the process.</summary>
-    private static long AvailableMemory()
-    {
-        if (File.Exists("/proc/meminfo"))
-        {
-            var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:", StringComparison.Ordinal));
-            if (line is not null && long.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], out var kib)) return kib * 1024;
-        }
-        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 
     private static long ParseLimit(string text)

@@ -32,15 +32,15 @@ public static class PeakMemoryModel
     public static PeakPrediction Predict(LlamaConfig config, MemoryRecipe recipe, int rank, int batch, int sequence)
     {
         var shapes = config.ParameterShapes().ToList();
-        var plan = MemoryPlanner.Plan(shapes, recipe.DType, OptimizerCatalog.OptionsOf(recipe.Kind, 1e-3, recipe.Settings(rank), config));
+        var optionsOf = OptimizerCatalog.OptionsOf(recipe.Kind, 1e-3, recipe.Settings(rank), config);
+        var plan = MemoryPlanner.Plan(shapes, recipe.DType, optionsOf);
         long e = ElementSize(recipe.DType);
         long Bytes(long[] shape) => shape.Aggregate(1L, (a, b) => a * b) * e;
         var gradients = recipe.PerLayer
             ? Bytes(shapes[0].Shape) + shapes.Skip(1).Max(p => Bytes(p.Shape)) // embed.weight is first
             : plan.GradientBytes;
-        var projection = OptimizerCatalog.GroupOptions(recipe.Kind, 1e-3, recipe.Settings(rank)).Projected.Projection!;
-        var parameters = plan.Parameters.Select(p => (p.Shape, p.Projected && projection.MatrixViewOf(p.Shape) is MatrixShape m
-            ? projection.ProjectedShape(m).Aggregate(1L, (a, b) => a * b) : (long?)null)).ToList();
+        var parameters = plan.Parameters.Select(p => (p.Shape, p.Projected && optionsOf(p.Name, p.Shape).Options.Projection is { } projection
+            && projection.MatrixViewOf(p.Shape) is MatrixShape m ? projection.ProjectedShape(m).Aggregate(1L, (a, b) => a * b) : (long?)null)).ToList();
         return new PeakPrediction(plan.WeightBytes, gradients, plan.StateBytes, Activations(config, e, batch, sequence), Workspace(parameters, recipe, e));
     }
 

@@ -43,8 +43,11 @@ public static partial class ProcessMemory
         }
     }
 
-    /// <summary>MemAvailable of /proc/meminfo: what the kernel estimates can be allocated without swapping, in bytes.</summary>
-    public static long? Available() => Read("/proc/meminfo", "MemAvailable:");
+    /// <summary>
+    /// MemAvailable of /proc/meminfo (what the kernel estimates can be allocated without swapping), else what the GC
+    /// reports as available to the process, in bytes.
+    /// </summary>
+    public static long Available() => Read("/proc/meminfo", "MemAvailable:") ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
     private static long? Field(string name) => Read("/proc/self/status", name);
 

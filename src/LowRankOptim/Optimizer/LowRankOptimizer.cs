@@ -256,8 +256,7 @@ public sealed partial class LowRankOptimizer : OptimizerHelper, IBetas
             {
                 // One scope and one engine run per parameter: temporaries never pile up across the model.
                 using var scope = NewDisposeScope();
-                using var grad = p.grad;
-                if (grad is null || p.numel() == 0) continue;
+                if (p.grad is not { } grad || p.numel() == 0) continue;
                 gradientBytes += grad.numel() * grad.element_size();
                 _engine.Run([new ParameterStep((LowRankParameterState)_state[p.Handle], p, grad, group.Options)]);
             }

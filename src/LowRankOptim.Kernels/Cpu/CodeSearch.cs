@@ -14,6 +14,12 @@ namespace LowRankOptim.Kernels;
 /// map[i·2^(bits−k+1) + 2^(bits−k)] for the 2^(k−1) prefixes i of the code found so far, so that each level is one
 /// in-register lookup by i (one permute up to 16 entries, a two-source permute for 32, a small tree of them above).
 /// </para>
+/// <para>
+/// For nearest rounding, the code with its rounding is one search too: the rounded code of y is the number of
+/// <see cref="Thresholds"/> ≤ y, where threshold q is the smallest float whose rounded code is at least q (the rounded code
+/// never decreases as y grows: the search's code does not, and for one code the test y − map[c] ≥ gap·0.5 is a float
+/// subtraction, which is monotone). <see cref="NearestProbes"/> and <see cref="NearestTails"/> hold that search's tables.
+/// </para>
 /// </summary>
 internal sealed unsafe class CodeSearch
 {
@@ -59,6 +65,22 @@ internal sealed unsafe class CodeSearch
     /// </summary>
     public readonly float* Bounds;
 
+    /// <summary>
+    /// The nearest-rounding thresholds: [q], q = 1 … top, is the smallest float y whose code after nearest rounding (the
+    /// search's code c, moved up to min(c + 1, top) when y − map[c] ≥ (map[c + 1] − map[c])·0.5) is at least q; [0] is −∞.
+    /// </summary>
+    public readonly float* Thresholds;
+
+    /// <summary><see cref="Probes"/>' layout for the search of <see cref="Thresholds"/> (the rounded code directly).</summary>
+    public readonly float* NearestProbes;
+
+    /// <summary>
+    /// After the first L = min(<see cref="BoundLevels"/>, bits) levels of the thresholds' search with index i, the rounded
+    /// code is i·2^(bits−L) plus how many of the next 2^(bits−L) − 1 thresholds y passes: threshold i·2^(bits−L) + k is at
+    /// [32·(k − 1) + i] (8-bit: 7 tables of 32, each one two-source permute by i, all independent of each other).
+    /// </summary>
+    public readonly float* NearestTails;
+
     /// <summary>Where level <paramref name="level"/> (1 … <see cref="Bits"/>) starts in <see cref="Probes"/>.</summary>
     public static int ProbeOffset(int level) => level <= 5 ? 16 * (level - 1) : 48 + (1 << (level - 1));
 
@@ -94,23 +116,87 @@ internal sealed unsafe class CodeSearch
         for (var c = 0; c < map.Length; c++)
             for (var b = 0; b < 4; b++)
                 Planes[256 * b + c] = (byte)(BitConverter.SingleToUInt32Bits(map[c]) >> (8 * b));
-        Probes = (float*)NativeMemory.AlignedAlloc((nuint)(ProbeOffset(Bits + 1) * sizeof(float)), 64);
-        for (var k = 1; k <= Bits; k++)
-        {
-            var level = Probes + ProbeOffset(k);
-            var count = 1 << (k - 1);
-            for (var i = 0; i < Math.Max(16, count); i++)
-                level[i] = i < count ? map[(i << (Bits - k + 1)) + (1 << (Bits - k))] : 0;
-        }
+        Probes = LevelProbes(map, Bits);
+        var thresholds = NearestThresholds(map, Bits);
+        Thresholds = (float*)NativeMemory.Alloc((nuint)map.Length, sizeof(float));
+        for (var q = 0; q < map.Length; q++) Thresholds[q] = thresholds[q];
+        NearestProbes = LevelProbes(thresholds, Bits);
+        var levels = Math.Min(BoundLevels, Bits);
+        var tail = 1 << (Bits - levels);
+        NearestTails = (float*)NativeMemory.AlignedAlloc((nuint)(32 * Math.Max(1, tail - 1) * sizeof(float)), 64);
+        NativeMemory.Clear(NearestTails, (nuint)(32 * Math.Max(1, tail - 1) * sizeof(float)));
+        for (var k = 1; k < tail; k++)
+            for (var i = 0; i < 1 << levels; i++)
+                NearestTails[32 * (k - 1) + i] = thresholds[i * tail + k];
         Bounds = (float*)NativeMemory.AlignedAlloc(64 * sizeof(float), 64);
         NativeMemory.Clear(Bounds, 64 * sizeof(float));
-        var levels = Math.Min(BoundLevels, Bits);
         for (var i = 0; i < 1 << levels; i++)
         {
             Bounds[i] = map[i << (Bits - levels)];
             Bounds[32 + i] = map[Math.Min((i + 1) << (Bits - levels), Top)];
         }
     }
+
+    /// <summary>Level k's probes of a binary search over <paramref name="table"/> (see <see cref="Probes"/>), 64-byte aligned.</summary>
+    private static float* LevelProbes(float[] table, int bits)
+    {
+        var probes = (float*)NativeMemory.AlignedAlloc((nuint)(ProbeOffset(bits + 1) * sizeof(float)), 64);
+        for (var k = 1; k <= bits; k++)
+        {
+            var level = probes + ProbeOffset(k);
+            var count = 1 << (k - 1);
+            for (var i = 0; i < Math.Max(16, count); i++)
+                level[i] = i < count ? table[(i << (bits - k + 1)) + (1 << (bits - k))] : 0;
+        }
+        return probes;
+    }
+
+    /// <summary>
+    /// The thresholds of <see cref="Thresholds"/>, each found by bisection over the floats in their order (the rounded code
+    /// is monotone in y, ±0 alike), with <see cref="NearestCode"/> as the test.
+    /// </summary>
+    private static float[] NearestThresholds(float[] map, int bits)
+    {
+        var thresholds = new float[map.Length];
+        thresholds[0] = float.NegativeInfinity;
+        for (var q = 1; q < map.Length; q++)
+        {
+            // Invariant: code(low) < q ≤ code(high), on the order keys of the floats (−∞ has code 0, +∞ the top code).
+            uint low = OrderKey(float.NegativeInfinity), high = OrderKey(float.PositiveInfinity);
+            while (high - low > 1)
+            {
+                var middle = low + (high - low) / 2;
+                if (NearestCode(map, bits, FromOrderKey(middle)) >= q) high = middle;
+                else low = middle;
+            }
+            thresholds[q] = FromOrderKey(high);
+        }
+        return thresholds;
+    }
+
+    /// <summary>
+    /// The code <see cref="BlockQuantizer.Quantize"/> gives y with nearest rounding, by its own steps: the branchless binary
+    /// search (c += step where y ≥ map[c + step]), then up to min(c + 1, top) when y − map[c] ≥ (map[c + 1] − map[c])·0.5.
+    /// </summary>
+    internal static int NearestCode(float[] map, int bits, float y)
+    {
+        var c = 0;
+        for (var step = 1 << (bits - 1); step >= 1; step >>= 1)
+            if (y >= map[c + step]) c += step;
+        var up = Math.Min(c + 1, map.Length - 1);
+        var low = map[c];
+        return y - low >= (map[up] - low) * 0.5f ? up : c;
+    }
+
+    /// <summary>A float's place in the order of floats (−0 just below +0) as an unsigned integer.</summary>
+    private static uint OrderKey(float x)
+    {
+        var bits = BitConverter.SingleToUInt32Bits(x);
+        return (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
+    }
+
+    private static float FromOrderKey(uint key) =>
+        BitConverter.UInt32BitsToSingle((key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key);
 
     /// <summary>The search of <paramref name="map"/> (built on first use, kept for the process).</summary>
     public static CodeSearch Of(QuantizationMap map) => Cache.GetOrAdd(map, m => new CodeSearch(QuantizationMaps.Of(m)));

@@ -30,7 +30,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     /// <summary>The instruction sets a kernel instance uses.</summary>
     internal enum Path { Scalar, Avx2, Avx512 }
 
-    private readonly bool vector = path != Path.Scalar;
+        private readonly bool vector = path != Path.Scalar;
     private readonly bool avx512 = path == Path.Avx512;
 
     public void* Gradient, Target;
@@ -203,7 +203,8 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var scale = Scale(values, vector);
         store.Absmax[block] = scale;
         var target = bits == 8 ? store.Codes + start : codes;
-        if (avx512) QuantizeAvx512(values, scale, store.Search, store.Rounding, start, target);
+        if (avx512 && store.Rounding.Mode == StateRounding.Nearest) QuantizeNearestAvx512(values, scale, store.Search, target);
+        else if (avx512) QuantizeStochasticAvx512(values, scale, store.Search, store.Rounding.Key, start, target);
         else if (vector) QuantizeVector(values, scale, store.Search, store.Rounding, start, target);
         else QuantizeScalar(values, scale, store.Search, store.Rounding, start, target);
         if (bits == 4) Pack(codes, store.Codes + start / 2, vector);
@@ -301,29 +302,26 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     }
 
     /// <summary>
-    /// The binary search of <see cref="BlockQuantizer.Quantize"/> on 16 lanes, each level's probe looked up in registers
-    /// (<see cref="CodeSearch.Probes"/>): level k compares y ≥ probe[i] where i is the code's k − 1 bits found so far, then
-    /// i ← 2i + (y ≥ probe). The rounding needs map[c] and map[c + 1]: the last probe passed is map[c] (map[0] if none)
-    /// and the last one failed is map[c + 1] (a failed probe at step 2^t leaves bits below t all set, so c + 1 is that
-    /// probe; map[top] if none failed, as c + 1 is clamped there). The first <see cref="CodeSearch.BoundLevels"/> levels
-    /// leave them to one lookup each by the i found (<see cref="CodeSearch.Bounds"/>); the deeper levels keep them as they
-    /// go. NaN fails every comparison (code 0, as the reference's search).
+    /// Stochastic rounding on 16 lanes: the binary search of <see cref="BlockQuantizer.Quantize"/>, each level's probe
+    /// looked up in registers (<see cref="CodeSearch.Probes"/>): level k compares y ≥ probe[i] where i is the code's k − 1
+    /// bits found so far, then i ← 2i + (y ≥ probe). The rounding needs map[c] and map[c + 1]: the last probe passed is
+    /// map[c] (map[0] if none) and the last one failed is map[c + 1] (a failed probe at step 2^t leaves bits below t all
+    /// set, so c + 1 is that probe; map[top] if none failed, as c + 1 is clamped there). The first
+    /// <see cref="CodeSearch.BoundLevels"/> levels leave them to one lookup each by the i found (<see cref="CodeSearch.Bounds"/>);
+    /// the deeper levels keep them as they go. NaN fails every comparison (code 0, as the reference's search).
     /// </summary>
-    private void QuantizeAvx512(float* values, float scale, CodeSearch search, Rounding rounding, long start, byte* codes)
+    private void QuantizeStochasticAvx512(float* values, float scale, CodeSearch search, uint noiseKey, long start, byte* codes)
     {
-        var stochastic = rounding.Mode == StateRounding.Stochastic;
         var s = Vector512.Create(scale);
         var top = Vector512.Create(search.Top);
-        var half = Vector512.Create(0.5f);
         var lanes = Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        var key = Vector512.Create(rounding.Key);
+        var key = Vector512.Create(noiseKey);
         var stride = Vector512.Create(RoundingNoise.ElementStride);
         var ulp24 = Vector512.Create(1.0f / 16777216.0f);
         var sixteen = Vector512.Create(16u);
-        // Four vectors at a time, level by level: each search is a chain of dependent permutes and compares (a permute's
-        // and a compare's latency a level), so four interleaved chains keep the units busy where two left them waiting
-        // (a quarter less time for the 8-bit update; eight chains spill). A block's last 32 entries (block sizes are
-        // multiples of 32, not always of 64) fill the four chains twice over and are stored once.
+        // Four vectors at a time, level by level: each search is a chain of dependent permutes and compares, so four
+        // interleaved chains keep the units busy where two left them waiting (eight spill: each keeps four vectors). A
+        // block's last 32 entries (block sizes are multiples of 32, not always of 64) fill the four chains twice over.
         for (var j = 0; j < blockSize; j += 64)
         {
             var pair = j + 64 > blockSize;
@@ -334,13 +332,91 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             var (sa, sb, sc, sd) = (new Search(a), new Search(b), new Search(c), new Search(d));
             Find(search, ref sa, ref sb, ref sc, ref sd);
             var index = Vector512.Create((uint)(start + j)) + lanes;
-            Round(sa, stochastic, half, key, index, stride, ulp24, top, codes + j);
-            Round(sb, stochastic, half, key, index + sixteen, stride, ulp24, top, codes + j + 16);
+            Round(sa, key, index, stride, ulp24, top, codes + j);
+            Round(sb, key, index + sixteen, stride, ulp24, top, codes + j + 16);
             if (pair) break;
-            Round(sc, stochastic, half, key, index + sixteen + sixteen, stride, ulp24, top, codes + j + 32);
-            Round(sd, stochastic, half, key, index + sixteen + sixteen + sixteen, stride, ulp24, top, codes + j + 48);
+            Round(sc, key, index + sixteen + sixteen, stride, ulp24, top, codes + j + 32);
+            Round(sd, key, index + sixteen + sixteen + sixteen, stride, ulp24, top, codes + j + 48);
         }
     }
+
+    /// <summary>
+    /// Nearest rounding on 16 lanes: the rounded code is the number of <see cref="CodeSearch.Thresholds"/> ≤ y, found by the
+    /// binary search's first levels over the thresholds (<see cref="CodeSearch.NearestProbes"/>, index only) and then, for
+    /// 8-bit, a count over the 7 thresholds left (<see cref="CodeSearch.NearestTails"/>: 7 independent lookups by the
+    /// index instead of 3 dependent levels). No map value, residual or gap is needed. NaN passes no threshold (code 0, as
+    /// the reference's search and rounding). Eight vectors (128 entries) are searched interleaved level by level: a level
+    /// is a chain of dependent permute, compare and add, and with only y and i to keep per vector, eight chains fit in the
+    /// registers. Past a block's end (block sizes are multiples of 32) the chains search copies that are not stored.
+    /// </summary>
+    private void QuantizeNearestAvx512(float* values, float scale, CodeSearch search, byte* codes)
+    {
+        var s = Vector512.Create(scale);
+        for (var j = 0; j < blockSize; j += 128)
+        {
+            var vectors = Math.Min(8, (blockSize - j) / 16);
+            var first = Vector512.Load(values + j) / s;
+            Vector512<float> Next(int k) => k < vectors ? Vector512.Load(values + j + 16 * k) / s : first;
+            var (a, b, c, d) = (new Search(first), new Search(Next(1)), new Search(Next(2)), new Search(Next(3)));
+            var (e, f, g, h) = (new Search(Next(4)), new Search(Next(5)), new Search(Next(6)), new Search(Next(7)));
+            FindNearest(search, ref a, ref b, ref c, ref d, ref e, ref f, ref g, ref h);
+            var target = codes + j;
+            StoreCodes(a.I, target);
+            if (vectors > 1) StoreCodes(b.I, target + 16);
+            if (vectors > 2) StoreCodes(c.I, target + 32);
+            if (vectors > 3) StoreCodes(d.I, target + 48);
+            if (vectors > 4) StoreCodes(e.I, target + 64);
+            if (vectors > 5) StoreCodes(f.I, target + 80);
+            if (vectors > 6) StoreCodes(g.I, target + 96);
+            if (vectors > 7) StoreCodes(h.I, target + 112);
+        }
+    }
+
+    /// <summary>The thresholds' search of eight lane vectors (see <see cref="QuantizeNearestAvx512"/>): the rounded codes in I.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FindNearest(CodeSearch search, ref Search a, ref Search b, ref Search c, ref Search d,
+        ref Search e, ref Search f, ref Search g, ref Search h)
+    {
+        var probes = search.NearestProbes;
+        var levels = Math.Min(CodeSearch.BoundLevels, search.Bits);
+        var first = Vector512.Create(probes[0]);
+        Narrow(ref a, first); Narrow(ref b, first); Narrow(ref c, first); Narrow(ref d, first);
+        Narrow(ref e, first); Narrow(ref f, first); Narrow(ref g, first); Narrow(ref h, first);
+        for (var k = 2; k <= levels; k++)
+        {
+            var p = probes + CodeSearch.ProbeOffset(k);
+            Narrow(ref a, Lookup16(p, a.I)); Narrow(ref b, Lookup16(p, b.I)); Narrow(ref c, Lookup16(p, c.I)); Narrow(ref d, Lookup16(p, d.I));
+            Narrow(ref e, Lookup16(p, e.I)); Narrow(ref f, Lookup16(p, f.I)); Narrow(ref g, Lookup16(p, g.I)); Narrow(ref h, Lookup16(p, h.I));
+        }
+        if (search.Bits == levels) return;
+        CountTail(search, levels, ref a, ref b, ref c, ref d);
+        CountTail(search, levels, ref e, ref f, ref g, ref h);
+    }
+
+    /// <summary>
+    /// After the first <paramref name="levels"/> levels, i ← i·2^(bits − levels) + how many of the next thresholds y passes
+    /// (<see cref="CodeSearch.NearestTails"/>), counted by blends: the tails ascend, so the last k whose threshold y reaches is the count.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CountTail(CodeSearch search, int levels, ref Search a, ref Search b, ref Search c, ref Search d)
+    {
+        var (ca, cb, cc, cd) = (Vector512<int>.Zero, Vector512<int>.Zero, Vector512<int>.Zero, Vector512<int>.Zero);
+        var shift = search.Bits - levels;
+        for (var k = 1; k < 1 << shift; k++)
+        {
+            var table = search.NearestTails + 32 * (k - 1);
+            var count = Vector512.Create(k);
+            ca = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(a.Y, Lookup32(table, a.I)).AsInt32(), count, ca);
+            cb = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(b.Y, Lookup32(table, b.I)).AsInt32(), count, cb);
+            cc = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(c.Y, Lookup32(table, c.I)).AsInt32(), count, cc);
+            cd = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(d.Y, Lookup32(table, d.I)).AsInt32(), count, cd);
+        }
+        a.I = (a.I << shift) | ca; b.I = (b.I << shift) | cb; c.I = (c.I << shift) | cc; d.I = (d.I << shift) | cd;
+    }
+
+    /// <summary>16 codes (0 … 255) as 16 bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreCodes(Vector512<int> c, byte* codes) => Avx512F.ConvertToVector128Byte(c).Store(codes);
 
     /// <summary>One lane vector's search: y, the code bits found so far (i), and map[c], map[c + 1] once known.</summary>
     private struct Search(Vector512<float> y)
@@ -350,7 +426,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         public Vector512<float> Low, High;
     }
 
-    /// <summary>The search of four lane vectors, interleaved level by level (see <see cref="QuantizeAvx512"/>).</summary>
+    /// <summary>The search of four lane vectors, interleaved level by level (see <see cref="QuantizeStochasticAvx512"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Find(CodeSearch search, ref Search a, ref Search b, ref Search c, ref Search d)
     {
@@ -395,18 +471,15 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     }
 
     /// <summary>
-    /// The rounding of a searched vector, stored as 16 codes: up where y − map[c] ≥ (map[c + 1] − map[c])·0.5 (nearest) or
-    /// &gt; u·(map[c + 1] − map[c]) (stochastic, u from the flat indices <paramref name="index"/>).
+    /// The stochastic rounding of a searched vector, stored as 16 codes: up where y − map[c] &gt; u·(map[c + 1] − map[c]),
+    /// u from the flat indices <paramref name="index"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Round(in Search s, bool stochastic, Vector512<float> half, Vector512<uint> key, Vector512<uint> index,
-        Vector512<uint> stride, Vector512<float> ulp24, Vector512<int> top, byte* codes)
+    private static void Round(in Search s, Vector512<uint> key, Vector512<uint> index, Vector512<uint> stride, Vector512<float> ulp24,
+        Vector512<int> top, byte* codes)
     {
-        var residual = s.Y - s.Low;
-        var gap = s.High - s.Low;
-        var up = stochastic
-            ? Vector512.GreaterThan(residual, Vector512.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24 * gap)
-            : Vector512.GreaterThanOrEqual(residual, gap * half);
+        var u = Vector512.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
+        var up = Vector512.GreaterThan(s.Y - s.Low, u * (s.High - s.Low));
         Store(s.I, up, top, codes);
     }
 
@@ -414,17 +487,6 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(Vector512<int> c, Vector512<float> up, Vector512<int> top, byte* codes) =>
         Avx512F.ConvertToVector128Byte(Vector512.Min(c - up.AsInt32(), top)).Store(codes);
-
-    /// <summary>One level of the binary search (see <see cref="QuantizeAvx512"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Level(Vector512<float> y, Vector512<float> probe, ref Vector512<int> i, ref Vector512<float> low, ref Vector512<float> high)
-    {
-        var ge = Vector512.GreaterThanOrEqual(y, probe);
-        // (Selects on the mask as a vector: the JIT keeps a mask used three times as a vector anyway.)
-        low = Vector512.ConditionalSelect(ge, probe, low);
-        high = Vector512.ConditionalSelect(ge, high, probe);
-        i = i + i - ge.AsInt32();
-    }
 
     /// <summary>table[i] for i &lt; 16 (one permute).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -73,6 +73,77 @@ public sealed class QuantizedAdamKernelTests
                 Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", 37, updateWeights, blockSize);
     }
 
+    /// <summary>
+    /// Nearest rounding exactly at the edges: with β1 = 0 the new m is the gradient, and with a 1 in every block y = m
+    /// exactly, so the gradient places y on every rounding threshold of the map (the smallest float whose rounded code
+    /// is one higher), a float or two either side of it, every map value and its neighbours, ±0, subnormals and ±1; one
+    /// block holds a NaN. m is stored with each map in turn. Every kernel path must give the reference's codes.
+    /// </summary>
+    [Theory]
+    [InlineData(QuantizationMap.DynamicSigned8)]
+    [InlineData(QuantizationMap.DynamicUnsigned8)]
+    [InlineData(QuantizationMap.DynamicSigned4)]
+    [InlineData(QuantizationMap.LinearUnsigned4)]
+    public void NearestRoundingAtEveryThresholdMatchesTheReference(QuantizationMap map)
+    {
+        using var scope = NewDisposeScope();
+        var values = QuantizationMaps.Of(map);
+        var bits = int.Log2(values.Length);
+        var blockSize = bits == 8 ? 256 : 128;
+        var edges = new List<float> { 0f, -0f, 1e-40f, -1e-40f, float.Epsilon, -float.Epsilon, 1f, -1f };
+        foreach (var x in values.Concat(ThresholdsOf(values, bits)))
+            for (float y = x, z = x, k = 0; k < 3; k++, y = MathF.BitIncrement(y), z = MathF.BitDecrement(z))
+                edges.AddRange([y, z]);
+        var perBlock = blockSize - 1;
+        var blocks = (edges.Count + perBlock - 1) / perBlock + 1;
+        var g = new float[blocks * blockSize];
+        for (var i = 0; i < edges.Count; i++) g[i / perBlock * blockSize + 1 + i % perBlock] = Math.Clamp(edges[i], -1f, 1f);
+        for (var b = 0; b < blocks; b++) g[b * blockSize] = 1f; // the block's scale: y = x exactly
+        g[(blocks - 1) * blockSize + 5] = float.NaN; // a NaN block: every code 0 in the reference
+        var gradient = torch.tensor(g);
+        var scalars = new AdamScalars(0.0, 0.999, 1e-8, 1.0, StepSize: 1e-3);
+        var mFormat = new BlockFormat(bits, blockSize, map);
+        var vFormat = bits == 8 ? BlockFormat.Unsigned8 : BlockFormat.Unsigned4;
+        QuantizedMoments Fresh() => new(Zeros(mFormat, g.Length), Zeros(vFormat, g.Length));
+        var reference = Fresh();
+        TorchKernels.Instance.QuantizedAdamUpdate(gradient, reference, scalars, torch.zeros(g.Length));
+        foreach (var kernel in new[] { QuantizedAdamCpuKernel.Instance, QuantizedAdamCpuKernel.Avx2Path, QuantizedAdamCpuKernel.Scalar })
+        {
+            if (kernel is null) continue;
+            var fused = Fresh();
+            kernel.QuantizedAdamUpdate(gradient, fused, scalars, torch.zeros(g.Length));
+            TensorAssert.Identical(fused.ExpAvg.Codes, reference.ExpAvg.Codes, $"{map} codes at the thresholds");
+        }
+    }
+
+    /// <summary>The smallest float whose nearest code is q, for each q ≥ 1, found here independently: by scanning the reference's rounding.</summary>
+    private static IEnumerable<float> ThresholdsOf(float[] map, int bits)
+    {
+        int Code(float y)
+        {
+            var c = 0;
+            for (var step = 1 << (bits - 1); step >= 1; step >>= 1)
+                if (y >= map[c + step]) c += step;
+            var up = Math.Min(c + 1, map.Length - 1);
+            return y - map[c] >= (map[up] - map[c]) * 0.5f ? up : c;
+        }
+        // Between map[q − 1] and map[q] the code steps from q − 1 to q once: bisect on the floats (same sign here, or ±0).
+        for (var q = 1; q < map.Length; q++)
+        {
+            var (low, high) = (map[q - 1], map[q]);
+            while (MathF.BitIncrement(low) < high)
+            {
+                var middle = low < 0 && high > 0 ? 0f : BitConverter.Int32BitsToSingle((BitConverter.SingleToInt32Bits(low) + BitConverter.SingleToInt32Bits(high)) / 2);
+                if (middle <= low || middle >= high) middle = MathF.BitIncrement(low);
+                if (Code(middle) >= q) high = middle; else low = middle;
+            }
+            yield return high;
+        }
+    }
+
+    private static QuantizedTensor Zeros(BlockFormat format, long n) =>
+        new(torch.zeros(format.CodeBytes(n), ScalarType.Byte), torch.ones(format.Blocks(n)), format, Rounding.Nearest);
+
     /// <summary>The reference's random bits (TorchSharp ops) are <see cref="RoundingNoise.Bits"/>, which the kernel draws per element.</summary>
     [Fact]
     public void TheReferenceNoiseIsTheCounterFunction()

@@ -231,7 +231,7 @@ public sealed class StoredCheckpointTests
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    private static string StoredRoot => Path.Combine(AppContext.BaseDirectory, "fixtures", "checkpoints");
+    internal static string StoredRoot => Path.Combine(AppContext.BaseDirectory, "fixtures", "checkpoints");
 
     /// <summary>(release, method) of every stored file, copied next to the test assembly from tests/fixtures/checkpoints.</summary>
     public static TheoryData<string, string> StoredFiles()

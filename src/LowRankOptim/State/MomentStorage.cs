@@ -10,9 +10,9 @@ public enum MomentFormat
     Dense,
     /// <summary>bfloat16 (2 bytes an entry); the rule computes in its working dtype.</summary>
     BFloat16,
-    /// <summary>Block-wise 8-bit (torchao's <c>OptimState8bit</c>: blocks of 256, dynamic maps): 1 byte + 4/256 bytes an entry.</summary>
+    /// <summary>Block-wise 8-bit (torchao's <c>OptimState8bit</c>: blocks of 256 by default, <see cref="MomentStorage.BlockSize"/>; dynamic maps): 1 byte + 4/256 bytes an entry.</summary>
     Blockwise8Bit,
-    /// <summary>Block-wise 4-bit (torchao's <c>OptimState4bit</c>: blocks of 128): 0.5 byte + 4/128 bytes an entry.</summary>
+    /// <summary>Block-wise 4-bit (torchao's <c>OptimState4bit</c>: blocks of 128 by default, <see cref="MomentStorage.BlockSize"/>): 0.5 byte + 4/128 bytes an entry.</summary>
     Blockwise4Bit,
 }
 

@@ -78,27 +78,6 @@ public sealed class QuantizedAdamKernelTests
                 Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", 37, updateWeights, blockSize);
     }
 
-    /// <summary>What the kernels say they take (selection asks them): the CPU kernel multiples of 32 up to 4096, the CUDA kernel powers of two up to 256.</summary>
-    [Theory]
-    [InlineData(256, true, true)]
-    [InlineData(128, true, true)]
-    [InlineData(2048, true, false)]
-    [InlineData(4096, true, false)]
-    [InlineData(96, true, false)]
-    [InlineData(4128, false, false)]
-    [InlineData(16, false, true)]
-    public void KernelsSayWhichBlockSizesTheyTake(int blockSize, bool cpu, bool cuda)
-    {
-        var format = BlockFormat.Signed8 with { BlockSize = blockSize };
-        IQuantizedAdamKernel cpuKernel = QuantizedAdamCpuKernel.Instance, reference = TorchKernels.Instance;
-        (cpuKernel.FormatProblem(format) is null).Should().Be(cpu);
-        (QuantizedAdamLaunches.FormatProblem(8, blockSize) is null).Should().Be(cuda);
-        reference.FormatProblem(format).Should().BeNull("the reference takes every block size");
-        // MomentStorage's public limits are the CPU kernel's.
-        MomentStorage.BlockMultiple.Should().Be(QuantizedAdamCpuKernel.BlockMultiple);
-        MomentStorage.MaxBlockSize.Should().Be(QuantizedAdamCpuKernel.MaxBlockSize);
-    }
-
     /// <summary>The reference's random bits (TorchSharp ops) are <see cref="RoundingNoise.Bits"/>, which the kernel draws per element.</summary>
     [Fact]
     public void TheReferenceNoiseIsTheCounterFunction()
@@ -138,6 +117,27 @@ public sealed class QuantizedAdamKernelTests
             withKernel.step(); withReference.step();
             TensorAssert.Close(fused, plain, 1e-6, 1e-5, $"parameters after step {step + 1}");
         }
+    }
+
+    /// <summary>What the kernels say they take (selection asks them): the CPU kernel multiples of 32 up to 4096, the CUDA kernel powers of two up to 256.</summary>
+    [Theory]
+    [InlineData(256, true, true)]
+    [InlineData(128, true, true)]
+    [InlineData(2048, true, false)]
+    [InlineData(4096, true, false)]
+    [InlineData(96, true, false)]
+    [InlineData(4128, false, false)]
+    [InlineData(16, false, true)]
+    public void KernelsSayWhichBlockSizesTheyTake(int blockSize, bool cpu, bool cuda)
+    {
+        var format = BlockFormat.Signed8 with { BlockSize = blockSize };
+        IQuantizedAdamKernel cpuKernel = QuantizedAdamCpuKernel.Instance, reference = TorchKernels.Instance;
+        (cpuKernel.FormatProblem(format) is null).Should().Be(cpu);
+        (QuantizedAdamLaunches.FormatProblem(8, blockSize) is null).Should().Be(cuda);
+        reference.FormatProblem(format).Should().BeNull("the reference takes every block size");
+        // MomentStorage's public limits are the CPU kernel's.
+        MomentStorage.BlockMultiple.Should().Be(QuantizedAdamCpuKernel.BlockMultiple);
+        MomentStorage.MaxBlockSize.Should().Be(QuantizedAdamCpuKernel.MaxBlockSize);
     }
 
     [Fact]

@@ -137,6 +137,15 @@ public interface IQuantizedAdamKernel : IKernel
     /// <param name="scalars">β1, β2, ε, the bias corrections, the step size and the decay factor of this step.</param>
     /// <param name="weights">The weights W (the gradient's shape and dtype), updated in place.</param>
     void QuantizedAdamUpdate(torch.Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars, torch.Tensor weights);
+
+    /// <summary>
+    /// Null when this kernel takes moments of <paramref name="format"/> (its code width and block size), else why not, as
+    /// the rest of a sentence after "cannot take" ("blocks of 2048 entries (...)"). Selection asks it
+    /// (<see cref="KernelSelection"/>): automatic selection then takes the reference, an explicit choice is refused.
+    /// The default takes every format (the reference does).
+    /// </summary>
+    /// <param name="format">The moments' format (m and v share the width and block size).</param>
+    string? FormatProblem(BlockFormat format) => null;
 }
 
 /// <summary>

@@ -7,7 +7,9 @@ namespace LowRankOptim.Kernels;
 /// named explicitly or not at all (<see langword="null"/>, the library's <c>KernelPreference.Auto</c>).
 /// <list type="bullet">
 /// <item>Explicit: the backend's kernel registered for the operation and storage, when the state is on the
-/// backend's device type, the kernel can run in this process and the state is within its size limit; otherwise
+/// backend's device type, the kernel can run in this process, the state is within its size limit and, for block-wise
+/// state, the kernel takes its format (<see cref="IQuantizedAdamKernel.FormatProblem"/>: the CUDA kernel's blocks are
+/// at most 256 entries); otherwise
 /// an <see cref="ArgumentException"/> for the option <c>kernel</c> that names the value, what it needs, what the
 /// state is, and what to use instead.</item>
 /// <item>Automatic: the first fused backend for the device's type (CPU: <see cref="KernelBackend.Cpu"/>, CUDA:
@@ -57,15 +59,21 @@ public static class KernelSelection
     /// <param name="storage">The state's storage.</param>
     /// <param name="count">The elements of the largest tensor the kernel will take (the gradient's, for the size limits).</param>
     /// <param name="subject">What the state is, for the message ("the parameter of shape [6, 4]"); "the state" when null.</param>
+    /// <param name="format">
+    /// The block format of block-wise state (its width and block size, which <paramref name="storage"/> does not carry), or
+    /// null: a kernel that cannot take it (<see cref="IQuantizedAdamKernel.FormatProblem"/>) is passed over under automatic
+    /// selection and refused under an explicit one.
+    /// </param>
     /// <exception cref="ArgumentException">An explicit backend cannot be honoured; <see cref="ArgumentException.ParamName"/> is "kernel".</exception>
-    public static TKernel Select<TKernel>(KernelBackend? backend, torch.Device device, KernelStorage storage, long count, string? subject = null)
+    public static TKernel Select<TKernel>(KernelBackend? backend, torch.Device device, KernelStorage storage, long count, string? subject = null,
+        BlockFormat? format = null)
         where TKernel : class, IKernel
     {
         ArgumentNullException.ThrowIfNull(device);
         var operation = KernelOperations.Of<TKernel>();
         if (Effective(backend) is KernelBackend named)
         {
-            if (Problem(operation, named, device, storage, count, subject) is { } problem)
+            if (Problem(operation, named, device, storage, count, subject, format) is { } problem)
                 throw new ArgumentException($"kernel = {named} {problem}; use Auto or {KernelBackend.Reference}.", "kernel");
             return (TKernel)KernelRegistry.Lookup(operation, named, storage)!.Kernel;
         }
@@ -73,7 +81,7 @@ public static class KernelSelection
         {
             if (candidate == KernelBackend.Reference || DeviceOf(candidate) != device.type) continue;
             if (KernelRegistry.Lookup(operation, candidate, storage) is { Automatic: true } registration &&
-                Problem(operation, candidate, device, storage, count, subject) is null)
+                Problem(operation, candidate, device, storage, count, subject, format) is null)
                 return (TKernel)registration.Kernel;
         }
         return Reference<TKernel>(storage);
@@ -109,15 +117,19 @@ public static class KernelSelection
     /// Null when <paramref name="backend"/> runs <paramref name="operation"/> here, else the rest of the message
     /// after "kernel = {backend} ": what it needs, and what the state is.
     /// </summary>
-    private static string? Problem(KernelOperation operation, KernelBackend backend, torch.Device device, KernelStorage storage, long count, string? subject)
+    private static string? Problem(KernelOperation operation, KernelBackend backend, torch.Device device, KernelStorage storage, long count, string? subject,
+        BlockFormat? format)
     {
         var registration = KernelRegistry.Lookup(operation, backend, storage);
         var placed = DeviceOf(backend) is not DeviceType type || device.type == type;
         var reason = placed ? registration?.Kernel.UnavailableReason : null;
         var max = placed && registration is not null ? registration.Kernel.MaxElements(storage) : long.MaxValue;
-        if (placed && registration is not null && reason is null && count <= max) return null;
+        var unfit = placed && format is not null && registration?.Kernel is IQuantizedAdamKernel q ? q.FormatProblem(format) : null;
+        if (placed && registration is not null && reason is null && count <= max && unfit is null) return null;
 
         subject ??= "the state";
+        if (placed && registration is not null && reason is null && count <= max)
+            return $"cannot take {unfit}, but {subject} is stored in {format!.Bits}-bit blocks of {format.BlockSize} entries (block_size)";
         var storages = KernelRegistry.StoragesOf(operation, backend).Select(s => s.Describe()).ToList();
         if (storages.Count == 0) return $"has no {operation} kernel";
         var needs = $"needs {Alternatives(storages)} state {PlacementOf(backend)}";
@@ -137,7 +149,8 @@ public static class KernelSelection
 /// </summary>
 /// <typeparam name="TKernel">The operation's interface, e.g. <see cref="IAdamDirectionKernel"/>.</typeparam>
 /// <param name="subject">What the state is, for the message of an explicit choice that cannot be honoured.</param>
-public sealed class KernelChoice<TKernel>(string? subject = null) where TKernel : class, IKernel
+/// <param name="format">The block format of block-wise state, which a kernel must take (see <see cref="KernelSelection.Select{TKernel}"/>); null for dense state.</param>
+public sealed class KernelChoice<TKernel>(string? subject = null, BlockFormat? format = null) where TKernel : class, IKernel
 {
     private (KernelBackend? Backend, string Device, KernelStorage Storage, long Count, int Registry)? _key;
     private TKernel? _kernel;
@@ -162,7 +175,7 @@ public sealed class KernelChoice<TKernel>(string? subject = null) where TKernel 
         var key = (backend, device.ToString(), storage, count, KernelRegistry.Version);
         if (_key != key || _kernel is null)
         {
-            _kernel = KernelSelection.Select<TKernel>(backend, device, storage, count, subject);
+            _kernel = KernelSelection.Select<TKernel>(backend, device, storage, count, subject, format);
             _reference = KernelSelection.Reference<TKernel>(storage);
             IsExplicit = KernelSelection.Effective(backend) is not null;
             _key = key;

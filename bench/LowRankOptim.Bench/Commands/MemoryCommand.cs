@@ -24,8 +24,12 @@ public static class MemoryCommand
         "60m" => 128, "130m" => 256, "350m" => 256, "1b" => 512, "7b" => 1024, _ => Math.Max(1, c.Hidden / 4),
     };
 
-    /// <summary>One planned optimizer: <see cref="OptimBits"/> is its moment storage; <see cref="StateVsAdamW"/> compares with AdamW's dense moments in the same dtype.</summary>
-    public sealed record Row(string Model, string Optimizer, int OptimBits, int Rank, string DType, long Parameters, long WeightBytes, long GradientBytes, long StateBytes, long TotalBytes, double StateVsAdamW);
+    /// <summary>
+    /// One planned optimizer: <see cref="OptimBits"/> is its moment storage, <see cref="BlockSize"/> the block size of 8- and 4-bit moments (0: the
+    /// format's default); <see cref="StateVsAdamW"/> compares with AdamW's dense moments in the same dtype.
+    /// </summary>
+    public sealed record Row(string Model, string Optimizer, int OptimBits, int Rank, string DType, long Parameters, long WeightBytes, long GradientBytes, long StateBytes, long TotalBytes, double StateVsAdamW,
+        int BlockSize = 0);
 
     public static Command Create()
     {
@@ -39,6 +43,12 @@ public static class MemoryCommand
             Description = "Comma-separated moment storages (bitsandbytes' optim_bits): 32 dense, 16 bfloat16, 8 or 4 block-wise; every optimizer is planned with each " +
                           "(smmf only with 32: it has no moments to quantize).",
             DefaultValueFactory = _ => "32",
+        };
+        var blockSize = new Option<int>("--block-size")
+        {
+            Description = "Entries per quantization block of the 8- and 4-bit storages of --optim-bits (torchao's block_size; 0, the default, is the format's: 256 for 8-bit, " +
+                          "128 for 4-bit; bitsandbytes' block-wise optimizers used 2048): a positive multiple of 32 up to 4096. Dense and bfloat16 storages have no blocks.",
+            DefaultValueFactory = _ => 0,
         };
         var budget = new Option<string?>("--budget") { Description = "A memory budget (e.g. 24GiB, 512MiB, bytes): report the largest rank whose weights + gradients + state fit." };
         var csv = new Option<string?>("--csv") { Description = "Write the table as CSV to this path." };
@@ -61,21 +71,24 @@ public static class MemoryCommand
         var lr = new Option<double>("--lr") { Description = "With --measure: the learning rate of every row (constant).", DefaultValueFactory = _ => 1e-3 };
         var threads = new Option<int?>("--threads") { Description = "With --measure: torch threads of each child (default: the idle cores)." };
         var command = new Command("memory", "Plan the memory of weights, gradients and optimizer state per optimizer, without allocating; --measure trains and measures the peak.")
-        { models, shapes, optimizers, rank, dtype, optimBits, budget, csv, png, json, verify, verifyMax, detail, measure, steps, batch, seqLen, perLayer, lr, threads };
+        { models, shapes, optimizers, rank, dtype, optimBits, blockSize, budget, csv, png, json, verify, verifyMax, detail, measure, steps, batch, seqLen, perLayer, lr, threads };
         command.SetAction(r =>
         {
             try
             {
+                if (r.GetValue(measure) && r.GetValue(blockSize) != 0)
+                    throw new UsageException("--block-size is planned and verified (--verify), not measured: --measure trains its recipes with the formats' default blocks.");
                 if (r.GetValue(measure)) return MeasureRows(r, models, optimizers, rank, dtype, optimBits, budget, csv, png, json, steps, batch, seqLen, perLayer, lr, threads, shapes, verify);
                 var types = List(r.GetValue(dtype)!).Select(ParseDType).Distinct().ToList();
                 var bits = List(r.GetValue(optimBits)!).Select(ParseOptimBits).Distinct().ToList();
+                var blocks = ParseBlockSize(r.GetValue(blockSize), bits);
                 var kinds = r.GetValue(optimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(n => { try { return OptimizerCatalog.Parse(n); } catch (ArgumentException e) { throw new UsageException(e.Message); } }).ToList();
                 var targets = r.GetValue(shapes) is string path ? [UserModel(path)] : r.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(m => FromConfig(ParseModel(m))).ToList();
                 if (r.GetValue(rank) is < 1) throw new UsageException($"--rank must be >= 1 (got {r.GetValue(rank)}).");
                 long? budgetBytes = r.GetValue(budget) is string b ? ParseBytes(b) : null;
-                return Run(targets, kinds, r.GetValue(rank), types, bits, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax), r.GetValue(detail));
+                return Run(targets, kinds, r.GetValue(rank), types, bits, blocks, budgetBytes, r.GetValue(csv), r.GetValue(png), r.GetValue(json), r.GetValue(verify), r.GetValue(verifyMax), r.GetValue(detail));
             }
             catch (UsageException e)
             {
@@ -139,22 +152,40 @@ public static class MemoryCommand
 
     private sealed record ShapeItem(string? Name, long[]? Shape);
 
-    /// <summary>The plan of one target and optimizer at one rank, its moments stored in <paramref name="optimBits"/> bits.</summary>
-    public static MemoryPlan Plan(Target target, OptimizerKind kind, int rank, ScalarType dtype, int optimBits = 32)
+    /// <summary>
+    /// The plan of one target and optimizer at one rank, its moments stored in <paramref name="optimBits"/> bits; 8- and 4-bit moments
+    /// in blocks of <paramref name="blockSize"/> entries (0: the format's default; ignored for 32 and 16 bits, which have no blocks).
+    /// </summary>
+    public static MemoryPlan Plan(Target target, OptimizerKind kind, int rank, ScalarType dtype, int optimBits = 32, int blockSize = 0)
     {
-        return MemoryPlanner.Plan(target.Shapes, dtype, OptimizerCatalog.OptionsOf(kind, 1e-3, new LowRankSettings(rank, 200, 0.25, optimBits), target.Config));
+        return MemoryPlanner.Plan(target.Shapes, dtype, OptimizerCatalog.OptionsOf(kind, 1e-3, Settings(rank, optimBits, blockSize), target.Config));
     }
 
+    /// <summary>The settings the planner and --verify use: rank, T = 200, α = 0.25, the storage (the block size only where it has blocks).</summary>
+    internal static LowRankSettings Settings(int rank, int optimBits, int blockSize) =>
+        new(rank, 200, 0.25, optimBits, BlockSize: optimBits is 8 or 4 ? blockSize : 0);
+
     /// <summary>The largest rank (1 … largest matrix side) whose total fits <paramref name="budget"/>, or 0 if none does.</summary>
-    public static int LargestRankWithin(Target target, OptimizerKind kind, ScalarType dtype, long budget, int optimBits = 32)
+    public static int LargestRankWithin(Target target, OptimizerKind kind, ScalarType dtype, long budget, int optimBits = 32, int blockSize = 0)
     {
         int lo = 0, hi = (int)target.Shapes.Where(p => p.Shape.Length == 2).Select(p => p.Shape.Min()).DefaultIfEmpty(1).Max();
         while (lo < hi)
         {
             var mid = (lo + hi + 1) / 2;
-            if (Plan(target, kind, mid, dtype, optimBits).TotalBytes <= budget) lo = mid; else hi = mid - 1;
+            if (Plan(target, kind, mid, dtype, optimBits, blockSize).TotalBytes <= budget) lo = mid; else hi = mid - 1;
         }
         return lo;
+    }
+
+    /// <summary>--block-size: 0, or a block size <see cref="MomentStorage.Validate"/> accepts, with at least one 8- or 4-bit storage to apply to.</summary>
+    internal static int ParseBlockSize(int blockSize, IReadOnlyList<int> bits)
+    {
+        if (blockSize == 0) return 0;
+        if (!bits.Any(b => b is 8 or 4))
+            throw new UsageException($"--block-size {blockSize} needs --optim-bits 8 or 4 among the storages: {string.Join(", ", bits)}-bit moments have no blocks.");
+        try { MomentStorage.FromOptimBits(8, blockSize: blockSize).Validate("--block-size"); }
+        catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
+        return blockSize;
     }
 
     private static List<string> List(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
@@ -181,7 +212,7 @@ public static class MemoryCommand
     /// <summary>An optimizer's label in the chart and the detail: its name, with the storage when compressed.</summary>
     private static string Label(string optimizer, int bits) => bits == 32 ? optimizer : $"{optimizer} {bits}-bit";
 
-    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, List<ScalarType> dtypes, List<int> bits, long? budget, string? csvPath, string? pngPath,
+    private static int Run(List<Target> targets, List<OptimizerKind> kinds, int? rankOption, List<ScalarType> dtypes, List<int> bits, int blockSize, long? budget, string? csvPath, string? pngPath,
         bool json, bool verify, long verifyMax, bool detail)
     {
         var rows = new List<Row>();
@@ -196,23 +227,24 @@ public static class MemoryCommand
                 var adamw = Plan(t, OptimizerKind.AdamW, rank, dtype).StateBytes;
                 foreach (var (kind, b) in pairs)
                 {
-                    var plan = Plan(t, kind, rank, dtype, b);
+                    var plan = Plan(t, kind, rank, dtype, b, blockSize);
                     if (detail) details.Add(Detail(t.Name, kind, b, dtype, plan, json));
                     rows.Add(new Row(t.Name, kind.CliName(), b, kind == OptimizerKind.AdamW ? 0 : rank, dtype.ToString(), t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, c) => a * c)),
-                        plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw));
+                        plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw,
+                        b is 8 or 4 ? blockSize : 0));
                 }
             }
         }
         var fits = budget is long bb
             ? targets.SelectMany(t => dtypes.SelectMany(d => pairs.Where(p => p.Kind != OptimizerKind.AdamW)
-                .Select(p => (Model: t.Name, Optimizer: Label(p.Kind.CliName(), p.Bits), DType: d.ToString(), Rank: LargestRankWithin(t, p.Kind, d, bb, p.Bits))))).ToList()
+                .Select(p => (Model: t.Name, Optimizer: Label(p.Kind.CliName(), p.Bits), DType: d.ToString(), Rank: LargestRankWithin(t, p.Kind, d, bb, p.Bits, blockSize))))).ToList()
             : null;
 
         if (csvPath is not null)
         {
             var c = CultureInfo.InvariantCulture;
-            File.WriteAllLines(csvPath, new[] { "model,optimizer,optim_bits,rank,dtype,parameters,weight_bytes,gradient_bytes,state_bytes,total_bytes,state_vs_adamw" }
-                .Concat(rows.Select(x => string.Create(c, $"{x.Model},{x.Optimizer},{x.OptimBits},{x.Rank},{x.DType},{x.Parameters},{x.WeightBytes},{x.GradientBytes},{x.StateBytes},{x.TotalBytes},{x.StateVsAdamW:R}"))));
+            File.WriteAllLines(csvPath, new[] { "model,optimizer,optim_bits,rank,dtype,parameters,weight_bytes,gradient_bytes,state_bytes,total_bytes,state_vs_adamw,block_size" }
+                .Concat(rows.Select(x => string.Create(c, $"{x.Model},{x.Optimizer},{x.OptimBits},{x.Rank},{x.DType},{x.Parameters},{x.WeightBytes},{x.GradientBytes},{x.StateBytes},{x.TotalBytes},{x.StateVsAdamW:R},{x.BlockSize}"))));
         }
         if (pngPath is not null) WriteChart(pngPath, rows);
         if (json)
@@ -224,7 +256,7 @@ public static class MemoryCommand
             Console.WriteLine("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
             foreach (var x in rows)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {x.Model} | {x.Optimizer} | {x.OptimBits} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
+                    $"| {x.Model} | {x.Optimizer} | {x.OptimBits}{(x.BlockSize == 0 ? "" : $" (blocks of {x.BlockSize})")} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
             if (fits is not null)
             {
                 Console.WriteLine();
@@ -232,7 +264,7 @@ public static class MemoryCommand
                 foreach (var f in fits) Console.WriteLine($"  {f.Model} {f.Optimizer}{(dtypes.Count > 1 ? $" ({f.DType})" : "")}: {(f.Rank == 0 ? "does not fit at any rank" : $"rank {f.Rank}")}");
             }
         }
-        return verify ? Verify(targets, pairs, rankOption, verifyMax) : 0;
+        return verify ? Verify(targets, pairs, rankOption, verifyMax, blockSize) : 0;
     }
 
     /// <summary>
@@ -260,7 +292,7 @@ public static class MemoryCommand
     }
 
     /// <summary>Allocates each configuration that fits, takes one step so every basis exists, and compares bytes per parameter.</summary>
-    private static int Verify(List<Target> targets, List<(OptimizerKind Kind, int Bits)> pairs, int? rankOption, long verifyMax)
+    private static int Verify(List<Target> targets, List<(OptimizerKind Kind, int Bits)> pairs, int? rankOption, long verifyMax, int blockSize)
     {
         var failures = 0;
         foreach (var t in targets)
@@ -276,15 +308,15 @@ public static class MemoryCommand
             {
                 using var scope = NewDisposeScope();
                 using var model = new LlamaModel(t.Config, seed: 0);
-                using var optimizer = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, new LowRankSettings(rank, 200, 0.25, bits));
+                using var optimizer = (LowRankOptimizer)OptimizerCatalog.Create(kind, model, 1e-3, Settings(rank, bits, blockSize));
                 foreach (var p in model.parameters()) p.grad = randn_like(p).mul_(1e-3);
                 optimizer.step();
-                var predicted = Plan(t, kind, rank, ScalarType.Float32, bits);
+                var predicted = Plan(t, kind, rank, ScalarType.Float32, bits, blockSize);
                 var nameOf = model.named_parameters().ToDictionary(p => p.parameter.Handle, p => p.name);
                 var byName = predicted.Parameters.ToDictionary(p => p.Name);
                 var mismatches = optimizer.States.Where(s => byName[nameOf[s.Parameter.Handle]].StateBytes != s.StateBytes).ToList();
                 var ok = mismatches.Count == 0 && predicted.StateBytes == optimizer.StateBytes;
-                Console.Error.WriteLine($"verify: {t.Name} {Label(kind.CliName(), bits)} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
+                Console.Error.WriteLine($"verify: {t.Name} {Label(kind.CliName(), bits)}{(bits is 8 or 4 && blockSize != 0 ? $" (blocks of {blockSize})" : "")} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
                 if (!ok) failures++;
             }
         }

@@ -33,6 +33,12 @@ public static class PretrainCommand
                           "and run names get a -Nbit suffix.",
             DefaultValueFactory = _ => 32,
         };
+        var blockSize = new Option<int>("--block-size")
+        {
+            Description = "With --optim-bits 8 or 4: entries per quantization block (torchao's block_size; 0, the default, is the format's: 256 for 8-bit, 128 for 4-bit; " +
+                          "bitsandbytes' block-wise optimizers used 2048). A positive multiple of 32 up to 4096; run names get a -bN suffix when it is not 0.",
+            DefaultValueFactory = _ => 0,
+        };
         var stochastic = new Option<bool>("--stochastic-rounding")
         {
             Description = "With --optim-bits 16, 8 or 4: round the stored moments stochastically (seeded, resumable) instead of to nearest; run names get an -sr suffix.",
@@ -72,7 +78,7 @@ public static class PretrainCommand
         var bpeVocab = new Option<int>("--bpe-vocab") { Description = "Vocabulary size of --tokenizer bpe.", DefaultValueFactory = _ => 1024 };
         var command = new Command("pretrain", "Pretrain a LLaMA-style model with AdamW and the low-rank optimizers and compare them.")
         {
-            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, stochastic, dtype, weightRounding, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
+            model, optimizers, steps, batch, seqLen, lr, rank, gap, scale, optimBits, blockSize, stochastic, dtype, weightRounding, warmup, clip, accumulation, perLayer, threads, seed, output, data, sweep, factors,
             evalEvery, evalBatches, checkpointEvery, resume, json, tokenizer, bpeVocab, memoryLimit, distributed, shardState, mpiTimeout,
         };
         command.SetAction(r =>
@@ -107,7 +113,8 @@ public static class PretrainCommand
                     CheckpointEvery: r.GetValue(checkpointEvery) is int k ? NonNegative("--checkpoint-every", k) : Math.Max(1, n / 5),
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
                         Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale)), OptimBits(r.GetValue(optimBits)),
-                        StochasticRounding(r.GetValue(stochastic), r.GetValue(optimBits)), stochasticWeights),
+                        StochasticRounding(r.GetValue(stochastic), r.GetValue(optimBits)), stochasticWeights,
+                        BlockSize: BlockSize(r.GetValue(blockSize), r.GetValue(optimBits))),
                     Accumulation: micro, PerLayer: r.GetValue(perLayer), DType: modelDType);
                 var kinds = WithOptimBits(ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList(),
                     settings.LowRank.OptimBits, named: r.GetResult(optimizers) is { Implicit: false });
@@ -161,7 +168,7 @@ public static class PretrainCommand
         log.WriteLine($"corpus: {source}; {dataset.TrainTokens:N0} training and {dataset.ValidationTokens:N0} validation tokens ({tokenizer.GetType().Name}, vocabulary {tokenizer.VocabSize})");
         log.WriteLine($"model: llama-{s.Model.Name} (hidden {s.Model.Hidden}, intermediate {s.Model.Intermediate}, heads {s.Model.Heads}, layers {s.Model.Layers}, vocab {tokenizer.VocabSize}); " +
                       $"{s.Steps} steps × {s.Batch} × {s.Sequence} tokens; rank {s.LowRank.Rank}, T {s.LowRank.UpdateProjGap}, α {s.LowRank.Scale}" +
-                      (s.LowRank.OptimBits == 32 ? "" : $"; moments in {s.LowRank.OptimBits} bits ({MomentStorage.FromOptimBits(s.LowRank.OptimBits)}), adamw as LowRank.AdamW") +
+                      (s.LowRank.OptimBits == 32 ? "" : $"; moments in {s.LowRank.OptimBits} bits ({MomentStorage.FromOptimBits(s.LowRank.OptimBits, blockSize: s.LowRank.BlockSize)}), adamw as LowRank.AdamW") +
                       (s.DType == TorchSharp.torch.ScalarType.Float32 ? "" : $"; {s.DType} weights rounded {(s.LowRank.StochasticWeights ? "stochastically" : "to nearest")}") +
                       (s.Accumulation > 1 ? $"; {s.Accumulation} micro-batches of {s.Batch / s.Accumulation} per step" : "") +
                       (s.PerLayer ? "; per-layer mode (gradients released during backward)" : ""));
@@ -174,7 +181,7 @@ public static class PretrainCommand
         if (writer) Directory.CreateDirectory(output);
 
         // Compressed runs get their own names (and so folders): a resume never mixes storages, and the tables tell them apart.
-        var bits = (s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit") + (s.LowRank.StochasticRounding ? "-sr" : "") +
+        var bits = (s.LowRank.OptimBits == 32 ? "" : $"-{s.LowRank.OptimBits}bit") + (s.LowRank.BlockSize == 0 ? "" : $"-b{s.LowRank.BlockSize}") + (s.LowRank.StochasticRounding ? "-sr" : "") +
             (s.DType == TorchSharp.torch.ScalarType.Float32 ? "" : s.LowRank.StochasticWeights ? "-bf16sr" : "-bf16");
         var jobs = kinds.SelectMany(k => grid.Select(f => (Kind: k, Lr: lrs[k] * f,
             Name: grid.Count == 1 ? k.CliName() + bits : string.Create(CultureInfo.InvariantCulture, $"{k.CliName()}{bits}-lr{lrs[k] * f:G3}")))).ToList();
@@ -304,6 +311,16 @@ public static class PretrainCommand
     /// <summary>--stochastic-rounding: only for compressed moments (dense moments are not rounded).</summary>
     private static bool StochasticRounding(bool stochastic, int bits) =>
         !stochastic || bits != 32 ? stochastic : throw new UsageException("--stochastic-rounding needs --optim-bits 16, 8 or 4: dense moments are not rounded.");
+
+    /// <summary>--block-size: 0, or with --optim-bits 8 or 4 what <see cref="MomentStorage.Validate"/> accepts.</summary>
+    internal static int BlockSize(int blockSize, int bits)
+    {
+        if (blockSize == 0) return 0;
+        if (bits is not (8 or 4)) throw new UsageException($"--block-size {blockSize} needs --optim-bits 8 or 4: {bits}-bit moments have no blocks.");
+        try { MomentStorage.FromOptimBits(bits, blockSize: blockSize).Validate("--block-size"); }
+        catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
+        return blockSize;
+    }
 
     /// <summary>--optim-bits: one of bitsandbytes' values.</summary>
     private static int OptimBits(int bits)

@@ -93,26 +93,26 @@ public static class OptimizerCatalog
     {
         var defaults = kind switch
         {
-            OptimizerKind.AdamW => LowRankPresets.AdamW(lr: lr, optim_bits: s.OptimBits),
-            OptimizerKind.GaLore => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+            OptimizerKind.AdamW => LowRankPresets.AdamW(lr: lr, optim_bits: s.OptimBits, block_size: s.BlockSize),
+            OptimizerKind.GaLore => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits, block_size: s.BlockSize),
             OptimizerKind.GaLoreAdafactor => LowRankPresets.GaLoreAdafactor(lr: lr, beta1: 0.9, scale_parameter: false, relative_step: false,
-                rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+                rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits, block_size: s.BlockSize),
             OptimizerKind.GaLoreRandomized => LowRankPresets.GaLore(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale,
-                projector: GaLoreProjector.RandomizedSvd, seed: 0, optim_bits: s.OptimBits),
-            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, sim_type: s.DctMethod, optim_bits: s.OptimBits),
-            OptimizerKind.Osd => LowRankPresets.OnlineSubspaceDescent(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+                projector: GaLoreProjector.RandomizedSvd, seed: 0, optim_bits: s.OptimBits, block_size: s.BlockSize),
+            OptimizerKind.Dct => LowRankPresets.DctAdamW(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, sim_type: s.DctMethod, optim_bits: s.OptimBits, block_size: s.BlockSize),
+            OptimizerKind.Osd => LowRankPresets.OnlineSubspaceDescent(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits, block_size: s.BlockSize),
             // SMMF factorizes every tensor itself: both groups train in the full space; it has no moments to store in fewer bits.
             OptimizerKind.Smmf when !SupportsOptimBits(kind, s.OptimBits) => throw new ArgumentException(
                 $"smmf cannot store its moments in {s.OptimBits} bits: its factored moments are already compressed and have no dense moment to quantize; use optim_bits 32 for smmf."),
             OptimizerKind.Smmf => LowRankPresets.Smmf(lr: lr, decay_rate: -0.8),
-            OptimizerKind.GaLorePlus => LowRankPresets.GaLorePlus(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits),
+            OptimizerKind.GaLorePlus => LowRankPresets.GaLorePlus(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, scale: s.Scale, optim_bits: s.OptimBits, block_size: s.BlockSize),
             // APOLLO's scale is not GaLore's α (the update is multiplied by √scale): it keeps its own defaults.
-            OptimizerKind.Apollo => LowRankPresets.Apollo(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits),
-            OptimizerKind.ApolloMini => LowRankPresets.ApolloMini(lr: lr, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits),
+            OptimizerKind.Apollo => LowRankPresets.Apollo(lr: lr, rank: s.Rank, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits, block_size: s.BlockSize),
+            OptimizerKind.ApolloMini => LowRankPresets.ApolloMini(lr: lr, update_proj_gap: s.UpdateProjGap, optim_bits: s.OptimBits, block_size: s.BlockSize),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         // Stochastic rounding (seed 0) of the compressed moments, for every group.
-        if (s.StochasticRounding) defaults.MomentStorage = MomentStorage.FromOptimBits(s.OptimBits, Kernels.StateRounding.Stochastic);
+        if (s.StochasticRounding) defaults.MomentStorage = MomentStorage.FromOptimBits(s.OptimBits, Kernels.StateRounding.Stochastic, blockSize: s.BlockSize);
         // Stochastic rounding (seed 0) of bfloat16 weights, for every group (the model is all bf16).
         if (s.StochasticWeights) defaults.WeightRounding = WeightRounding.Stochastic();
         var full = new LowRankOptions { Projection = FullSpace.Instance };
@@ -177,5 +177,6 @@ public static class OptimizerCatalog
 /// <param name="StochasticRounding">Round the compressed moments stochastically (seed 0) instead of to nearest.</param>
 /// <param name="StochasticWeights">Round the bfloat16 weights stochastically (seed 0; <see cref="WeightRounding"/>) instead of to nearest.</param>
 /// <param name="DctMethod">How DCT-AdamW computes its products with the DCT basis (its <c>sim_type</c>).</param>
+/// <param name="BlockSize">Entries per block of 8- and 4-bit moments (the presets' <c>block_size</c>; 0: the format's default).</param>
 public sealed record LowRankSettings(int Rank, int UpdateProjGap, double Scale, int OptimBits = 32, bool StochasticRounding = false, bool StochasticWeights = false,
-    DctTransformMethod DctMethod = DctTransformMethod.MatrixProduct);
+    DctTransformMethod DctMethod = DctTransformMethod.MatrixProduct, int BlockSize = 0);

@@ -54,6 +54,16 @@ internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
     public bool Accepts(params ReadOnlySpan<Tensor?> tensors) => CpuKernels.Instance.Accepts(tensors);
 
     /// <inheritdoc />
+    /// <remarks>8 or 4 bits, blocks of a multiple of <see cref="BlockMultiple"/> up to <see cref="MaxBlockSize"/> entries.</remarks>
+    public string? FormatProblem(BlockFormat format)
+    {
+        ArgumentNullException.ThrowIfNull(format);
+        return format.Bits is not (8 or 4) || format.BlockSize <= 0 || format.BlockSize % BlockMultiple != 0 || format.BlockSize > MaxBlockSize
+            ? $"{format.Bits}-bit blocks of {format.BlockSize} entries (the CPU kernel takes 8 or 4 bits and blocks of a multiple of {BlockMultiple} up to {MaxBlockSize})"
+            : null;
+    }
+
+    /// <inheritdoc />
     public Tensor QuantizedAdamDirection(Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars)
     {
         ArgumentNullException.ThrowIfNull(gradient);

@@ -45,6 +45,14 @@ internal sealed partial class CudaKernels
         QuantizedAdam(gradient, moments, scalars, weights, nameof(weights), update: true);
     }
 
+    /// <inheritdoc />
+    /// <remarks>quantized_adam.cu: 8 or 4 bits, blocks of a power of two up to <see cref="QuantizedAdamLaunches.MaxBlockSize"/> (256) entries.</remarks>
+    public string? FormatProblem(BlockFormat format)
+    {
+        ArgumentNullException.ThrowIfNull(format);
+        return QuantizedAdamLaunches.FormatProblem(format.Bits, format.BlockSize);
+    }
+
     /// <summary>Checks every tensor (before anything is launched), then launches the step.</summary>
     private static void QuantizedAdam(Tensor gradient, in QuantizedMoments moments, in AdamScalars scalars, Tensor target, string targetName, bool update)
     {

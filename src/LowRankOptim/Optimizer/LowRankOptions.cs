@@ -20,7 +20,7 @@ namespace LowRankOptim;
 /// </summary>
 public sealed class LowRankOptions : OptimizerOptions
 {
-    private const int FormatVersion = 4;
+    private const int FormatVersion = 5;
     private WeightDecayOrder? _decayOrder;
     private IProjectionConfig? _projection;
     private IUpdateRuleConfig? _rule;
@@ -252,6 +252,11 @@ public sealed class LowRankOptions : OptimizerOptions
             "weight_decay, betas, eps, decay rates) need not match: the load restores the saved ones.";
         if (saved.DecayOrder != decayOrder)
             return $"{where}: the checkpoint was saved with decay_order = {saved.DecayOrder}, but this optimizer's group has decay_order = {decayOrder}. {Rule_}";
+        if (saved.MomentStorage != storage && saved.MomentStorage! with { BlockSize = 0 } == storage with { BlockSize = 0 })
+            return $"{where}: the checkpoint's {saved.MomentStorage!.Format} moments are stored in blocks of {saved.MomentStorage.EffectiveBlockSize} entries, " +
+                $"but this optimizer's group stores them in blocks of {storage.EffectiveBlockSize} (block_size). " +
+                "Moments are not converted between storages on load (requantizing would silently lose precision); " +
+                $"build the optimizer with block_size = {saved.MomentStorage.EffectiveBlockSize} (MomentStorage = {saved.MomentStorage}) to load it. {Rule_}";
         if (saved.MomentStorage != storage)
             return $"{where}: the checkpoint's moments are stored as {saved.MomentStorage}, but this optimizer's group stores them as {storage}. " +
                 "Moments are not converted between storages on load (the values would silently lose precision or the file's meaning); " +
@@ -293,6 +298,8 @@ public sealed class LowRankOptions : OptimizerOptions
         w.Long("moment_rounding", (long)storage.Rounding);
         w.Long("moment_seed", storage.Seed);
         w.Long("moment_min_elements", storage.MinElements);
+        // Format 5: the block size in force (not 0), so that the file does not depend on a default.
+        w.Long("moment_block_size", storage.EffectiveBlockSize);
         var rounding = EffectiveWeightRounding;
         w.Long("weight_rounding", (long)rounding.Mode);
         w.Long("weight_rounding_seed", rounding.Seed);
@@ -357,7 +364,8 @@ public sealed class LowRankOptions : OptimizerOptions
         Projection = ConfigCodec.ReadProjection(r);
         Rule = ConfigCodec.ReadRule(r);
         // Format 3 added the moment storage; earlier files hold dense moments.
-        MomentStorage = version >= 3 ? ReadMomentStorage(r, context) : LowRankOptim.MomentStorage.Dense;
+        // Format 5 added the block size; earlier files used the format's default (256 for 8-bit, 128 for 4-bit).
+        MomentStorage = version >= 3 ? ReadMomentStorage(r, context, version) : LowRankOptim.MomentStorage.Dense;
         // Format 4 added the weight rounding; earlier files rounded bfloat16 weights to nearest.
         WeightRounding = version >= 4 ? ReadWeightRounding(r, context) : LowRankOptim.WeightRounding.Nearest;
     }
@@ -376,11 +384,16 @@ public sealed class LowRankOptions : OptimizerOptions
         return rounding;
     }
 
-    private static MomentStorage ReadMomentStorage(StateReader r, string context)
+    private static MomentStorage ReadMomentStorage(StateReader r, string context, long version)
     {
         var format = (MomentFormat)r.Long("moment_format");
         var rounding = (Kernels.StateRounding)r.Long("moment_rounding");
-        var storage = new MomentStorage(format, rounding, r.Long("moment_seed"), r.Long("moment_min_elements"));
+        var (seed, minElements) = (r.Long("moment_seed"), r.Long("moment_min_elements"));
+        var blockSize = version >= 5 ? r.Long("moment_block_size") : 0;
+        if (blockSize is < int.MinValue or > int.MaxValue)
+            throw new InvalidDataException($"{context}: entry 'moment_block_size' holds {blockSize}; a block size must be 0 or a positive multiple of {LowRankOptim.MomentStorage.BlockMultiple} up to {LowRankOptim.MomentStorage.MaxBlockSize}.");
+        // The saved block size in force; the format's default is kept as 0 (the same storage: equality compares the block size in force).
+        var storage = new MomentStorage(format, rounding, seed, minElements, blockSize == LowRankOptim.MomentStorage.DefaultBlockSize(format) ? 0 : (int)blockSize);
         try
         {
             storage.Validate(context);

@@ -29,13 +29,14 @@ public static partial class LowRankPresets
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>New, validated options: Adam options (torch.optim's conventions) with a <see cref="DctProjection"/>.</returns>
     public static LowRankOptions DctAdamW(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 1, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
-        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, true, AdamConventions.TorchOptim,
-            new DctProjection(rank, update_proj_gap, scale, sim_type, ell_norm, max_shape, proj_type), optim_bits, bf16_stochastic_round);
+            new DctProjection(rank, update_proj_gap, scale, sim_type, ell_norm, max_shape, proj_type), optim_bits, bf16_stochastic_round, block_size);
 }
 
 public static partial class LowRank
@@ -59,13 +60,14 @@ public static partial class LowRank
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer DctAdamW(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 1, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
-        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(groups, LowRankPresets.DctAdamW(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, sim_type, ell_norm, max_shape, optim_bits, bf16_stochastic_round));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, sim_type, ell_norm, max_shape, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>DCT-AdamW over a flat parameter list (one group): 1-D parameters and very large matrices get plain AdamW.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -83,13 +85,14 @@ public static partial class LowRank
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer DctAdamW(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 1, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
-        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.DctAdamW(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, sim_type, ell_norm, max_shape, optim_bits, bf16_stochastic_round));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, sim_type, ell_norm, max_shape, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>DCT-AdamW over named parameters (one group): 1-D parameters and very large matrices get plain AdamW.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -107,13 +110,14 @@ public static partial class LowRank
     /// <param name="max_shape">Matrices with a dimension ≥ this train in the full space (reference default 32000).</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer DctAdamW(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 1, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
-        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        DctTransformMethod sim_type = DctTransformMethod.MatrixProduct, double ell_norm = 1.0, long max_shape = 32000, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.DctAdamW(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, sim_type, ell_norm, max_shape, optim_bits, bf16_stochastic_round));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, sim_type, ell_norm, max_shape, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>DCT-AdamW over parameter groups, in the order before the presets, with weight_decay second: kept for calls that pass lr and weight_decay by position (only those reach it). Use <see cref="LowRankPresets.DctAdamW"/>'s order or names.</summary>
     /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>

@@ -41,12 +41,13 @@ public static partial class LowRankPresets
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the momentum is stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; needs <paramref name="beta1"/> (without it there is no moment to compress). For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>New, validated options: Adafactor options (learning rate 0 under <paramref name="relative_step"/>) with an <see cref="SvdProjection"/> or a <see cref="RandomizedSvdProjection"/>.</returns>
     public static LowRankOptions GaLoreAdafactor(
         double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3, double clip_threshold = 1.0, double decay_rate = -0.8, double? beta1 = null,
         double weight_decay = 0.0, bool scale_parameter = true, bool relative_step = true, bool warmup_init = false, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, GaLoreProjector projector = GaLoreProjector.Svd,
-        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false)
+        int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0)
     {
         if (relative_step && lr is not null)
             throw new ArgumentException($"lr = {lr} cannot be combined with relative_step = true; leave lr null or pass relative_step: false.", nameof(lr));
@@ -59,7 +60,7 @@ public static partial class LowRankPresets
             DecayOrder = WeightDecayOrder.BeforeUpdate,
             Projection = GaLoreProjection(rank, update_proj_gap, scale, proj_type, projector, oversampling, power_iterations, seed),
             Rule = new AdafactorConfig(beta1, eps1, eps2, clip_threshold, decay_rate, relative_step, scale_parameter, warmup_init),
-            MomentStorage = Storage(optim_bits),
+            MomentStorage = Storage(optim_bits, block_size),
             WeightRounding = Rounding(bf16_stochastic_round),
         });
     }
@@ -97,16 +98,17 @@ public static partial class LowRank
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the momentum is stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; needs <paramref name="beta1"/> (without it there is no moment to compress). For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer GaLoreAdafactor(
         IEnumerable<LowRankParamGroup> groups, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3, double clip_threshold = 1.0,
         double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0, bool scale_parameter = true, bool relative_step = true,
         bool warmup_init = false, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
-        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(groups, LowRankPresets.GaLoreAdafactor(
             lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, relative_step, warmup_init, rank, update_proj_gap, scale,
-            proj_type, projector, oversampling, power_iterations, seed, optim_bits, bf16_stochastic_round));
+            proj_type, projector, oversampling, power_iterations, seed, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>GaLore with Adafactor over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -130,15 +132,16 @@ public static partial class LowRank
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the momentum is stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; needs <paramref name="beta1"/> (without it there is no moment to compress). For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLoreAdafactor(
         IEnumerable<Parameter> parameters, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3, double clip_threshold = 1.0,
         double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0, bool scale_parameter = true, bool relative_step = true,
         bool warmup_init = false, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
-        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null, int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.GaLoreAdafactor(
             lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, relative_step, warmup_init, rank, update_proj_gap, scale,
-            proj_type, projector, oversampling, power_iterations, seed, optim_bits, bf16_stochastic_round));
+            proj_type, projector, oversampling, power_iterations, seed, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>GaLore with Adafactor over named parameters (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -162,14 +165,15 @@ public static partial class LowRank
     /// <param name="seed">Randomized projector only: the seed the sketches derive from (default 0).</param>
     /// <param name="optim_bits">How the momentum is stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; needs <paramref name="beta1"/> (without it there is no moment to compress). For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLoreAdafactor(
         IEnumerable<(string name, Parameter parameter)> parameters, double? lr = null, double eps1 = 1e-30, double eps2 = 1e-3,
         double clip_threshold = 1.0, double decay_rate = -0.8, double? beta1 = null, double weight_decay = 0.0, bool scale_parameter = true,
         bool relative_step = true, bool warmup_init = false, int rank = 128, int update_proj_gap = 200, double scale = 0.25,
         ProjectionType proj_type = ProjectionType.Std, GaLoreProjector projector = GaLoreProjector.Svd, int? oversampling = null,
-        int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        int? power_iterations = null, long? seed = null, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.GaLoreAdafactor(
             lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, relative_step, warmup_init, rank, update_proj_gap, scale,
-            proj_type, projector, oversampling, power_iterations, seed, optim_bits, bf16_stochastic_round));
+            proj_type, projector, oversampling, power_iterations, seed, optim_bits, bf16_stochastic_round, block_size));
 }

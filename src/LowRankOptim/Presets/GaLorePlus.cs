@@ -34,16 +34,17 @@ public static partial class LowRankPresets
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>New, validated options: Adam options with a <see cref="GaLorePlusProjection"/> without heads.</returns>
     public static LowRankOptions GaLorePlus(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2, long seed = 0,
         CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
             new GaLorePlusProjection(rank, update_proj_gap, scale, oversampling, power_iterations, seed, null, cross_head,
-                residual_density, residual_warmup, residual_reestimate, residual_scale), optim_bits, bf16_stochastic_round);
+                residual_density, residual_warmup, residual_reestimate, residual_scale), optim_bits, bf16_stochastic_round, block_size);
 }
 
 public static partial class LowRank
@@ -78,16 +79,17 @@ public static partial class LowRank
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2,
         long seed = 0, CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(groups, LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round));
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>GaLore+ with AdamW over a flat parameter list (one group): every 2-D parameter is projected as an ordinary weight (no heads).</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -111,16 +113,17 @@ public static partial class LowRank
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2, long seed = 0,
         CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round));
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>GaLore+ with AdamW over named parameters (one group): every 2-D parameter is projected as an ordinary weight (no heads).</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -144,16 +147,17 @@ public static partial class LowRank
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, int oversampling = 8, int power_iterations = 2,
         long seed = 0, CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round));
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>
     /// GaLore+ over a model: its <see cref="Linear"/> weights (those <paramref name="include"/> accepts) are
@@ -183,6 +187,7 @@ public static partial class LowRank
     /// <param name="conventions">galore_torch's or torch.optim's ε placement and decay order.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer GaLorePlus(
         TorchSharp.torch.nn.Module model, Func<string, AttentionHeads?> heads_of, Func<string, bool>? include = null, double lr = 1e-3,
@@ -190,13 +195,13 @@ public static partial class LowRank
         double scale = 0.25, int oversampling = 8, int power_iterations = 2, long seed = 0,
         CrossHeadReading cross_head = CrossHeadReading.SharedLongSide, double residual_density = 0.0, int residual_warmup = 200,
         bool residual_reestimate = false, double residual_scale = 1.0, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false)
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(heads_of);
         var options = LowRankPresets.GaLorePlus(
             lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, oversampling, power_iterations, seed, cross_head, residual_density,
-            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round);
+            residual_warmup, residual_reestimate, residual_scale, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size);
         return new(HeadGroups(model, heads_of, (GaLorePlusProjection)options.Projection!, include), options);
     }
 

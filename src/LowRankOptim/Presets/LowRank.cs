@@ -34,6 +34,8 @@ public static partial class LowRank
     //  6. an alternative algorithm and its knobs: GaLore's projector, oversampling, power_iterations, seed;
     //  6b. how the moments are stored: optim_bits (bitsandbytes' name), on every method with moments (not SMMF);
     //  6c. how bfloat16 weights are rounded: bf16_stochastic_round (torchao's name), where optim_bits is;
+    //  6d. the block size of 8- and 4-bit moments: block_size (torchao's name), where optim_bits is (after 6c, added
+    //      later: appended there so that no positional caller of bf16_stochastic_round changed meaning);
     //  7. execution choices that leave the math unchanged: kernel.
     // Names are torch.optim's and the references' snake_case; a knob two methods share has one name and one
     // meaning in both, and it is the ParamName of the ArgumentException an invalid value throws. A knob added

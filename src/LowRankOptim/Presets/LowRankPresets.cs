@@ -30,7 +30,7 @@ public static partial class LowRankPresets
 
     /// <summary>Options with Adam as the rule, under galore_torch's or torch.optim's conventions.</summary>
     private static LowRankOptions AdamOptions(double lr, double beta1, double beta2, double eps, double weight_decay,
-        bool correct_bias, AdamConventions conventions, IProjectionConfig projection, int optim_bits, bool bf16_stochastic_round)
+        bool correct_bias, AdamConventions conventions, IProjectionConfig projection, int optim_bits, bool bf16_stochastic_round, int block_size)
     {
         if (!Enum.IsDefined(conventions))
             throw new ArgumentOutOfRangeException(nameof(conventions), conventions, $"must be one of {string.Join(", ", Enum.GetNames<AdamConventions>())}.");
@@ -43,7 +43,7 @@ public static partial class LowRankPresets
             Projection = projection,
             Rule = new AdamConfig(beta1, beta2, eps, correct_bias,
                 reference ? AdamEpsilonMode.BeforeBiasCorrection : AdamEpsilonMode.AfterBiasCorrection),
-            MomentStorage = Storage(optim_bits),
+            MomentStorage = Storage(optim_bits, block_size),
             WeightRounding = Rounding(bf16_stochastic_round),
         });
     }
@@ -53,14 +53,15 @@ public static partial class LowRankPresets
         bf16_stochastic_round ? WeightRounding.Stochastic() : WeightRounding.Nearest;
 
     /// <summary>
-    /// The moment storage of bitsandbytes' <c>optim_bits</c>, with nearest rounding (stochastic rounding is set through
-    /// <see cref="LowRankOptions.MomentStorage"/>): an invalid value names the knob as the user typed it.
+    /// The moment storage of bitsandbytes' <c>optim_bits</c> in blocks of torchao's <c>block_size</c> (0: the format's
+    /// default), with nearest rounding (stochastic rounding is set through <see cref="LowRankOptions.MomentStorage"/>): an
+    /// invalid value names the knob as the user typed it (an invalid block_size is refused by validation, naming block_size).
     /// </summary>
-    private static MomentStorage Storage(int optim_bits)
+    private static MomentStorage Storage(int optim_bits, int block_size)
     {
         try
         {
-            return MomentStorage.FromOptimBits(optim_bits);
+            return MomentStorage.FromOptimBits(optim_bits, blockSize: block_size);
         }
         catch (ArgumentOutOfRangeException e)
         {

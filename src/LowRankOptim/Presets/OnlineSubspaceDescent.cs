@@ -29,13 +29,14 @@ public static partial class LowRankPresets
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>New, validated options: Adam options with an <see cref="OnlinePcaProjection"/>.</returns>
     public static LowRankOptions OnlineSubspaceDescent(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std, IUpdateRuleConfig? p_optimizer = null,
-        double p_weight_decay = 0.01, bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        double p_weight_decay = 0.01, bool correct_bias = true, AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, conventions,
-            new OnlinePcaProjection(rank, update_proj_gap, scale, proj_type, BasisRule: p_optimizer, BasisWeightDecay: p_weight_decay), optim_bits, bf16_stochastic_round);
+            new OnlinePcaProjection(rank, update_proj_gap, scale, proj_type, BasisRule: p_optimizer, BasisWeightDecay: p_weight_decay), optim_bits, bf16_stochastic_round, block_size);
 }
 
 public static partial class LowRank
@@ -60,15 +61,16 @@ public static partial class LowRank
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer OnlineSubspaceDescent(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         IUpdateRuleConfig? p_optimizer = null, double p_weight_decay = 0.01, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(groups, LowRankPresets.OnlineSubspaceDescent(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits, bf16_stochastic_round));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>Online Subspace Descent over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -87,15 +89,16 @@ public static partial class LowRank
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer OnlineSubspaceDescent(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         IUpdateRuleConfig? p_optimizer = null, double p_weight_decay = 0.01, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.OnlineSubspaceDescent(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits, bf16_stochastic_round));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>Online Subspace Descent over named parameters (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group (the names are not used).</param>
@@ -114,15 +117,16 @@ public static partial class LowRank
     /// <param name="conventions">ε placement and decay order of the weights' AdamW.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     [OverloadResolutionPriority(1)]
     public static LowRankOptimizer OnlineSubspaceDescent(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 0.25, ProjectionType proj_type = ProjectionType.Std,
         IUpdateRuleConfig? p_optimizer = null, double p_weight_decay = 0.01, bool correct_bias = true,
-        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        AdamConventions conventions = AdamConventions.GaLoreReference, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(OneGroup(parameters), LowRankPresets.OnlineSubspaceDescent(
-            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits, bf16_stochastic_round));
+            lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, p_optimizer, p_weight_decay, correct_bias, conventions, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>Online Subspace Descent over parameter groups, in the order before the presets, with correct_bias and conventions before p_optimizer and p_weight_decay: kept for positional callers. Use <see cref="LowRankPresets.OnlineSubspaceDescent"/>'s order or names.</summary>
     /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>

@@ -143,4 +143,55 @@ public sealed class OptimBitsBenchTests
         using var adamw = (LowRankOptimizer)OptimizerCatalog.Create(OptimizerKind.AdamW, model, 0.01, new LowRankSettings(4, 3, 0.25, 8, StochasticRounding: true));
         adamw.ParamGroups.Cast<LowRankParamGroup>().Should().OnlyContain(g => g.Options.MomentStorage == projected.MomentStorage, "the AdamW baseline too");
     }
+
+    [Fact]
+    public void MemoryVerifyFindsThePredictionExactIn2048EntryBlocks()
+    {
+        var (code, output, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", "--optimizers", "adamw,galore,dct", "--optim-bits", "32,8,4", "--block-size", "2048", "--verify", "--json"]);
+        code.Should().Be(0, error);
+        error.Should().Contain("adamw 8-bit (blocks of 2048)").And.Contain("dct 4-bit (blocks of 2048) rank 32").And.Contain("equal").And.NotContain("MISMATCH");
+        using var doc = JsonDocument.Parse(output);
+        doc.RootElement.GetProperty("rows").EnumerateArray().Select(r => (r.GetProperty("optim_bits").GetInt32(), r.GetProperty("block_size").GetInt32())).Distinct()
+            .Should().BeEquivalentTo([(32, 0), (8, 2048), (4, 2048)], "dense moments have no blocks");
+    }
+
+    [Fact]
+    public void TheBlockSizeChangesThePlanAsTheAllocation()
+    {
+        // LLaMA-7B, DCT-AdamW rank 1024, bf16 parameters, 8-bit moments: 2048-entry blocks against 256-entry ones against bf16 AdamW.
+        var c = LlamaConfig.Named["7b"];
+        var target = new MemoryCommand.Target("7b", c.ParameterShapes().ToList(), 1024, c);
+        var adamw = MemoryCommand.Plan(target, OptimizerKind.AdamW, 1024, TorchSharp.torch.ScalarType.BFloat16).StateBytes;
+        var at256 = MemoryCommand.Plan(target, OptimizerKind.Dct, 1024, TorchSharp.torch.ScalarType.BFloat16, optimBits: 8).StateBytes;
+        var at2048 = MemoryCommand.Plan(target, OptimizerKind.Dct, 1024, TorchSharp.torch.ScalarType.BFloat16, optimBits: 8, blockSize: 2048).StateBytes;
+        (at256, at2048).Should().Be((3_823_452_288L, 3_772_007_440L), "docs/benchmarks.md's figures");
+        (1 - at2048 / (double)adamw).Should().BeGreaterThanOrEqualTo(0.86);
+        (1 - at256 / (double)adamw).Should().BeLessThan(0.86);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--optim-bits", "8", "--block-size", "100" }, "block_size = 100 must be 0 (the format's default: 256 for 8-bit, 128 for 4-bit) or a positive multiple of 32 up to 4096")]
+    [InlineData(new[] { "--optim-bits", "8", "--block-size", "8192" }, "block_size = 8192 must be")]
+    [InlineData(new[] { "--optim-bits", "32", "--block-size", "2048" }, "--block-size 2048 needs --optim-bits 8 or 4")]
+    public void PretrainAndMemoryRefuseABadBlockSize(string[] arguments, string message)
+    {
+        var (code, _, error) = Cli.Run(PretrainCommand.Create(), ["pretrain", .. arguments]);
+        code.Should().Be(2);
+        error.Should().Contain(message);
+        (code, _, error) = Cli.Run(MemoryCommand.Create(), ["memory", "--model", "tiny", .. arguments]);
+        code.Should().Be(2);
+        error.Should().Contain(message);
+    }
+
+    [Fact]
+    public void TheBlockSizeReachesEveryGroupsStorage()
+    {
+        var settings = new LowRankSettings(4, 3, 0.25, 8, StochasticRounding: true, BlockSize: 2048);
+        foreach (var kind in OptimizerCatalog.All.Where(k => OptimizerCatalog.SupportsOptimBits(k, 8)))
+        {
+            var (projected, full) = OptimizerCatalog.GroupOptions(kind, 0.01, settings);
+            projected.MomentStorage.Should().Be(MomentStorage.FromOptimBits(8, LowRankOptim.Kernels.StateRounding.Stochastic, blockSize: 2048), kind.CliName());
+            full.MomentStorage.Should().Be(projected.MomentStorage);
+        }
+    }
 }

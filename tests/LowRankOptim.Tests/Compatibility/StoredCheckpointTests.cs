@@ -61,6 +61,7 @@ public sealed class StoredCheckpointTests
         "sgd-momentum",
         "adamw-4bit", "adamw-bf16-stochastic",
         "dct-adamw-fast-projection",
+        "adamw-8bit-blocks-384",
     ];
 
     /// <summary>
@@ -125,6 +126,11 @@ public sealed class StoredCheckpointTests
                 new MomentStorage(MomentFormat.BFloat16, global::LowRankOptim.Kernels.StateRounding.Stochastic, Seed: 3))),
             "dct-adamw-fast-projection" => LowRank.DctAdamW(ps, lr: 0.01, weight_decay: 0.05, rank: 4, update_proj_gap: 3,
                 sim_type: DctTransformMethod.FastTransformProjection),
+            // Options format 5: the block size (torchao's block_size). This model's weights (384 entries) hold no 2048-entry
+            // block, so one 384-entry block each (a multiple of 32, not a power of two); 2048-entry blocks resume bit-exactly in
+            // BlockSizeTests. The bias stays dense.
+            "adamw-8bit-blocks-384" => new LowRankOptimizer([new LowRankParamGroup(ps)], WithStorage(LowRankPresets.AdamW(lr: 0.01, weight_decay: 0.01),
+                new MomentStorage(MomentFormat.Blockwise8Bit, MinElements: 384, BlockSize: 384))),
             _ => throw new ArgumentException($"unknown stored-checkpoint method '{method}'", nameof(method)),
         };
     }
@@ -231,7 +237,7 @@ public sealed class StoredCheckpointTests
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    private static string StoredRoot => Path.Combine(AppContext.BaseDirectory, "fixtures", "checkpoints");
+    internal static string StoredRoot => Path.Combine(AppContext.BaseDirectory, "fixtures", "checkpoints");
 
     /// <summary>(release, method) of every stored file, copied next to the test assembly from tests/fixtures/checkpoints.</summary>
     public static TheoryData<string, string> StoredFiles()

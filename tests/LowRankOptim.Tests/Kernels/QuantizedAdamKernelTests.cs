@@ -59,9 +59,14 @@ public sealed class QuantizedAdamKernelTests
 
     /// <summary>
     /// Block sizes other than torchao's (multiples of 32, the kernel's constraint): 96 entries leave 32 past the 8-bit
-    /// decode's 64-entry steps (its 16-lane permute tree), 32 entries are one step of the 4-bit loops.
+    /// decode's 64-entry steps (its 16-lane permute tree), 32 entries are one step of the 4-bit loops; 2048 entries are
+    /// bitsandbytes' former block (<see cref="MomentStorage.BlockSize"/>), 4096 the kernel's largest.
     /// </summary>
     [Theory]
+    [InlineData(8, 2048, "float32", "nearest", true)]
+    [InlineData(8, 2048, "bfloat16", "stochastic", false)]
+    [InlineData(4, 2048, "float32", "stochastic", false)]
+    [InlineData(8, 4096, "float32", "stochastic", true)]
     [InlineData(8, 96, "float32", "nearest", true)]
     [InlineData(8, 32, "bfloat16", "stochastic", false)]
     [InlineData(4, 32, "float32", "stochastic", true)]
@@ -183,6 +188,27 @@ public sealed class QuantizedAdamKernelTests
             withKernel.step(); withReference.step();
             TensorAssert.Close(fused, plain, 1e-6, 1e-5, $"parameters after step {step + 1}");
         }
+    }
+
+    /// <summary>What the kernels say they take (selection asks them): the CPU kernel multiples of 32 up to 4096, the CUDA kernel powers of two up to 256.</summary>
+    [Theory]
+    [InlineData(256, true, true)]
+    [InlineData(128, true, true)]
+    [InlineData(2048, true, false)]
+    [InlineData(4096, true, false)]
+    [InlineData(96, true, false)]
+    [InlineData(4128, false, false)]
+    [InlineData(16, false, true)]
+    public void KernelsSayWhichBlockSizesTheyTake(int blockSize, bool cpu, bool cuda)
+    {
+        var format = BlockFormat.Signed8 with { BlockSize = blockSize };
+        IQuantizedAdamKernel cpuKernel = QuantizedAdamCpuKernel.Instance, reference = TorchKernels.Instance;
+        (cpuKernel.FormatProblem(format) is null).Should().Be(cpu);
+        (QuantizedAdamLaunches.FormatProblem(8, blockSize) is null).Should().Be(cuda);
+        reference.FormatProblem(format).Should().BeNull("the reference takes every block size");
+        // MomentStorage's public limits are the CPU kernel's.
+        MomentStorage.BlockMultiple.Should().Be(QuantizedAdamCpuKernel.BlockMultiple);
+        MomentStorage.MaxBlockSize.Should().Be(QuantizedAdamCpuKernel.MaxBlockSize);
     }
 
     [Fact]

@@ -31,7 +31,7 @@ public sealed class PresetStructureTests
 
     /// <summary>The order of the knobs several methods share (the rule at the top of <see cref="LowRank"/>).</summary>
     private static readonly string[] SharedOrder =
-        ["lr", "beta1", "beta2", "eps", "weight_decay", "rank", "update_proj_gap", "scale", "proj_type", "correct_bias", "conventions", "projector", "optim_bits", "bf16_stochastic_round", "kernel"];
+        ["lr", "beta1", "beta2", "eps", "weight_decay", "rank", "update_proj_gap", "scale", "proj_type", "correct_bias", "conventions", "projector", "optim_bits", "bf16_stochastic_round", "block_size", "kernel"];
 
     [Theory]
     [MemberData(nameof(PresetNames))]

@@ -25,6 +25,8 @@ public sealed class MomentStorageConformanceTests
         ["8bit"] = new(MomentFormat.Blockwise8Bit, MinElements: 256),
         ["8bit-stochastic"] = new(MomentFormat.Blockwise8Bit, StateRounding.Stochastic, Seed: 5, MinElements: 256),
         ["4bit"] = new(MomentFormat.Blockwise4Bit, MinElements: 256),
+        // bitsandbytes' former blocks (torchao's block_size): the 24×256 weight's full-space moments are 3 blocks, projected r×256 ones only at r = 8k.
+        ["8bit-b2048"] = new(MomentFormat.Blockwise8Bit, MinElements: 256, BlockSize: 2048),
     };
 
     public static TheoryData<string, string> Cases()
@@ -107,8 +109,7 @@ public sealed class MomentStorageConformanceTests
     private static bool Fits(MomentStorage storage, long count) => storage.Format switch
     {
         MomentFormat.BFloat16 => true,
-        MomentFormat.Blockwise8Bit => count >= storage.MinElements && count % 256 == 0,
-        MomentFormat.Blockwise4Bit => count >= storage.MinElements && count % 128 == 0,
+        MomentFormat.Blockwise8Bit or MomentFormat.Blockwise4Bit => count >= storage.MinElements && count % storage.EffectiveBlockSize == 0,
         _ => false,
     };
 

@@ -87,6 +87,7 @@ public static class MethodCatalog
                 new("GaLore", "randomized", new()
                     {
                         ["rank"] = 5, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 3, ["power_iterations"] = 1, ["seed"] = 5L, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
+                        ["block_size"] = 2048,
                     })]),
         new("galore-full", m => LowRank.GaLore(LowRank.SplitParameters(m), lr: 0.01, rank: 4, update_proj_gap: 4, proj_type: ProjectionType.Full)),
         // Refreshes at steps 1, 4, 7, 10: the sketch of a refresh after a load must be the same draw.
@@ -105,7 +106,8 @@ public static class MethodCatalog
                         ["proj_type"] = ProjectionType.Right, ["projector"] = GaLoreProjector.RandomizedSvd, ["oversampling"] = 4, ["power_iterations"] = 3, ["seed"] = 9L,
                         ["optim_bits"] = 16, ["bf16_stochastic_round"] = true,
                     }),
-                new("GaLoreAdafactor", "warm-up", new() { ["warmup_init"] = true, ["rank"] = 3 })]),
+                new("GaLoreAdafactor", "warm-up", new() { ["warmup_init"] = true, ["rank"] = 3 }),
+                new("GaLoreAdafactor", "8-bit momentum in blocks of 1024", new() { ["beta1"] = 0.9, ["optim_bits"] = 8, ["block_size"] = 1024 })]),
         // Hugging Face's defaults: relative step size and parameter scaling (lr unset).
         new("galore-adafactor-relative-step", m => LowRank.GaLoreAdafactor(LowRank.SplitParameters(m), beta1: 0.9, rank: 3, update_proj_gap: 3, weight_decay: 0.05)),
         // Re-selections at steps 1, 2, 4, 6, …: the indices are the whole projector state.
@@ -116,6 +118,7 @@ public static class MethodCatalog
                     {
                         ["lr"] = 0.04, ["beta1"] = 0.7, ["beta2"] = 0.9, ["eps"] = 1e-6, ["weight_decay"] = 0.3, ["rank"] = 5, ["update_proj_gap"] = 3, ["scale"] = 0.5,
                         ["proj_type"] = ProjectionType.ReverseStd, ["sim_type"] = DctTransformMethod.FastTransform, ["ell_norm"] = 2.0, ["max_shape"] = 1000L, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
+                        ["block_size"] = 512,
                     })]),
         new("dct-adamw-fast", m => LowRank.DctAdamW(m.parameters(), lr: 0.01, rank: 4, update_proj_gap: 3, sim_type: DctTransformMethod.FastTransform)),
         // Every projection and back-projection by FFT (both sides: fc1 right, fc2 left), with a scale folded into the transform.
@@ -129,7 +132,7 @@ public static class MethodCatalog
                     {
                         ["lr"] = 0.05, ["beta1"] = 0.6, ["beta2"] = 0.97, ["eps"] = 1e-5, ["weight_decay"] = 0.4, ["rank"] = 4, ["update_proj_gap"] = 17, ["scale"] = 2.0,
                         ["proj_type"] = ProjectionType.Right, ["p_optimizer"] = new SgdConfig(0.5), ["p_weight_decay"] = 0.02, ["correct_bias"] = false,
-                        ["conventions"] = AdamConventions.TorchOptim, ["optim_bits"] = 4, ["bf16_stochastic_round"] = true,
+                        ["conventions"] = AdamConventions.TorchOptim, ["optim_bits"] = 4, ["bf16_stochastic_round"] = true, ["block_size"] = 64,
                     })]),
         new("osd-adafactor-basis", m => LowRank.OnlineSubspaceDescent(LowRank.SplitParameters(m), lr: 0.01, rank: 3, update_proj_gap: 5,
             p_optimizer: new AdafactorConfig(Beta1: 0.9, RelativeStep: false), p_weight_decay: 0)),
@@ -143,7 +146,8 @@ public static class MethodCatalog
                         ["oversampling"] = 5, ["power_iterations"] = 4, ["seed"] = 12L, ["cross_head"] = CrossHeadReading.PerHeadShortSide, ["residual_density"] = 0.05,
                         ["residual_warmup"] = 7, ["residual_reestimate"] = true, ["residual_scale"] = 0.3, ["correct_bias"] = false, ["conventions"] = AdamConventions.TorchOptim,
                         ["optim_bits"] = 16, ["bf16_stochastic_round"] = true,
-                    })]),
+                    }),
+                new("GaLorePlus", "8-bit moments in blocks of 128", new() { ["optim_bits"] = 8, ["block_size"] = 128 })]),
         // Per-head bases; after a 2-step warm-up the residual indices are re-chosen at every refresh (steps 4, 7, 10).
         new("galore-plus-per-head-residual-reestimated", m => LowRank.GaLorePlus(m, Heads, lr: 0.01, rank: 2, update_proj_gap: 3, seed: 9,
             cross_head: CrossHeadReading.PerHeadShortSide, residual_density: 0.3, residual_warmup: 2, residual_reestimate: true, residual_scale: 0.5)),
@@ -184,17 +188,20 @@ public static class MethodCatalog
                         ["lr"] = 0.09, ["beta1"] = 0.8, ["beta2"] = 0.9, ["eps"] = 1e-7, ["weight_decay"] = 0.1, ["rank"] = 5, ["update_proj_gap"] = 7,
                         ["scale"] = 2.0, ["proj_type"] = ProjectionType.Left, ["scale_type"] = ApolloScaling.Tensor, ["proj"] = ApolloProjector.Svd,
                         ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
+                        ["block_size"] = 1024,
                     }),
                 new("ApolloMini", "every knob", new()
                     {
                         ["lr"] = 0.02, ["beta1"] = 0.7, ["beta2"] = 0.95, ["eps"] = 1e-5, ["weight_decay"] = 0.2, ["update_proj_gap"] = 9, ["scale"] = 64.0,
                         ["scale_front"] = true, ["disable_nl"] = true, ["correct_bias"] = false, ["optim_bits"] = 4, ["bf16_stochastic_round"] = true,
+                        ["block_size"] = 96,
                     })]),
         new("adamw", m => LowRank.AdamW(m.parameters(), lr: 0.01, weight_decay: 0.01),
             Presets: [
                 new("AdamW", "every knob", new()
                     {
                         ["lr"] = 0.08, ["beta1"] = 0.55, ["beta2"] = 0.96, ["eps"] = 1e-3, ["weight_decay"] = 0.7, ["conventions"] = AdamConventions.GaLoreReference, ["optim_bits"] = 8, ["bf16_stochastic_round"] = true,
+                        ["block_size"] = 2048,
                     })]),
         // No factory: the rule through LowRankOptions.
         new("sgd-momentum", m => new LowRankOptimizer([new LowRankParamGroup(m.parameters())], new LowRankOptions

@@ -36,7 +36,8 @@ internal sealed class AdamRule : IUpdateRule, IRoundedInPlaceRule
         {
             // m and v have the same count, so both are block-wise or neither (MomentStorage's size policy).
             _quantizedStorage = KernelStorage.Blockwise(m.Format.Bits, dtype);
-            _quantizedKernels = new(subject);
+            // The format too: a kernel must take its block size (the CUDA kernel's blocks are at most 256 entries).
+            _quantizedKernels = new(subject, m.Format);
         }
         try
         {

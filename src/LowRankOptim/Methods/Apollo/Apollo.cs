@@ -29,13 +29,14 @@ public static partial class LowRankPresets
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>New, validated options: Adam options (Hugging Face's conventions) with an <see cref="ApolloProjection"/>.</returns>
     public static LowRankOptions Apollo(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int rank = 128,
         int update_proj_gap = 200, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std, ApolloScaling scale_type = ApolloScaling.Channel,
-        ApolloProjector proj = ApolloProjector.Random, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        ApolloProjector proj = ApolloProjector.Random, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         AdamOptions(lr, beta1, beta2, eps, weight_decay, correct_bias, AdamConventions.GaLoreReference,
-            new ApolloProjection(rank, update_proj_gap, scale, scale_type, proj_type, proj, !disable_nl, scale_front), optim_bits, bf16_stochastic_round);
+            new ApolloProjection(rank, update_proj_gap, scale, scale_type, proj_type, proj, !disable_nl, scale_front), optim_bits, bf16_stochastic_round, block_size);
 
     /// <summary>
     /// APOLLO-Mini: APOLLO with rank 1 and one scaling factor per matrix, scale 128 (a factor √128 ≈ 11.3) as the
@@ -53,12 +54,13 @@ public static partial class LowRankPresets
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>New, validated options: Adam options (Hugging Face's conventions) with a rank-1, tensor-wise <see cref="ApolloProjection"/>.</returns>
     public static LowRankOptions ApolloMini(
         double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0, int update_proj_gap = 200,
-        double scale = 128.0, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        double scale = 128.0, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         Apollo(lr, beta1, beta2, eps, weight_decay, rank: 1, update_proj_gap, scale, ProjectionType.Std, ApolloScaling.Tensor,
-            ApolloProjector.Random, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round);
+            ApolloProjector.Random, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size);
 }
 
 public static partial class LowRank
@@ -84,14 +86,15 @@ public static partial class LowRank
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer Apollo(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
         ApolloScaling scale_type = ApolloScaling.Channel, ApolloProjector proj = ApolloProjector.Random, bool scale_front = false,
-        bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         new(groups, LowRankPresets.Apollo(lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, scale_type, proj,
-            scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round));
+            scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>APOLLO over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -111,14 +114,15 @@ public static partial class LowRank
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer Apollo(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
         int rank = 128, int update_proj_gap = 200, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
         ApolloScaling scale_type = ApolloScaling.Channel, ApolloProjector proj = ApolloProjector.Random, bool scale_front = false,
-        bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         Apollo(OneGroup(parameters), lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, scale_type, proj,
-            scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round);
+            scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size);
 
     /// <summary>APOLLO over named parameters (one group; the names are not used): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group.</param>
@@ -138,14 +142,15 @@ public static partial class LowRank
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer Apollo(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int rank = 128, int update_proj_gap = 200, double scale = 1.0, ProjectionType proj_type = ProjectionType.Std,
         ApolloScaling scale_type = ApolloScaling.Channel, ApolloProjector proj = ApolloProjector.Random, bool scale_front = false,
-        bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
+        bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
         Apollo(OneGroup(parameters), lr, beta1, beta2, eps, weight_decay, rank, update_proj_gap, scale, proj_type, scale_type, proj,
-            scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round);
+            scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size);
 
     /// <summary>APOLLO-Mini over parameter groups: <c>new LowRankOptimizer(groups, LowRankPresets.ApolloMini(...))</c>; see <see cref="LowRankPresets.ApolloMini"/>.</summary>
     /// <param name="groups">The parameter groups; their unset options take the values of the knobs.</param>
@@ -161,11 +166,12 @@ public static partial class LowRank
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer ApolloMini(
         IEnumerable<LowRankParamGroup> groups, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
-        int update_proj_gap = 200, double scale = 128.0, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
-        new(groups, LowRankPresets.ApolloMini(lr, beta1, beta2, eps, weight_decay, update_proj_gap, scale, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round));
+        int update_proj_gap = 200, double scale = 128.0, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
+        new(groups, LowRankPresets.ApolloMini(lr, beta1, beta2, eps, weight_decay, update_proj_gap, scale, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size));
 
     /// <summary>APOLLO-Mini over a flat parameter list (one group): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The parameters, e.g. <c>model.parameters()</c>; one group.</param>
@@ -181,11 +187,12 @@ public static partial class LowRank
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer ApolloMini(
         IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6, double weight_decay = 0.0,
-        int update_proj_gap = 200, double scale = 128.0, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
-        ApolloMini(OneGroup(parameters), lr, beta1, beta2, eps, weight_decay, update_proj_gap, scale, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round);
+        int update_proj_gap = 200, double scale = 128.0, bool scale_front = false, bool disable_nl = false, bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
+        ApolloMini(OneGroup(parameters), lr, beta1, beta2, eps, weight_decay, update_proj_gap, scale, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size);
 
     /// <summary>APOLLO-Mini over named parameters (one group; the names are not used): every 2-D parameter is projected.</summary>
     /// <param name="parameters">The named parameters, e.g. <c>model.named_parameters()</c>; one group.</param>
@@ -201,10 +208,11 @@ public static partial class LowRank
     /// <param name="correct_bias">Adam's bias corrections.</param>
     /// <param name="optim_bits">How the moments are stored (bitsandbytes' <c>optim_bits</c>): 32 dense (default), 16 bfloat16, 8 block-wise 8-bit, 4 block-wise 4-bit; see <see cref="MomentStorage.FromOptimBits"/>. For stochastic rounding set <see cref="LowRankOptions.MomentStorage"/> instead.</param>
     /// <param name="bf16_stochastic_round">Round the step's result into bfloat16 parameters stochastically (torchao's <c>bf16_stochastic_round</c>; seed 0) instead of to nearest, so that updates below half a bf16 ulp of the weights are not lost; float32 parameters are unaffected (see <see cref="WeightRounding"/>, which also takes a seed).</param>
+    /// <param name="block_size">Entries per quantization block of 8- and 4-bit moments (torchao's <c>block_size</c>, as in its <c>Adam8bit(..., block_size=256)</c>): 0 (default) is the format's own, 256 for 8-bit and 128 for 4-bit (torchao's and today's bitsandbytes'); bitsandbytes' block-wise optimizers used 2048 up to its 0.4x versions (GaLore's paper measured 8-bit GaLore with those). Else a positive multiple of 32 up to 4096, larger blocks costing fewer absmax bytes and quantizing coarser; only with <paramref name="optim_bits"/> 8 or 4. See <see cref="MomentStorage.BlockSize"/>.</param>
     /// <returns>The optimizer.</returns>
     public static LowRankOptimizer ApolloMini(
         IEnumerable<(string name, Parameter parameter)> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-6,
         double weight_decay = 0.0, int update_proj_gap = 200, double scale = 128.0, bool scale_front = false, bool disable_nl = false,
-        bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false) =>
-        ApolloMini(OneGroup(parameters), lr, beta1, beta2, eps, weight_decay, update_proj_gap, scale, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round);
+        bool correct_bias = true, int optim_bits = 32, bool bf16_stochastic_round = false, int block_size = 0) =>
+        ApolloMini(OneGroup(parameters), lr, beta1, beta2, eps, weight_decay, update_proj_gap, scale, scale_front, disable_nl, correct_bias, optim_bits, bf16_stochastic_round, block_size);
 }

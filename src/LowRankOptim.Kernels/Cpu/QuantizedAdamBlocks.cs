@@ -94,7 +94,10 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         {
             var s = Vector512.Create(scale);
             if (bits == 8 && Avx512Vbmi.IsSupported)
-                for (; j + 64 <= blockSize; j += 64) Decode64(store.Search.Planes, source + j, values + j, s);
+            {
+                var planes = new PlaneTables(store.Search.Planes);
+                for (; j + 64 <= blockSize; j += 64) Decode64(planes, source + j, values + j, s);
+            }
             if (bits == 8)
                 for (; j < blockSize; j += 16)
                     (Lookup256(map, Avx512F.ConvertToVector512Int32(Vector128.Load(source + j))) * s).Store(values + j);
@@ -128,18 +131,30 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     }
 
     /// <summary>
-    /// 64 entries map[code]·scale of an 8-bit map (AVX-512 VBMI): each byte plane of the map (<see cref="CodeSearch.Planes"/>,
-    /// 4 registers of 64 bytes) looked up with two 128-entry byte permutes chosen by the code's top bit, then the four
-    /// planes interleaved to float32 bits (the same floats as map[code], so the products are the reference's).
+    /// The 4 byte planes of an 8-bit map (<see cref="CodeSearch.Planes"/>) as 16 registers (byte b of map entries 64q …
+    /// 64q + 63 in BbQq), loaded once per block and moment so that the decode's permutes read registers, not memory.
+    /// </summary>
+    private readonly struct PlaneTables(byte* p)
+    {
+        public readonly Vector512<byte> B0Q0 = Vector512.Load(p), B0Q1 = Vector512.Load(p + 64), B0Q2 = Vector512.Load(p + 128), B0Q3 = Vector512.Load(p + 192);
+        public readonly Vector512<byte> B1Q0 = Vector512.Load(p + 256), B1Q1 = Vector512.Load(p + 320), B1Q2 = Vector512.Load(p + 384), B1Q3 = Vector512.Load(p + 448);
+        public readonly Vector512<byte> B2Q0 = Vector512.Load(p + 512), B2Q1 = Vector512.Load(p + 576), B2Q2 = Vector512.Load(p + 640), B2Q3 = Vector512.Load(p + 704);
+        public readonly Vector512<byte> B3Q0 = Vector512.Load(p + 768), B3Q1 = Vector512.Load(p + 832), B3Q2 = Vector512.Load(p + 896), B3Q3 = Vector512.Load(p + 960);
+    }
+
+    /// <summary>
+    /// 64 entries map[code]·scale of an 8-bit map (AVX-512 VBMI): each byte plane of the map looked up with two 128-entry
+    /// byte permutes chosen by the code's top bit, then the four planes interleaved to float32 bits (the same floats as
+    /// map[code], so the products are the reference's).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Decode64(byte* planes, byte* source, float* values, Vector512<float> scale)
+    private static void Decode64(in PlaneTables t, byte* source, float* values, Vector512<float> scale)
     {
         var codes = Avx512Vbmi.PermuteVar64x8(Vector512.Load(source), DecodeOrder);
-        var b0 = Plane(planes, codes);
-        var b1 = Plane(planes + 256, codes);
-        var b2 = Plane(planes + 512, codes);
-        var b3 = Plane(planes + 768, codes);
+        var b0 = Plane(t.B0Q0, t.B0Q1, t.B0Q2, t.B0Q3, codes);
+        var b1 = Plane(t.B1Q0, t.B1Q1, t.B1Q2, t.B1Q3, codes);
+        var b2 = Plane(t.B2Q0, t.B2Q1, t.B2Q2, t.B2Q3, codes);
+        var b3 = Plane(t.B3Q0, t.B3Q1, t.B3Q2, t.B3Q3, codes);
         var low01 = Avx512BW.UnpackLow(b0, b1).AsUInt16();
         var high01 = Avx512BW.UnpackHigh(b0, b1).AsUInt16();
         var low23 = Avx512BW.UnpackLow(b2, b3).AsUInt16();
@@ -152,10 +167,8 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
 
     /// <summary>plane[code] for 64 codes: entries 0–127 and 128–255 by two-source byte permutes, chosen by the top bit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Plane(byte* plane, Vector512<byte> codes) => Avx512BW.BlendVariable(
-        Avx512Vbmi.PermuteVar64x8x2(Vector512.Load(plane), codes, Vector512.Load(plane + 64)),
-        Avx512Vbmi.PermuteVar64x8x2(Vector512.Load(plane + 128), codes, Vector512.Load(plane + 192)),
-        codes);
+    private static Vector512<byte> Plane(Vector512<byte> q0, Vector512<byte> q1, Vector512<byte> q2, Vector512<byte> q3, Vector512<byte> codes) =>
+        Avx512BW.BlendVariable(Avx512Vbmi.PermuteVar64x8x2(q0, codes, q1), Avx512Vbmi.PermuteVar64x8x2(q2, codes, q3), codes);
 
     /// <summary>4-bit codes, two to a byte, as one code per byte (the even entry from the high nibble).</summary>
     private void Unpack(byte* packed, byte* codes, bool vector)

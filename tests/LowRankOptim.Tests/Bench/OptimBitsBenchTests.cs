@@ -4,11 +4,13 @@ using LowRankOptim.Bench.Commands;
 using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Training;
+using LowRankOptim.Tests.Support;
 using Xunit;
 
 namespace LowRankOptim.Tests.Bench;
 
 /// <summary>The bench's moment storage: `memory --optim-bits` plans each optimizer per storage, `pretrain --optim-bits` trains with it and records it.</summary>
+[Collection(SerialCollection.Name)] // its commands set libtorch's process-wide thread count, which changes other tests' rounding
 public sealed class OptimBitsBenchTests
 {
     [Fact]

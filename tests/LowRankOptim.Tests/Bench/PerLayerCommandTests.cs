@@ -1,10 +1,12 @@
 using System.Text.Json;
 using FluentAssertions;
 using LowRankOptim.Bench.Commands;
+using LowRankOptim.Tests.Support;
 using Xunit;
 
 namespace LowRankOptim.Tests.Bench;
 
+[Collection(SerialCollection.Name)] // its commands set libtorch's process-wide thread count, which changes other tests' rounding
 public sealed class PerLayerCommandTests
 {
     [Fact]

@@ -4,6 +4,7 @@ using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Support;
 using LowRankOptim.Bench.Training;
+using LowRankOptim.Tests.Support;
 using Xunit;
 
 namespace LowRankOptim.Tests.Bench;
@@ -13,6 +14,7 @@ namespace LowRankOptim.Tests.Bench;
 /// refused with the planner's numbers, Ctrl-C stops a run at a checkpoint that --resume continues exactly, the plot
 /// is written, the summary has no process-wide peak-RSS column, and the default thread count leaves busy cores.
 /// </summary>
+[Collection(SerialCollection.Name)] // its commands set libtorch's process-wide thread count, which changes other tests' rounding
 public sealed class PretrainOutputTests
 {
     private static readonly LlamaConfig Small = new("test", 256, 32, 48, 4, 4, 1, 32);

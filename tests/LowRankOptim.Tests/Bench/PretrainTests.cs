@@ -3,10 +3,12 @@ using LowRankOptim.Bench.Commands;
 using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Training;
+using LowRankOptim.Tests.Support;
 using Xunit;
 
 namespace LowRankOptim.Tests.Bench;
 
+[Collection(SerialCollection.Name)] // its commands set libtorch's process-wide thread count, which changes other tests' rounding
 public sealed class PretrainTests
 {
     private static readonly LlamaConfig Small = new("test", 256, 32, 48, 4, 4, 1, 32);

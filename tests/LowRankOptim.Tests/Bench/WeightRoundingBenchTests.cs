@@ -3,12 +3,14 @@ using LowRankOptim.Bench.Commands;
 using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Training;
+using LowRankOptim.Tests.Support;
 using Xunit;
 using static TorchSharp.torch;
 
 namespace LowRankOptim.Tests.Bench;
 
 /// <summary>`pretrain --dtype` and `--weight-rounding`: parsed and refused with usage errors, the memory check plans in the run's dtype, and a bf16 run with stochastically rounded weights trains and resumes exactly.</summary>
+[Collection(SerialCollection.Name)] // its commands set libtorch's process-wide thread count, which changes other tests' rounding
 public sealed class WeightRoundingBenchTests
 {
     private static readonly LlamaConfig Small = new("test", 256, 32, 48, 4, 4, 1, 32);

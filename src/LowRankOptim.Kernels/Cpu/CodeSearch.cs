@@ -69,7 +69,7 @@ internal sealed unsafe class CodeSearch
     /// The nearest-rounding thresholds: [q], q = 1 … top, is the smallest float y whose code after nearest rounding (the
     /// search's code c, moved up to min(c + 1, top) when y − map[c] ≥ (map[c + 1] − map[c])·0.5) is at least q; [0] is −∞.
     /// </summary>
-    public readonly float* Thresholds;
+    public readonly float[] Thresholds;
 
     /// <summary><see cref="Probes"/>' layout for the search of <see cref="Thresholds"/> (the rounded code directly).</summary>
     public readonly float* NearestProbes;
@@ -117,9 +117,7 @@ internal sealed unsafe class CodeSearch
             for (var b = 0; b < 4; b++)
                 Planes[256 * b + c] = (byte)(BitConverter.SingleToUInt32Bits(map[c]) >> (8 * b));
         Probes = LevelProbes(map, Bits);
-        var thresholds = NearestThresholds(map, Bits);
-        Thresholds = (float*)NativeMemory.Alloc((nuint)map.Length, sizeof(float));
-        for (var q = 0; q < map.Length; q++) Thresholds[q] = thresholds[q];
+        var thresholds = Thresholds = NearestThresholds(map, Bits);
         NearestProbes = LevelProbes(thresholds, Bits);
         var levels = Math.Min(BoundLevels, Bits);
         var tail = 1 << (Bits - levels);
@@ -178,7 +176,7 @@ internal sealed unsafe class CodeSearch
     /// The code <see cref="BlockQuantizer.Quantize"/> gives y with nearest rounding, by its own steps: the branchless binary
     /// search (c += step where y ≥ map[c + step]), then up to min(c + 1, top) when y − map[c] ≥ (map[c + 1] − map[c])·0.5.
     /// </summary>
-    internal static int NearestCode(float[] map, int bits, float y)
+    private static int NearestCode(float[] map, int bits, float y)
     {
         var c = 0;
         for (var step = 1 << (bits - 1); step >= 1; step >>= 1)

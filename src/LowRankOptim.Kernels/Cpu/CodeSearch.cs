@@ -71,6 +71,15 @@ internal sealed unsafe class CodeSearch
     /// </summary>
     public readonly float[] Thresholds;
 
+    /// <summary><see cref="Thresholds"/>, then +∞: what <see cref="Values"/> is to the map, for the AVX2 path's nearest rounding.</summary>
+    public readonly float* NearestValues;
+
+    /// <summary><see cref="Start"/> for <see cref="Thresholds"/>: the rounded code of each 16-bit prefix's smallest float.</summary>
+    public readonly byte* NearestStart;
+
+    /// <summary>How many steps up may follow <see cref="NearestStart"/>: the most thresholds inside one prefix's range.</summary>
+    public readonly int NearestRefinements;
+
     /// <summary><see cref="Probes"/>' layout for the search of <see cref="Thresholds"/> (the rounded code directly).</summary>
     public readonly float* NearestProbes;
 
@@ -87,29 +96,8 @@ internal sealed unsafe class CodeSearch
     private CodeSearch(float[] map)
     {
         Top = map.Length - 1;
-        Values = (float*)NativeMemory.Alloc((nuint)(map.Length + 1), sizeof(float));
-        for (var c = 0; c < map.Length; c++) Values[c] = map[c];
-        Values[map.Length] = float.PositiveInfinity;
-        Start = (byte*)NativeMemory.AllocZeroed(65536 + 3);
-        var refinements = 0;
-        for (var prefix = 0; prefix < 65536; prefix++)
-        {
-            // The prefix's floats run from (bits << 16) to (bits << 16 | 0xFFFF): ascending when positive, descending when negative.
-            var a = BitConverter.UInt32BitsToSingle((uint)prefix << 16);
-            var b = BitConverter.UInt32BitsToSingle(((uint)prefix << 16) | 0xFFFF);
-            var (low, high) = prefix < 0x8000 ? (a, b) : (b, a);
-            if (!float.IsFinite(low) || !float.IsFinite(high)) continue; // |y| ≤ 1 or NaN: such y never occur
-            var start = 0;
-            var inside = 0;
-            for (var c = 0; c < map.Length; c++)
-            {
-                if (map[c] <= low) start = c;
-                else if (map[c] <= high) inside++;
-            }
-            Start[prefix] = (byte)start;
-            refinements = Math.Max(refinements, inside);
-        }
-        Refinements = refinements;
+        Values = WithInfinity(map);
+        Start = StartTable(map, out Refinements);
         Bits = int.Log2(map.Length);
         Planes = (byte*)NativeMemory.AlignedAlloc(4 * 256, 64);
         NativeMemory.Clear(Planes, 4 * 256);
@@ -118,6 +106,8 @@ internal sealed unsafe class CodeSearch
                 Planes[256 * b + c] = (byte)(BitConverter.SingleToUInt32Bits(map[c]) >> (8 * b));
         Probes = LevelProbes(map, Bits);
         var thresholds = Thresholds = NearestThresholds(map, Bits);
+        NearestValues = WithInfinity(thresholds);
+        NearestStart = StartTable(thresholds, out NearestRefinements);
         NearestProbes = LevelProbes(thresholds, Bits);
         var levels = Math.Min(BoundLevels, Bits);
         var tail = 1 << (Bits - levels);
@@ -133,6 +123,43 @@ internal sealed unsafe class CodeSearch
             Bounds[i] = map[i << (Bits - levels)];
             Bounds[32 + i] = map[Math.Min((i + 1) << (Bits - levels), Top)];
         }
+    }
+
+    /// <summary><paramref name="sorted"/> in native memory, then +∞ (so that a step up from the last entry never succeeds).</summary>
+    private static float* WithInfinity(float[] sorted)
+    {
+        var values = (float*)NativeMemory.Alloc((nuint)(sorted.Length + 1), sizeof(float));
+        for (var c = 0; c < sorted.Length; c++) values[c] = sorted[c];
+        values[sorted.Length] = float.PositiveInfinity;
+        return values;
+    }
+
+    /// <summary>
+    /// The largest c with sorted[c] ≤ the smallest float of each 16-bit prefix (0 where there is none, and for prefixes of
+    /// infinities and NaNs, which y never is), and in <paramref name="refinements"/> the most entries inside one prefix's range.
+    /// </summary>
+    private static byte* StartTable(float[] sorted, out int refinements)
+    {
+        var start = (byte*)NativeMemory.AllocZeroed(65536 + 3);
+        refinements = 0;
+        for (var prefix = 0; prefix < 65536; prefix++)
+        {
+            // The prefix's floats run from (bits << 16) to (bits << 16 | 0xFFFF): ascending when positive, descending when negative.
+            var a = BitConverter.UInt32BitsToSingle((uint)prefix << 16);
+            var b = BitConverter.UInt32BitsToSingle(((uint)prefix << 16) | 0xFFFF);
+            var (low, high) = prefix < 0x8000 ? (a, b) : (b, a);
+            if (!float.IsFinite(low) || !float.IsFinite(high)) continue; // |y| ≤ 1 or NaN: such y never occur
+            var first = 0;
+            var inside = 0;
+            for (var c = 0; c < sorted.Length; c++)
+            {
+                if (sorted[c] <= low) first = c;
+                else if (sorted[c] <= high) inside++;
+            }
+            start[prefix] = (byte)first;
+            refinements = Math.Max(refinements, inside);
+        }
+        return start;
     }
 
     /// <summary>Level k's probes of a binary search over <paramref name="table"/> (see <see cref="Probes"/>), 64-byte aligned.</summary>
@@ -198,6 +225,16 @@ internal sealed unsafe class CodeSearch
 
     /// <summary>The search of <paramref name="map"/> (built on first use, kept for the process).</summary>
     public static CodeSearch Of(QuantizationMap map) => Cache.GetOrAdd(map, m => new CodeSearch(QuantizationMaps.Of(m)));
+
+    /// <summary>The code of <paramref name="y"/> after nearest rounding: the number of <see cref="Thresholds"/> ≤ y (0 for NaN).</summary>
+    public int FindNearest(float y)
+    {
+        if (float.IsNaN(y)) return 0;
+        int q = NearestStart[BitConverter.SingleToUInt32Bits(y) >> 16];
+        for (var k = 0; k < NearestRefinements; k++)
+            if (y >= NearestValues[q + 1]) q++;
+        return q;
+    }
 
     /// <summary>The binary search's code for <paramref name="y"/> (0 for NaN, as the search's comparisons all fail).</summary>
     public int Find(float y)

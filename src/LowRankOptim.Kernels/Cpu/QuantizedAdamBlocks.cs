@@ -208,8 +208,8 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
 
     /// <summary>
     /// The block's scale (max |x|, clipped at <see cref="BlockFormat.MinScale"/>) and codes: y = x / scale, the search's
-    /// code c, then up to min(c + 1, top) when y − map[c] ≥ (map[c+1] − map[c])·0.5 (nearest) or &gt; u·(map[c+1] − map[c])
-    /// (stochastic, u from the element's flat index).
+    /// code c, then up to min(c + 1, top) when y − map[c] ≥ (map[c+1] − map[c])·0.5 (nearest, found directly as the number
+    /// of <see cref="CodeSearch.Thresholds"/> ≤ y) or &gt; u·(map[c+1] − map[c]) (stochastic, u from the element's flat index).
     /// </summary>
     private void Quantize(float* values, in Moment store, long block, long start, byte* codes, bool vector)
     {
@@ -218,7 +218,8 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var target = bits == 8 ? store.Codes + start : codes;
         if (avx512 && store.Rounding.Mode == StateRounding.Nearest) QuantizeNearestAvx512(values, scale, store.Search, target);
         else if (avx512) QuantizeStochasticAvx512(values, scale, store.Search, store.Rounding.Key, start, target);
-        else if (vector) QuantizeVector(values, scale, store.Search, store.Rounding, start, target);
+        else if (vector && store.Rounding.Mode == StateRounding.Nearest) QuantizeNearestVector(values, scale, store.Search, target);
+        else if (vector) QuantizeStochasticVector(values, scale, store.Search, store.Rounding.Key, start, target);
         else QuantizeScalar(values, scale, store.Search, store.Rounding, start, target);
         if (bits == 4) Pack(codes, store.Codes + start / 2, vector);
     }
@@ -258,30 +259,56 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         for (var j = 0; j < blockSize; j++)
         {
             var y = values[j] / scale;
+            if (!stochastic)
+            {
+                codes[j] = (byte)search.FindNearest(y);
+                continue;
+            }
             var c = search.Find(y);
             var upCode = Math.Min(c + 1, search.Top);
             var low = map[c];
             var gap = map[upCode] - low;
             var residual = y - low;
-            var up = stochastic
-                ? residual > RoundingNoise.Uniform(RoundingNoise.Bits(rounding.Key, start + j)) * gap
-                : residual >= gap * 0.5f;
+            var up = residual > RoundingNoise.Uniform(RoundingNoise.Bits(rounding.Key, start + j)) * gap;
             codes[j] = (byte)(up ? upCode : c);
         }
     }
 
-    private void QuantizeVector(float* values, float scale, CodeSearch search, Rounding rounding, long start, byte* codes)
+    /// <summary>
+    /// Nearest rounding on 8 lanes (AVX2): the rounded code is the number of <see cref="CodeSearch.Thresholds"/> ≤ y, found
+    /// as the code is (the start code of y's 16-bit prefix, then steps up while the next threshold ≤ y), so that no map
+    /// value, residual or gap is gathered. NaN: code 0.
+    /// </summary>
+    private void QuantizeNearestVector(float* values, float scale, CodeSearch search, byte* codes)
+    {
+        var thresholds = search.NearestValues;
+        var prefixes = (int*)search.NearestStart;
+        var refinements = search.NearestRefinements;
+        var s = Vector256.Create(scale);
+        var byteMask = Vector256.Create(0xFF);
+        for (var j = 0; j < blockSize; j += 8)
+        {
+            var y = Vector256.Load(values + j) / s;
+            var c = Avx2.GatherVector256(prefixes, (y.AsUInt32() >> 16).AsInt32(), 1) & byteMask;
+            for (var k = 0; k < refinements; k++)
+                c -= Vector256.GreaterThanOrEqual(y, Avx2.GatherVector256(thresholds, c + Vector256<int>.One, 4)).AsInt32();
+            c &= Vector256.Equals(y, y).AsInt32();
+            var words = Vector128.Narrow(c.GetLower(), c.GetUpper());
+            *(ulong*)(codes + j) = Vector128.Narrow(words, words).AsUInt64().ToScalar();
+        }
+    }
+
+    /// <summary>Stochastic rounding on 8 lanes (AVX2): gathers from the map and from <see cref="CodeSearch"/>'s start table.</summary>
+    private void QuantizeStochasticVector(float* values, float scale, CodeSearch search, uint noiseKey, long start, byte* codes)
     {
         var map = search.Values;
         var prefixes = (int*)search.Start;
         var refinements = search.Refinements;
-        var stochastic = rounding.Mode == StateRounding.Stochastic;
         var s = Vector256.Create(scale);
         var top = Vector256.Create(search.Top);
         var byteMask = Vector256.Create(0xFF);
-        var half = Vector256.Create(0.5f);
         var lanes = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
-        var key = Vector256.Create(rounding.Key);
+        var key = Vector256.Create(noiseKey);
         var stride = Vector256.Create(RoundingNoise.ElementStride);
         var ulp24 = Vector256.Create(1.0f / 16777216.0f);
         for (var j = 0; j < blockSize; j += 8)
@@ -295,18 +322,9 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             var upCode = Vector256.Min(c + Vector256<int>.One, top);
             var low = Avx2.GatherVector256(map, c, 4);
             var gap = Avx2.GatherVector256(map, upCode, 4) - low;
-            var residual = y - low;
-            Vector256<float> up;
-            if (stochastic)
-            {
-                var index = Vector256.Create((uint)(start + j)) + lanes;
-                var u = Vector256.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
-                up = Vector256.GreaterThan(residual, u * gap);
-            }
-            else
-            {
-                up = Vector256.GreaterThanOrEqual(residual, gap * half);
-            }
+            var index = Vector256.Create((uint)(start + j)) + lanes;
+            var u = Vector256.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
+            var up = Vector256.GreaterThan(y - low, u * gap);
             var chosen = Vector256.ConditionalSelect(up.AsInt32(), upCode, c);
             // 8 codes (0..255) as 8 bytes.
             var words = Vector128.Narrow(chosen.GetLower(), chosen.GetUpper());

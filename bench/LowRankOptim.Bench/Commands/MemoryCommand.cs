@@ -182,7 +182,7 @@ public static class MemoryCommand
     {
         if (blockSize == 0) return 0;
         if (!bits.Any(b => b is 8 or 4))
-            throw new UsageException($"--block-size {blockSize} needs --optim-bits 8 or 4 among the storages: {string.Join(", ", bits)}-bit moments have no blocks.");
+            throw new UsageException($"--block-size {blockSize} needs --optim-bits 8 or 4: {string.Join(", ", bits)}-bit moments have no blocks.");
         try { MomentStorage.FromOptimBits(8, blockSize: blockSize).Validate("--block-size"); }
         catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
         return blockSize;

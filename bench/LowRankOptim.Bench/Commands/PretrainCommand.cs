@@ -114,7 +114,7 @@ public static class PretrainCommand
                     LowRank: new LowRankSettings(r.GetValue(rank) is int rk ? Positive("--rank", rk) : Math.Max(1, config.Hidden / 4),
                         Positive("--update-proj-gap", r.GetValue(gap)), PositiveReal("--scale", r.GetValue(scale)), OptimBits(r.GetValue(optimBits)),
                         StochasticRounding(r.GetValue(stochastic), r.GetValue(optimBits)), stochasticWeights,
-                        BlockSize: BlockSize(r.GetValue(blockSize), r.GetValue(optimBits))),
+                        BlockSize: MemoryCommand.ParseBlockSize(r.GetValue(blockSize), [r.GetValue(optimBits)])),
                     Accumulation: micro, PerLayer: r.GetValue(perLayer), DType: modelDType);
                 var kinds = WithOptimBits(ParseList(r.GetValue(optimizers)!).Select(Wrap(OptimizerCatalog.Parse)).Distinct().ToList(),
                     settings.LowRank.OptimBits, named: r.GetResult(optimizers) is { Implicit: false });
@@ -311,16 +311,6 @@ public static class PretrainCommand
     /// <summary>--stochastic-rounding: only for compressed moments (dense moments are not rounded).</summary>
     private static bool StochasticRounding(bool stochastic, int bits) =>
         !stochastic || bits != 32 ? stochastic : throw new UsageException("--stochastic-rounding needs --optim-bits 16, 8 or 4: dense moments are not rounded.");
-
-    /// <summary>--block-size: 0, or with --optim-bits 8 or 4 what <see cref="MomentStorage.Validate"/> accepts.</summary>
-    internal static int BlockSize(int blockSize, int bits)
-    {
-        if (blockSize == 0) return 0;
-        if (bits is not (8 or 4)) throw new UsageException($"--block-size {blockSize} needs --optim-bits 8 or 4: {bits}-bit moments have no blocks.");
-        try { MomentStorage.FromOptimBits(bits, blockSize: blockSize).Validate("--block-size"); }
-        catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0]); }
-        return blockSize;
-    }
 
     /// <summary>--optim-bits: one of bitsandbytes' values.</summary>
     private static int OptimBits(int bits)

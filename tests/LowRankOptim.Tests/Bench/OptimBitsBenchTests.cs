@@ -1,7 +1,6 @@
 using System.Text.Json;
 using FluentAssertions;
 using LowRankOptim.Bench.Commands;
-using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Training;
 using LowRankOptim.Tests.Support;
@@ -89,7 +88,7 @@ public sealed class OptimBitsBenchTests
         var dir = Directory.CreateTempSubdirectory("lowrankoptim-optimbits-");
         try
         {
-            var data = new TokenDataset(new ByteTokenizer().Encode(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200))));
+            var data = TinyCorpus.Create();
             var dense = Trainer.Run("dense", kind, 3e-3, Settings(32), data, Path.Combine(dir.FullName, "dense"), resume: false);
             var eightBit = Trainer.Run("8bit", kind, 3e-3, Settings(8), data, Path.Combine(dir.FullName, "8bit"), resume: false);
             (dense.OptimBits, eightBit.OptimBits).Should().Be((32, 8));

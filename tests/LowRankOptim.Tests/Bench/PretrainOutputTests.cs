@@ -23,7 +23,7 @@ public sealed class PretrainOutputTests
         new(Small, steps, Batch: 4, Sequence: 16, WarmupSteps: 2, MinLrRatio: 0.1, ClipNorm: 1.0, Seed: 5,
             EvalEvery: 3, EvalBatches: 2, CheckpointEvery: checkpointEvery, LowRank: new LowRankSettings(4, 3, 0.25));
 
-    private static TokenDataset Data() => new(new ByteTokenizer().Encode(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200))));
+    private static TokenDataset Data() => TinyCorpus.Create();
 
     [Fact]
     public void A7bModelIsRefusedOnA24GiBMachineWithThePlannersNumbers()

@@ -18,7 +18,7 @@ public sealed class PretrainTests
             EvalEvery: 3, EvalBatches: 2, CheckpointEvery: checkpointEvery, LowRank: new LowRankSettings(4, 3, 0.25),
             Accumulation: accumulation, PerLayer: perLayer);
 
-    private static TokenDataset Data() => new(new ByteTokenizer().Encode(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200))));
+    private static TokenDataset Data() => TinyCorpus.Create();
 
     [Theory]
     [InlineData(OptimizerKind.AdamW)]

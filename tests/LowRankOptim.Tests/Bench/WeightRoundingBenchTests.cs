@@ -1,6 +1,5 @@
 using FluentAssertions;
 using LowRankOptim.Bench.Commands;
-using LowRankOptim.Bench.Data;
 using LowRankOptim.Bench.Model;
 using LowRankOptim.Bench.Training;
 using LowRankOptim.Tests.Support;
@@ -61,7 +60,7 @@ public sealed class WeightRoundingBenchTests
         var dir = Directory.CreateTempSubdirectory("lowrankoptim-bf16-");
         try
         {
-            var data = new TokenDataset(new ByteTokenizer().Encode(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200))));
+            var data = TinyCorpus.Create();
             var nearest = Trainer.Run("nearest", kind, 3e-3, Settings(0, false), data, Path.Combine(dir.FullName, "nearest"), resume: false);
             var straight = Trainer.Run("straight", kind, 3e-3, Settings(0, true), data, Path.Combine(dir.FullName, "straight"), resume: false);
             var crash = () => Trainer.Run("split", kind, 3e-3, Settings(5, true), data, Path.Combine(dir.FullName, "split"), resume: false,

@@ -21,7 +21,7 @@ public sealed class DistributedPretrainTests
         new(Small, 8, Batch: 4, Sequence: 16, WarmupSteps: 2, MinLrRatio: 0.1, ClipNorm: 0, Seed: 5,
             EvalEvery: 4, EvalBatches: 2, CheckpointEvery: checkpointEvery, LowRank: new LowRankSettings(4, 3, 0.25));
 
-    private static TokenDataset Data() => new(new ByteTokenizer().Encode(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200))));
+    private static TokenDataset Data() => TinyCorpus.Create();
 
     private static void Close(RunResult actual, RunResult expected)
     {

@@ -216,11 +216,16 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var scale = Scale(values, vector);
         store.Absmax[block] = scale;
         var target = bits == 8 ? store.Codes + start : codes;
-        if (avx512 && store.Rounding.Mode == StateRounding.Nearest) QuantizeNearestAvx512(values, scale, store.Search, target);
-        else if (avx512) QuantizeStochasticAvx512(values, scale, store.Search, store.Rounding.Key, start, target);
-        else if (vector && store.Rounding.Mode == StateRounding.Nearest) QuantizeNearestVector(values, scale, store.Search, target);
-        else if (vector) QuantizeStochasticVector(values, scale, store.Search, store.Rounding.Key, start, target);
-        else QuantizeScalar(values, scale, store.Search, store.Rounding, start, target);
+        var (search, key) = (store.Search, store.Rounding.Key);
+        if (store.Rounding.Mode == StateRounding.Nearest)
+        {
+            if (avx512) QuantizeNearestAvx512(values, scale, search, target);
+            else if (vector) QuantizeNearestVector(values, scale, search, target);
+            else for (var j = 0; j < blockSize; j++) target[j] = (byte)search.FindNearest(values[j] / scale);
+        }
+        else if (avx512) QuantizeStochasticAvx512(values, scale, search, key, start, target);
+        else if (vector) QuantizeStochasticVector(values, scale, search, key, start, target);
+        else QuantizeStochasticScalar(values, scale, search, key, start, target);
         if (bits == 4) Pack(codes, store.Codes + start / 2, vector);
     }
 
@@ -252,24 +257,17 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         return scale < BlockFormat.MinScale ? BlockFormat.MinScale : scale;
     }
 
-    private void QuantizeScalar(float* values, float scale, CodeSearch search, Rounding rounding, long start, byte* codes)
+    /// <summary>Stochastic rounding one entry at a time: <see cref="CodeSearch.Find"/>, then up when y − map[c] &gt; u·gap.</summary>
+    private void QuantizeStochasticScalar(float* values, float scale, CodeSearch search, uint noiseKey, long start, byte* codes)
     {
         var map = search.Values;
-        var stochastic = rounding.Mode == StateRounding.Stochastic;
         for (var j = 0; j < blockSize; j++)
         {
             var y = values[j] / scale;
-            if (!stochastic)
-            {
-                codes[j] = (byte)search.FindNearest(y);
-                continue;
-            }
             var c = search.Find(y);
             var upCode = Math.Min(c + 1, search.Top);
             var low = map[c];
-            var gap = map[upCode] - low;
-            var residual = y - low;
-            var up = residual > RoundingNoise.Uniform(RoundingNoise.Bits(rounding.Key, start + j)) * gap;
+            var up = y - low > RoundingNoise.Uniform(RoundingNoise.Bits(noiseKey, start + j)) * (map[upCode] - low);
             codes[j] = (byte)(up ? upCode : c);
         }
     }

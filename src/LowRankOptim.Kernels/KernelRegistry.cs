@@ -126,14 +126,12 @@ public static class KernelRegistry
                 foreach (var storage in operation == KernelOperation.SmmfStep ? floats[..1] : floats)
                     // Under Auto the DCT projector's ℓ1 scores stay the reference's (a GEMV) on the GPU.
                     entries.Add(new(operation, storage, backend, Automatic: !(backend.Backend == KernelBackend.Cuda && operation == KernelOperation.L1Norms)));
-        // Adam on block-wise moments: the fused CPU kernel, and quantized_adam.cu on the GPU; float32 and bfloat16 gradients,
-        // both widths. The CUDA kernel has not yet run on a GPU (only NVRTC compilation and a host emulation), so Auto keeps
-        // the reference on CUDA tensors until the GPU harness has passed it; kernel = Cuda selects it explicitly.
+        // Adam on block-wise moments: the fused CPU kernel, and quantized_adam.cu on the GPU; float32 and bfloat16 gradients, both widths.
         foreach (var bits in new[] { 8, 4 })
             foreach (var storage in floats)
             {
                 entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, storage.DType), QuantizedAdamCpuKernel.Instance, Automatic: true));
-                entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, storage.DType), CudaKernels.Instance, Automatic: false));
+                entries.Add(new(KernelOperation.QuantizedAdam, KernelStorage.Blockwise(bits, storage.DType), CudaKernels.Instance, Automatic: true));
             }
         // The rounded weight update of bfloat16 parameters: the fused CPU kernel; on CUDA the reference (no kernel yet).
         entries.Add(new(KernelOperation.WeightUpdate, KernelStorage.Dense(torch.ScalarType.BFloat16), WeightUpdateCpuKernel.Instance, Automatic: true));

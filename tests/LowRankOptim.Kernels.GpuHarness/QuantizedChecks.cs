@@ -12,12 +12,15 @@ namespace LowRankOptim.Kernels.GpuHarness;
 internal static class QuantizedChecks
 {
     /// <summary>BlockFormat.MinScale (torchao's clip), which the harness cannot link: BlockFormat builds its maps with TorchSharp.</summary>
-    private const float MinScale = 1e-12f;
+    internal const float MinScale = 1e-12f;
 
     /// <summary>(bits, block size, m's map, v's map): torchao's 8-bit and 4-bit formats.</summary>
-    private static readonly (int Bits, int BlockSize, string M, string V)[] Formats = [(8, 256, "signed8", "unsigned8"), (4, 128, "signed4", "unsigned4")];
+    internal static readonly (int Bits, int BlockSize, string M, string V)[] Formats = [(8, 256, "signed8", "unsigned8"), (4, 128, "signed4", "unsigned4")];
 
-    private static readonly Dictionary<string, float[]> Maps = LoadMaps();
+    /// <summary>Other block sizes the kernel takes: one partial warp (16 entries) and two warps (64 entries of 4 bits).</summary>
+    private static readonly (int Bits, int BlockSize, string M, string V)[] OtherBlockSizes = [(8, 16, "signed8", "unsigned8"), (4, 64, "signed4", "unsigned4")];
+
+    internal static readonly Dictionary<string, float[]> Maps = LoadMaps();
 
     /// <summary>torchao's maps from the embedded fixture (float32 bit patterns produced by torchao's own function).</summary>
     private static Dictionary<string, float[]> LoadMaps()
@@ -30,13 +33,14 @@ internal static class QuantizedChecks
     }
 
     /// <summary>
-    /// Every variant (8/4-bit, float32/bfloat16, direction/update, nearest/stochastic) over 1, 5 and 1000 blocks (a zero
+    /// Every variant (8/4-bit, float32/bfloat16, direction/update, nearest/stochastic), in torchao's block sizes and in
+    /// <see cref="OtherBlockSizes"/>, over 1, 5 and 1000 blocks (a zero
     /// block among them: zero gradient and absmax, so the scale is clipped), two steps in place; and 65537 blocks
     /// (more than the 65535-block grid cap, so the grid-stride loop runs twice) for the float32 update.
     /// </summary>
     public static IEnumerable<Check> All(int device)
     {
-        foreach (var format in Formats)
+        foreach (var format in Formats.Concat(OtherBlockSizes))
             foreach (var update in new[] { false, true })
                 foreach (var bf16 in new[] { false, true })
                     foreach (var stochastic in new[] { false, true })
@@ -191,12 +195,12 @@ internal static class QuantizedChecks
         else codes[i >> 1] = (byte)((i & 1) == 0 ? (codes[i >> 1] & 0x0F) | (code << 4) : (codes[i >> 1] & 0xF0) | code);
     }
 
-    private static DeviceBuffer Upload(float[] values, bool bf16) => bf16 ? DeviceBuffer.Of(values.Select(Bf16.FromSingle).ToArray()) : DeviceBuffer.Of(values);
+    internal static DeviceBuffer Upload(float[] values, bool bf16) => bf16 ? DeviceBuffer.Of(values.Select(Bf16.FromSingle).ToArray()) : DeviceBuffer.Of(values);
 
     private static (long Ulp, double Abs) Worst((long Ulp, double Abs) a, (long Ulp, double Abs) b) => (Math.Max(a.Ulp, b.Ulp), Math.Max(a.Abs, b.Abs));
 
     /// <summary><paramref name="count"/> normal deviates (Box–Muller) times <paramref name="scale"/>.</summary>
-    private static float[] Normal(Random random, long count, float scale)
+    internal static float[] Normal(Random random, long count, float scale)
     {
         var values = new float[count];
         for (long i = 0; i < count; i++)

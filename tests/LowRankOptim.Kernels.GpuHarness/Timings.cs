@@ -56,6 +56,49 @@ internal static class Timings
             yield return Time($"smmf_step ({(weights ? "weights" : "direction")}, momentum)", "8192×8192", rows * cols, bytes,
                 () => KernelLaunches.SmmfStep(device, plan, g.Address, target.Address, rowM.Address, colM.Address, signs.Address, rowV.Address, colV.Address, scratch.Address, weights, s));
         }
+        foreach (var timing in Quantized(device)) yield return timing;
+    }
+
+    /// <summary>
+    /// quantized_adam.cu over 2^26 entries of random moments (random codes, positive absmax, a normal gradient), both
+    /// formats, both dtypes, direction and update with nearest rounding, and the float32 8-bit update with stochastic
+    /// rounding. Bytes: the gradient read, the target written (read too for the update), each moment's codes and absmax
+    /// read and written once.
+    /// </summary>
+    private static IEnumerable<Timing> Quantized(int device)
+    {
+        const long n = 1L << 26;
+        var random = new Random(7);
+        var gradient = QuantizedChecks.Normal(random, n, 1.0f);
+        var scalars = new AdamScalars(0.9, 0.999, 1e-8, Math.Sqrt(1 - Math.Pow(0.999, 3)), StepSize: 1e-3, DecayFactor: 1 - 1e-5);
+        foreach (var format in QuantizedChecks.Formats)
+        {
+            var blocks = n / format.BlockSize;
+            var codes = new byte[n * format.Bits / 8];
+            random.NextBytes(codes);
+            var mAbsmax = QuantizedChecks.Normal(random, blocks, 0.1f).Select(x => MathF.Abs(x) + 1e-3f).ToArray();
+            var vAbsmax = QuantizedChecks.Normal(random, blocks, 0.01f).Select(x => MathF.Abs(x) + 1e-4f).ToArray();
+            using var mCodes = DeviceBuffer.Of(codes);
+            using var vCodes = DeviceBuffer.Of(codes);
+            using var mScales = DeviceBuffer.Of(mAbsmax);
+            using var vScales = DeviceBuffer.Of(vAbsmax);
+            using var mMap = DeviceBuffer.Of(QuantizedChecks.Maps[format.M]);
+            using var vMap = DeviceBuffer.Of(QuantizedChecks.Maps[format.V]);
+            foreach (var bf16 in new[] { false, true })
+            {
+                var size = bf16 ? 2 : 4;
+                using var g = QuantizedChecks.Upload(gradient, bf16);
+                using var target = QuantizedChecks.Upload(gradient, bf16);
+                foreach (var (update, stochastic) in bf16 || format.Bits == 4 ? [(false, false), (true, false)] : new[] { (false, false), (true, false), (true, true) })
+                {
+                    var bytes = size * n * (update ? 3.0 : 2.0) + 4.0 * n * format.Bits / 8 + 16.0 * blocks;
+                    var name = QuantizedAdamLaunches.Name(update, bf16, format.Bits) + (stochastic ? " (stochastic)" : "");
+                    yield return Time(name, "2^26", n, bytes, () => QuantizedAdamLaunches.Launch(device, bf16, format.Bits, format.BlockSize, blocks,
+                        g.Address, target.Address, new QuantizedBuffers(mCodes.Address, mScales.Address, mMap.Address, stochastic, 1),
+                        new QuantizedBuffers(vCodes.Address, vScales.Address, vMap.Address, stochastic, 2), scalars, QuantizedChecks.MinScale, update));
+                }
+            }
+        }
     }
 
     private static DeviceBuffer Zeroed(long count, int elementSize) => elementSize switch

@@ -80,15 +80,23 @@ internal sealed unsafe class CodeSearch
     /// <summary>How many steps up may follow <see cref="NearestStart"/>: the most thresholds inside one prefix's range.</summary>
     public readonly int NearestRefinements;
 
-    /// <summary><see cref="Probes"/>' layout for the search of <see cref="Thresholds"/> (the rounded code directly).</summary>
+    /// <summary>
+    /// The first L = min(<see cref="BoundLevels"/>, bits) levels of the binary search over <see cref="Thresholds"/>, with the
+    /// index's bits reversed: after level k the index r holds level j's outcome in bit j − 1, so that a level sets one bit
+    /// (a masked OR) instead of doubling the index and adding. Level k's 16 floats start at 16·(k − 1); entry r is the probe
+    /// of the binary search's index i = r's k − 1 bits reversed (<see cref="Probes"/>' level k entry i).
+    /// </summary>
     public readonly float* NearestProbes;
 
     /// <summary>
-    /// After the first L = min(<see cref="BoundLevels"/>, bits) levels of the thresholds' search with index i, the rounded
-    /// code is i·2^(bits−L) plus how many of the next 2^(bits−L) − 1 thresholds y passes: threshold i·2^(bits−L) + k is at
-    /// [32·(k − 1) + i] (8-bit: 7 tables of 32, each one two-source permute by i, all independent of each other).
+    /// After the first L levels with reversed index r (i = r reversed), the rounded code is i·2^(bits−L) plus how many of the
+    /// next 2^(bits−L) − 1 thresholds y passes: threshold i·2^(bits−L) + k is at [32·(k − 1) + r] (8-bit: 7 tables of 32,
+    /// each one two-source permute by r, all independent of each other).
     /// </summary>
     public readonly float* NearestTails;
+
+    /// <summary>i·2^(bits−L) at [r], for the 32 reversed indices r (i = r's L bits reversed): the code the tail count adds to.</summary>
+    public readonly int* NearestBase;
 
     /// <summary>Where level <paramref name="level"/> (1 … <see cref="Bits"/>) starts in <see cref="Probes"/>.</summary>
     public static int ProbeOffset(int level) => level <= 5 ? 16 * (level - 1) : 48 + (1 << (level - 1));
@@ -108,14 +116,21 @@ internal sealed unsafe class CodeSearch
         var thresholds = Thresholds = NearestThresholds(map, Bits);
         NearestValues = WithInfinity(thresholds);
         NearestStart = StartTable(thresholds, out NearestRefinements);
-        NearestProbes = LevelProbes(thresholds, Bits);
         var levels = Math.Min(BoundLevels, Bits);
         var tail = 1 << (Bits - levels);
+        NearestProbes = (float*)NativeMemory.AlignedAlloc((nuint)(16 * levels * sizeof(float)), 64);
+        NativeMemory.Clear(NearestProbes, (nuint)(16 * levels * sizeof(float)));
+        for (var k = 1; k <= levels; k++)
+            for (var r = 0; r < 1 << (k - 1); r++)
+                NearestProbes[16 * (k - 1) + r] = thresholds[(Reverse(r, k - 1) << (Bits - k + 1)) + (1 << (Bits - k))];
         NearestTails = (float*)NativeMemory.AlignedAlloc((nuint)(32 * Math.Max(1, tail - 1) * sizeof(float)), 64);
         NativeMemory.Clear(NearestTails, (nuint)(32 * Math.Max(1, tail - 1) * sizeof(float)));
         for (var k = 1; k < tail; k++)
-            for (var i = 0; i < 1 << levels; i++)
-                NearestTails[32 * (k - 1) + i] = thresholds[i * tail + k];
+            for (var r = 0; r < 1 << levels; r++)
+                NearestTails[32 * (k - 1) + r] = thresholds[Reverse(r, levels) * tail + k];
+        NearestBase = (int*)NativeMemory.AlignedAlloc(32 * sizeof(int), 64);
+        NativeMemory.Clear(NearestBase, 32 * sizeof(int));
+        for (var r = 0; r < 1 << levels; r++) NearestBase[r] = Reverse(r, levels) * tail;
         Bounds = (float*)NativeMemory.AlignedAlloc(64 * sizeof(float), 64);
         NativeMemory.Clear(Bounds, 64 * sizeof(float));
         for (var i = 0; i < 1 << levels; i++)
@@ -123,6 +138,14 @@ internal sealed unsafe class CodeSearch
             Bounds[i] = map[i << (Bits - levels)];
             Bounds[32 + i] = map[Math.Min((i + 1) << (Bits - levels), Top)];
         }
+    }
+
+    /// <summary>The low <paramref name="bits"/> bits of <paramref name="r"/> in reverse order.</summary>
+    private static int Reverse(int r, int bits)
+    {
+        var reversed = 0;
+        for (var b = 0; b < bits; b++) reversed |= ((r >> b) & 1) << (bits - 1 - b);
+        return reversed;
     }
 
     /// <summary><paramref name="sorted"/> in native memory, then +∞ (so that a step up from the last entry never succeeds).</summary>
@@ -149,17 +172,24 @@ internal sealed unsafe class CodeSearch
             var b = BitConverter.UInt32BitsToSingle(((uint)prefix << 16) | 0xFFFF);
             var (low, high) = prefix < 0x8000 ? (a, b) : (b, a);
             if (!float.IsFinite(low) || !float.IsFinite(high)) continue; // |y| ≤ 1 or NaN: such y never occur
-            var first = 0;
-            var inside = 0;
-            for (var c = 0; c < sorted.Length; c++)
-            {
-                if (sorted[c] <= low) first = c;
-                else if (sorted[c] <= high) inside++;
-            }
-            start[prefix] = (byte)first;
-            refinements = Math.Max(refinements, inside);
+            var atLow = CountAtMost(sorted, low);
+            start[prefix] = (byte)Math.Max(atLow - 1, 0);
+            refinements = Math.Max(refinements, CountAtMost(sorted, high) - atLow);
         }
         return start;
+    }
+
+    /// <summary>How many entries of the ascending <paramref name="sorted"/> are ≤ <paramref name="x"/> (a binary search).</summary>
+    private static int CountAtMost(float[] sorted, float x)
+    {
+        int low = 0, high = sorted.Length;
+        while (low < high)
+        {
+            var middle = (low + high) / 2;
+            if (sorted[middle] <= x) low = middle + 1;
+            else high = middle;
+        }
+        return low;
     }
 
     /// <summary>Level k's probes of a binary search over <paramref name="table"/> (see <see cref="Probes"/>), 64-byte aligned.</summary>

@@ -401,7 +401,11 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         }
     }
 
-    /// <summary>The thresholds' search of eight lane vectors (see <see cref="QuantizeNearestAvx512"/>): the rounded codes in I.</summary>
+    /// <summary>
+    /// The thresholds' search of eight lane vectors (see <see cref="QuantizeNearestAvx512"/>): the rounded codes in I. The
+    /// levels build the index with its bits reversed (<see cref="CodeSearch.NearestProbes"/>): level k sets bit k − 1 where
+    /// y reaches the probe, one masked OR.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void FindNearest(CodeSearch search, ref Search a, ref Search b, ref Search c, ref Search d,
         ref Search e, ref Search f, ref Search g, ref Search h)
@@ -409,29 +413,39 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var probes = search.NearestProbes;
         var levels = Math.Min(CodeSearch.BoundLevels, search.Bits);
         var first = Vector512.Create(probes[0]);
-        Narrow(ref a, first); Narrow(ref b, first); Narrow(ref c, first); Narrow(ref d, first);
-        Narrow(ref e, first); Narrow(ref f, first); Narrow(ref g, first); Narrow(ref h, first);
+        First(ref a, first); First(ref b, first); First(ref c, first); First(ref d, first);
+        First(ref e, first); First(ref f, first); First(ref g, first); First(ref h, first);
         for (var k = 2; k <= levels; k++)
         {
-            var p = probes + CodeSearch.ProbeOffset(k);
-            Narrow(ref a, Lookup16(p, a.I)); Narrow(ref b, Lookup16(p, b.I)); Narrow(ref c, Lookup16(p, c.I)); Narrow(ref d, Lookup16(p, d.I));
-            Narrow(ref e, Lookup16(p, e.I)); Narrow(ref f, Lookup16(p, f.I)); Narrow(ref g, Lookup16(p, g.I)); Narrow(ref h, Lookup16(p, h.I));
+            var p = Vector512.Load(probes + 16 * (k - 1));
+            var bit = Vector512.Create(1 << (k - 1));
+            Set(ref a, p, bit); Set(ref b, p, bit); Set(ref c, p, bit); Set(ref d, p, bit);
+            Set(ref e, p, bit); Set(ref f, p, bit); Set(ref g, p, bit); Set(ref h, p, bit);
         }
-        if (search.Bits == levels) return;
         CountTail(search, levels, ref a, ref b, ref c, ref d);
         CountTail(search, levels, ref e, ref f, ref g, ref h);
     }
 
+    /// <summary>Level 1 of the reversed search: r = 1 where y reaches the probe, else 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void First(ref Search s, Vector512<float> probe) =>
+        s.I = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(s.Y, probe).AsInt32(), Vector512<int>.One, Vector512<int>.Zero);
+
+    /// <summary>A later level of the reversed search: r |= bit where y reaches the level's probe for r.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Set(ref Search s, Vector512<float> probes, Vector512<int> bit) =>
+        s.I = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(s.Y, Avx512F.PermuteVar16x32(probes, s.I)).AsInt32(), s.I | bit, s.I);
+
     /// <summary>
-    /// After the first <paramref name="levels"/> levels, i ← i·2^(bits − levels) + how many of the next thresholds y passes
-    /// (<see cref="CodeSearch.NearestTails"/>), counted by blends: the tails ascend, so the last k whose threshold y reaches is the count.
+    /// After the first <paramref name="levels"/> levels, the code: the base of the reversed index (<see cref="CodeSearch.NearestBase"/>)
+    /// plus how many of the next thresholds y passes (<see cref="CodeSearch.NearestTails"/>), counted by blends: the tails
+    /// ascend, so the last k whose threshold y reaches is the count.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CountTail(CodeSearch search, int levels, ref Search a, ref Search b, ref Search c, ref Search d)
     {
         var (ca, cb, cc, cd) = (Vector512<int>.Zero, Vector512<int>.Zero, Vector512<int>.Zero, Vector512<int>.Zero);
-        var shift = search.Bits - levels;
-        for (var k = 1; k < 1 << shift; k++)
+        for (var k = 1; k < 1 << (search.Bits - levels); k++)
         {
             var table = search.NearestTails + 32 * (k - 1);
             var count = Vector512.Create(k);
@@ -440,7 +454,9 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             cc = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(c.Y, Lookup32(table, c.I)).AsInt32(), count, cc);
             cd = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(d.Y, Lookup32(table, d.I)).AsInt32(), count, cd);
         }
-        a.I = (a.I << shift) | ca; b.I = (b.I << shift) | cb; c.I = (c.I << shift) | cc; d.I = (d.I << shift) | cd;
+        var (low, high) = (Vector512.Load(search.NearestBase), Vector512.Load(search.NearestBase + 16));
+        a.I = Avx512F.PermuteVar16x32x2(low, a.I, high) + ca; b.I = Avx512F.PermuteVar16x32x2(low, b.I, high) + cb;
+        c.I = Avx512F.PermuteVar16x32x2(low, c.I, high) + cc; d.I = Avx512F.PermuteVar16x32x2(low, d.I, high) + cd;
     }
 
     /// <summary>16 codes (0 … 255) as 16 bytes.</summary>
@@ -483,10 +499,13 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         }
     }
 
-    /// <summary>One level of the search, the index only: i ← 2i + (y ≥ probe).</summary>
+    /// <summary>One level of the search, the index only: i ← 2i + (y ≥ probe) (the + 1 a masked add on the compare's mask).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Narrow(ref Search s, Vector512<float> probe) =>
-        s.I = s.I + s.I - Vector512.GreaterThanOrEqual(s.Y, probe).AsInt32();
+    private static void Narrow(ref Search s, Vector512<float> probe)
+    {
+        var doubled = s.I + s.I;
+        s.I = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(s.Y, probe).AsInt32(), doubled + Vector512<int>.One, doubled);
+    }
 
     /// <summary>One level of the search, keeping the last probe passed (Low) and failed (High).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -496,7 +515,8 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         // (Selects on the mask as a vector: the JIT keeps a mask used three times as a vector anyway.)
         s.Low = Vector512.ConditionalSelect(ge, probe, s.Low);
         s.High = Vector512.ConditionalSelect(ge, s.High, probe);
-        s.I = s.I + s.I - ge.AsInt32();
+        var doubled = s.I + s.I;
+        s.I = Vector512.ConditionalSelect(ge.AsInt32(), doubled + Vector512<int>.One, doubled);
     }
 
     /// <summary>

@@ -9,7 +9,7 @@ internal sealed record Timing(string Kernel, string Shape, long Elements, double
 }
 
 /// <summary>
-/// Times each kernel family at a size where it is memory bound: every call's launches, then a synchronize, in
+/// Times each kernel family at a size far past the caches (2^26 entries, or 8192×8192): every call's launches, then a synchronize, in
 /// rounds of <see cref="Calls"/> calls (median over <see cref="Rounds"/> rounds, after warm-up calls). Bytes are
 /// counted as the kernel moves them (each element read and written once per pass; SMMF's two passes over the gradient).
 /// </summary>

@@ -127,6 +127,18 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
         public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, Sbc2, Decay, NegativeStep;
         public bool Corrected, BFloat16, UpdateWeights, Decays;
 
+        /// <summary>
+        /// After <see cref="RunTrackingLargest"/>: the largest |m| and |v| of the range as float32 bits, lane by lane (for
+        /// |x| the float order is the integer order, and a NaN, above +∞ as an integer, wins).
+        /// </summary>
+        public Vector512<uint> LargestM, LargestV;
+
+        /// <summary>
+        /// Whether <see cref="RunTrackingLargest"/> can run: float32 state with the 16-lane loop (a range of whole 16-lane
+        /// steps; the quantized kernel's blocks are multiples of 32 entries).
+        /// </summary>
+        public bool CanTrackLargest => !BFloat16 && Vector512.IsHardwareAccelerated;
+
         /// <summary>A job with the scalars of one call, rounded as libtorch rounds them for <paramref name="dtype"/>; the pointers are the caller's to set.</summary>
         public static AdamJob Create(in AdamScalars scalars, ScalarType dtype, bool updateWeights)
         {
@@ -159,10 +171,22 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
         public void Run(long start, long end)
         {
             if (BFloat16) RunBf16(start, end);
-            else RunF32(start, end);
+            else RunF32<No>(start, end);
         }
 
-        private void RunF32(long i, long end)
+        /// <summary>
+        /// <see cref="Run"/> on a float32 range of whole 16-lane steps (<see cref="CanTrackLargest"/>), also keeping the
+        /// largest new |m| and |v| (<see cref="LargestM"/>, <see cref="LargestV"/>): the quantized kernel's block scales,
+        /// taken while the moments are in registers instead of in a second pass over them.
+        /// </summary>
+        public void RunTrackingLargest(long start, long end)
+        {
+            if (!CanTrackLargest || (end - start) % Vector512<float>.Count != 0)
+                throw new InvalidOperationException("RunTrackingLargest needs float32 state, 16-lane vectors and whole 16-lane steps.");
+            RunF32<Yes>(start, end);
+        }
+
+        private void RunF32<TTrack>(long i, long end) where TTrack : struct, IFlag
         {
             float* g = (float*)G, m = (float*)M, v = (float*)V, t = (float*)Target;
             bool corrected = Corrected, update = UpdateWeights, decays = Decays;
@@ -172,6 +196,8 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
                 var b2 = Vector512.Create(Beta2); var c2 = Vector512.Create(OneMinusBeta2);
                 var eps = Vector512.Create(Eps); var s = Vector512.Create(Sbc2);
                 var decay = Vector512.Create(Decay); var step = Vector512.Create(NegativeStep);
+                var magnitude = Vector512.Create(0x7FFFFFFFu);
+                var (largestM, largestV) = (Vector512<uint>.Zero, Vector512<uint>.Zero);
                 for (; i + Vector512<float>.Count <= end; i += Vector512<float>.Count)
                 {
                     var gi = Vector512.Load(g + i);
@@ -180,6 +206,11 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
                     var root = Vector512.Sqrt(vi);
                     var denom = (corrected ? root / s : root) + eps;
                     mi.Store(m + i); vi.Store(v + i);
+                    if (TTrack.Value)
+                    {
+                        largestM = Vector512.Max(largestM, mi.AsUInt32() & magnitude);
+                        largestV = Vector512.Max(largestV, vi.AsUInt32() & magnitude);
+                    }
                     if (!update) (mi / denom).Store(t + i);
                     else
                     {
@@ -188,6 +219,7 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
                         (w + step * mi / denom).Store(t + i);
                     }
                 }
+                if (TTrack.Value) (LargestM, LargestV) = (largestM, largestV);
             }
             else if (Vector256.IsHardwareAccelerated)
             {

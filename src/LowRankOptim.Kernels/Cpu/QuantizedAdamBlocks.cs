@@ -47,6 +47,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var mHalf = stackalloc ushort[bf16 ? blockSize : 0];
         var vHalf = stackalloc ushort[bf16 ? blockSize : 0];
         var codes = stackalloc byte[blockSize]; // one code per entry, before 4-bit packing
+        var tracked = avx512 && job.CanTrackLargest;
         for (var block = first; block < end; block++)
         {
             var start = block * blockSize;
@@ -65,14 +66,24 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             }
             job.G = (byte*)Gradient + start * elementSize;
             job.Target = (byte*)Target + start * elementSize;
-            job.Run(0, blockSize);
-            if (bf16)
+            float mScale, vScale;
+            if (tracked)
             {
-                // The reference quantizes the bf16 workspace, converted to float32 exactly.
-                FromBf16(mHalf, m); FromBf16(vHalf, v);
+                // The scales from the Adam step's registers (no second pass over m and v).
+                job.RunTrackingLargest(0, blockSize);
+                (mScale, vScale) = (Clipped(LargestLane(job.LargestM)), Clipped(LargestLane(job.LargestV)));
             }
-            // Both scales before either search: each ends in a horizontal max, whose latency the other's work can hide.
-            var (mScale, vScale) = (Scale(m, vector), Scale(v, vector));
+            else
+            {
+                job.Run(0, blockSize);
+                if (bf16)
+                {
+                    // The reference quantizes the bf16 workspace, converted to float32 exactly.
+                    FromBf16(mHalf, m); FromBf16(vHalf, v);
+                }
+                // Both scales before either search: each ends in a horizontal max, whose latency the other's work can hide.
+                (mScale, vScale) = (Scale(m, vector), Scale(v, vector));
+            }
             Quantize(m, mScale, M, block, start, codes, vector);
             Quantize(v, vScale, V, block, start, codes, vector);
         }
@@ -243,7 +254,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             var magnitude = Vector512.Create(0x7FFFFFFFu);
             var acc = Vector512<uint>.Zero;
             for (; j < blockSize; j += 16) acc = Vector512.Max(acc, Vector512.Load((uint*)values + j) & magnitude);
-            largest = LargestLane(Vector256.Max(acc.GetLower(), acc.GetUpper()));
+            largest = LargestLane(acc);
         }
         else if (vector)
         {
@@ -253,9 +264,18 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
             largest = LargestLane(acc);
         }
         for (; j < blockSize; j++) largest = Math.Max(largest, ((uint*)values)[j] & 0x7FFFFFFFu);
+        return Clipped(largest);
+    }
+
+    /// <summary>The scale of a block whose largest |x| has the float32 bits <paramref name="largest"/>: clipped below at <see cref="BlockFormat.MinScale"/> (a NaN stays).</summary>
+    private static float Clipped(uint largest)
+    {
         var scale = BitConverter.UInt32BitsToSingle(largest);
         return scale < BlockFormat.MinScale ? BlockFormat.MinScale : scale;
     }
+
+    /// <summary>The largest of 16 lanes.</summary>
+    private static uint LargestLane(Vector512<uint> lanes) => LargestLane(Vector256.Max(lanes.GetLower(), lanes.GetUpper()));
 
     /// <summary>
     /// The largest of 8 lanes by halving in registers: element by element (8 extracts and Math.Max), this once-per-block

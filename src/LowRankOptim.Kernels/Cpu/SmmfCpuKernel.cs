@@ -406,22 +406,6 @@ internal static unsafe class SmmfCpuKernel
             RowV[i + 2] = (float)Vector512.Sum(av2); RowV[i + 3] = (float)Vector512.Sum(av3);
         }
 
-        /// <summary>A compile-time flag: the JIT compiles one instantiation per flag struct, with the flag folded.</summary>
-        private interface IFlag
-        {
-            static abstract bool Value { get; }
-        }
-
-        private struct Yes : IFlag
-        {
-            public static bool Value => true;
-        }
-
-        private struct No : IFlag
-        {
-            public static bool Value => false;
-        }
-
         /// <summary>The step's scalars as Vector512 lanes.</summary>
         private readonly struct Constants(float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, float negativeStep, float decay, Vector512<int> bitWeights)
         {

@@ -257,22 +257,18 @@ internal sealed unsafe class CodeSearch
     public static CodeSearch Of(QuantizationMap map) => Cache.GetOrAdd(map, m => new CodeSearch(QuantizationMaps.Of(m)));
 
     /// <summary>The code of <paramref name="y"/> after nearest rounding: the number of <see cref="Thresholds"/> ≤ y (0 for NaN).</summary>
-    public int FindNearest(float y)
-    {
-        if (float.IsNaN(y)) return 0;
-        int q = NearestStart[BitConverter.SingleToUInt32Bits(y) >> 16];
-        for (var k = 0; k < NearestRefinements; k++)
-            if (y >= NearestValues[q + 1]) q++;
-        return q;
-    }
+    public int FindNearest(float y) => Walk(y, NearestStart, NearestValues, NearestRefinements);
 
     /// <summary>The binary search's code for <paramref name="y"/> (0 for NaN, as the search's comparisons all fail).</summary>
-    public int Find(float y)
+    public int Find(float y) => Walk(y, Start, Values, Refinements);
+
+    /// <summary>The largest c with <paramref name="sorted"/>[c] ≤ y: the start code of y's 16-bit prefix, then steps up.</summary>
+    private static int Walk(float y, byte* start, float* sorted, int refinements)
     {
         if (float.IsNaN(y)) return 0;
-        int c = Start[BitConverter.SingleToUInt32Bits(y) >> 16];
-        for (var k = 0; k < Refinements; k++)
-            if (y >= Values[c + 1]) c++;
+        int c = start[BitConverter.SingleToUInt32Bits(y) >> 16];
+        for (var k = 0; k < refinements; k++)
+            if (y >= sorted[c + 1]) c++;
         return c;
     }
 }

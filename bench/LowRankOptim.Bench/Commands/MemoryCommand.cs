@@ -138,7 +138,8 @@ public static class MemoryCommand
     /// <summary>A model to plan: its parameter shapes and the rank to use by default.</summary>
     public sealed record Target(string Name, IReadOnlyList<(string Name, long[] Shape)> Shapes, int DefaultRank, LlamaConfig? Config);
 
-    private static Target FromConfig(LlamaConfig c) => new($"llama-{c.Name}", c.ParameterShapes().ToList(), PaperRank(c), c);
+    /// <summary>A LLaMA configuration as a target, at the GaLore paper's rank for its size.</summary>
+    internal static Target FromConfig(LlamaConfig c) => new($"llama-{c.Name}", c.ParameterShapes().ToList(), PaperRank(c), c);
 
     private static Target UserModel(string path)
     {

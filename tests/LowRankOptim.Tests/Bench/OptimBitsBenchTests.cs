@@ -57,8 +57,7 @@ public sealed class OptimBitsBenchTests
     public void EightBitAdamWOf7BPlansAtLeastTheIssuesReductionFromFloat32AdamW()
     {
         // Issue 14's target (b): block-wise 8-bit moments (1 byte + a float32 scale per 256) against float32 ones.
-        var c = LlamaConfig.Named["7b"];
-        var target = new MemoryCommand.Target("7b", c.ParameterShapes().ToList(), 1024, c);
+        var target = MemoryCommand.FromConfig(LlamaConfig.Named["7b"]);
         var dense = MemoryCommand.Plan(target, OptimizerKind.AdamW, 1024, TorchSharp.torch.ScalarType.Float32).StateBytes;
         var eightBit = MemoryCommand.Plan(target, OptimizerKind.AdamW, 1024, TorchSharp.torch.ScalarType.Float32, optimBits: 8).StateBytes;
         (1 - eightBit / (double)dense).Should().BeGreaterThanOrEqualTo(0.74);
@@ -160,8 +159,7 @@ public sealed class OptimBitsBenchTests
     public void TheBlockSizeChangesThePlanAsTheAllocation()
     {
         // LLaMA-7B, DCT-AdamW rank 1024, bf16 parameters, 8-bit moments: 2048-entry blocks against 256-entry ones against bf16 AdamW.
-        var c = LlamaConfig.Named["7b"];
-        var target = new MemoryCommand.Target("7b", c.ParameterShapes().ToList(), 1024, c);
+        var target = MemoryCommand.FromConfig(LlamaConfig.Named["7b"]);
         var adamw = MemoryCommand.Plan(target, OptimizerKind.AdamW, 1024, TorchSharp.torch.ScalarType.BFloat16).StateBytes;
         var at256 = MemoryCommand.Plan(target, OptimizerKind.Dct, 1024, TorchSharp.torch.ScalarType.BFloat16, optimBits: 8).StateBytes;
         var at2048 = MemoryCommand.Plan(target, OptimizerKind.Dct, 1024, TorchSharp.torch.ScalarType.BFloat16, optimBits: 8, blockSize: 2048).StateBytes;

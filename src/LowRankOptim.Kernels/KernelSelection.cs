@@ -124,12 +124,12 @@ public static class KernelSelection
         var placed = DeviceOf(backend) is not DeviceType type || device.type == type;
         var reason = placed ? registration?.Kernel.UnavailableReason : null;
         var max = placed && registration is not null ? registration.Kernel.MaxElements(storage) : long.MaxValue;
-        var unfit = placed && format is not null && registration?.Kernel is IQuantizedAdamKernel q ? q.FormatProblem(format) : null;
-        if (placed && registration is not null && reason is null && count <= max && unfit is null) return null;
+        var runs = placed && registration is not null && reason is null && count <= max;
+        var unfit = runs && format is not null && registration!.Kernel is IQuantizedAdamKernel q ? q.FormatProblem(format) : null;
+        if (runs && unfit is null) return null;
 
         subject ??= "the state";
-        if (placed && registration is not null && reason is null && count <= max)
-            return $"cannot take {unfit}, but {subject} is stored in {format!.Bits}-bit blocks of {format.BlockSize} entries (block_size)";
+        if (runs) return $"cannot take {unfit}, but {subject} is stored in {format!.Bits}-bit blocks of {format.BlockSize} entries (block_size)";
         var storages = KernelRegistry.StoragesOf(operation, backend).Select(s => s.Describe()).ToList();
         if (storages.Count == 0) return $"has no {operation} kernel";
         var needs = $"needs {Alternatives(storages)} state {PlacementOf(backend)}";

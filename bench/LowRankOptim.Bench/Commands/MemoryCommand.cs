@@ -164,7 +164,13 @@ public static class MemoryCommand
 
     /// <summary>The settings the planner and --verify use: rank, T = 200, α = 0.25, the storage (the block size only where it has blocks).</summary>
     internal static LowRankSettings Settings(int rank, int optimBits, int blockSize) =>
-        new(rank, 200, 0.25, optimBits, BlockSize: optimBits is 8 or 4 ? blockSize : 0);
+        new(rank, 200, 0.25, optimBits, BlockSize: BlockSizeOf(optimBits, blockSize));
+
+    /// <summary>The block size that applies to <paramref name="optimBits"/>-bit moments: --block-size for 8 and 4 bits, 0 (none) for 32 and 16.</summary>
+    private static int BlockSizeOf(int optimBits, int blockSize) => optimBits is 8 or 4 ? blockSize : 0;
+
+    /// <summary>" (blocks of N)" after a storage's bits, or nothing for the format's default blocks or no blocks.</summary>
+    private static string BlocksLabel(int blockSize) => blockSize == 0 ? "" : $" (blocks of {blockSize})";
 
     /// <summary>The largest rank (1 … largest matrix side) whose total fits <paramref name="budget"/>, or 0 if none does.</summary>
     public static int LargestRankWithin(Target target, OptimizerKind kind, ScalarType dtype, long budget, int optimBits = 32, int blockSize = 0)
@@ -232,7 +238,7 @@ public static class MemoryCommand
                     if (detail) details.Add(Detail(t.Name, kind, b, dtype, plan, json));
                     rows.Add(new Row(t.Name, kind.CliName(), b, kind == OptimizerKind.AdamW ? 0 : rank, dtype.ToString(), t.Shapes.Sum(p => p.Shape.Aggregate(1L, (a, c) => a * c)),
                         plan.WeightBytes, plan.GradientBytes, plan.StateBytes, plan.TotalBytes, adamw == 0 ? 0 : plan.StateBytes / (double)adamw,
-                        b is 8 or 4 ? blockSize : 0));
+                        BlockSizeOf(b, blockSize)));
                 }
             }
         }
@@ -257,7 +263,7 @@ public static class MemoryCommand
             Console.WriteLine("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
             foreach (var x in rows)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {x.Model} | {x.Optimizer} | {x.OptimBits}{(x.BlockSize == 0 ? "" : $" (blocks of {x.BlockSize})")} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
+                    $"| {x.Model} | {x.Optimizer} | {x.OptimBits}{BlocksLabel(x.BlockSize)} | {(x.Rank == 0 ? "—" : x.Rank)} | {x.DType} | {x.Parameters / 1e6:F1} M | {Reports.Bytes(x.WeightBytes)} | {Reports.Bytes(x.GradientBytes)} | {Reports.Bytes(x.StateBytes)} | {Reports.Bytes(x.TotalBytes)} | {x.StateVsAdamW:P1} |"));
             if (fits is not null)
             {
                 Console.WriteLine();
@@ -317,7 +323,7 @@ public static class MemoryCommand
                 var byName = predicted.Parameters.ToDictionary(p => p.Name);
                 var mismatches = optimizer.States.Where(s => byName[nameOf[s.Parameter.Handle]].StateBytes != s.StateBytes).ToList();
                 var ok = mismatches.Count == 0 && predicted.StateBytes == optimizer.StateBytes;
-                Console.Error.WriteLine($"verify: {t.Name} {Label(kind.CliName(), bits)}{(bits is 8 or 4 && blockSize != 0 ? $" (blocks of {blockSize})" : "")} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
+                Console.Error.WriteLine($"verify: {t.Name} {Label(kind.CliName(), bits)}{BlocksLabel(BlockSizeOf(bits, blockSize))} rank {rank}: predicted {predicted.StateBytes:N0} B, allocated {optimizer.StateBytes:N0} B — {(ok ? "equal" : $"MISMATCH in {mismatches.Count} parameters")}");
                 if (!ok) failures++;
             }
         }

@@ -16,7 +16,7 @@ namespace LowRankOptim.Bench.Commands;
 /// `kernels`: in one process, the fused CPU kernels (Adam moment update + direction in the subspace, the
 /// full-space Adam update of moments and weights, SMMF step) against the TorchSharp-ops reference path of the same boundary operation and against TorchSharp's
 /// AdamW step over the same number of elements, and a STREAM-like copy and triad measured with the same
-/// threading (parallel chunks of <see cref="CpuKernels.ChunkElements"/> on the kernels' worker threads, <see cref="KernelThreads"/>). Each fused
+/// threading (parallel ranges of whole chunks of <see cref="CpuKernels.ChunkElements"/> on the kernels' worker threads, <see cref="KernelThreads.ForRanges"/>). Each fused
 /// kernel's achieved bandwidth (the bytes it must read and write per element × elements / time) is given as a
 /// fraction of the triad bandwidth measured in the same interleaved rounds. Every figure is measured.
 /// </summary>
@@ -256,7 +256,7 @@ public static partial class KernelsCommand
         Console.WriteLine($"Environment: {report.Environment}");
         Console.WriteLine($"Load average (1 min): {report.LoadAverageOneMinuteStart:F2} at start, {report.LoadAverageOneMinuteEnd:F2} at end; " +
                           $"other processes used {report.OthersCpuShare:P0} of all CPU time during the run. Vector512 accelerated: {report.Vector512Accelerated}.");
-        Console.WriteLine($"Medians of {report.Repeats} interleaved rounds after {report.Warmup} warm-up rounds; parallel chunks of {CpuKernels.ChunkElements} elements on the kernels' worker threads ({Environment.ProcessorCount} cores).");
+        Console.WriteLine($"Medians of {report.Repeats} interleaved rounds after {report.Warmup} warm-up rounds; parallel ranges of whole {CpuKernels.ChunkElements}-element chunks, long first, on the kernels' worker threads ({Environment.ProcessorCount} cores).");
         Console.WriteLine();
         Console.WriteLine("### STREAM-like bandwidth (float32, same process, same threading)");
         Console.WriteLine();

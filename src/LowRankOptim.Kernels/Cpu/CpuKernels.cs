@@ -11,7 +11,8 @@ namespace LowRankOptim.Kernels;
 /// <summary>
 /// Fused CPU kernels: one pass over contiguous float32 or bfloat16 memory, vectorized with
 /// <see cref="Vector512"/> (Adam, where the hardware has it; bf16 Adam needs AVX-512F) or <see cref="Vector256"/>, parallel over
-/// chunks whose boundaries depend on the shape only. Element-wise results do not depend on the split;
+/// ranges (element-wise kernels, <see cref="ForChunks"/>) or bands whose boundaries depend on the shape only (reductions).
+/// Element-wise results do not depend on the split;
 /// reductions are accumulated in float64 per row or per band and merged in band order, so every result is
 /// the same for any thread count.
 /// </summary>
@@ -38,7 +39,7 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
     /// <summary>The shared instance; the class has no state.</summary>
     public static CpuKernels Instance { get; } = new();
 
-    /// <summary>Elements per parallel chunk (element-wise kernels) or per band (reductions).</summary>
+    /// <summary>The unit of the element-wise kernels' parallel ranges (their bounds are multiples of it), and the elements per band of the reductions.</summary>
     internal const long ChunkElements = 1 << 15;
 
     /// <summary>The most bands a reduction over one matrix is split into.</summary>
@@ -554,15 +555,13 @@ internal sealed unsafe class CpuKernels : IAdamDirectionKernel, IAdamUpdateKerne
     // ---------------------------------------------------------------- helpers
 
     /// <summary>
-    /// Runs <paramref name="body"/> over [0, n) in chunks of <see cref="ChunkElements"/> (multiples of 16), on
-    /// <see cref="KernelThreads"/> when there are several (also the bench's STREAM loops: the same threading).
+    /// Runs <paramref name="body"/> over [0, n) in ranges whose bounds are multiples of <see cref="ChunkElements"/> (so of 16),
+    /// long first and short last (<see cref="KernelThreads.ForRanges"/>), on <see cref="KernelThreads"/> when there are several
+    /// (also the bench's STREAM loops: the same threading).
     /// </summary>
     internal static void ForChunks(long n, Action<long, long> body)
     {
-        if (n == 0) return;
-        var chunks = (n + ChunkElements - 1) / ChunkElements;
-        if (chunks == 1) { body(0, n); return; }
-        KernelThreads.For(chunks, k => body(k * ChunkElements, Math.Min(n, (k + 1) * ChunkElements)));
+        KernelThreads.ForRanges(n, ChunkElements, body);
     }
 
     /// <summary>bfloat16 as the upper 16 bits of a float32; rounding to nearest even as libtorch does (NaN → 0x7FC0).</summary>

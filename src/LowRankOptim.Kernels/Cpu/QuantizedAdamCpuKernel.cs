@@ -112,10 +112,7 @@ internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
             M = Store(m, n, blocks, "moments.ExpAvg"),
             V = Store(v, n, blocks, "moments.ExpAvgSq"),
         };
-        var blocksPerPart = Math.Max(1, CpuKernels.ChunkElements / format.BlockSize);
-        var parts = (blocks + blocksPerPart - 1) / blocksPerPart;
-        if (parts == 1) job.Run(0, blocks);
-        else KernelThreads.For(parts, k => job.Run(k * blocksPerPart, Math.Min(blocks, (k + 1) * blocksPerPart)));
+        KernelThreads.ForRanges(blocks, Math.Max(1, CpuKernels.ChunkElements / format.BlockSize), job.Run);
         GC.KeepAlive(gradient); GC.KeepAlive(target);
         GC.KeepAlive(m.Codes); GC.KeepAlive(m.Absmax); GC.KeepAlive(v.Codes); GC.KeepAlive(v.Absmax);
     }

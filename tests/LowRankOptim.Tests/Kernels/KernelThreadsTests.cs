@@ -28,6 +28,38 @@ public sealed class KernelThreadsTests
         if (Environment.ProcessorCount > 1) threads.Count.Should().BeGreaterThan(1, "the worker threads take parts too");
     }
 
+    [Theory]
+    [InlineData(1, 1, 2)]
+    [InlineData(32768, 32768, 2)]
+    [InlineData(32769, 32768, 2)]
+    [InlineData(2_097_152, 32768, 2)]
+    [InlineData(1_000_003, 128, 2)]
+    [InlineData(1_000_003, 128, 64)]
+    [InlineData(5_000, 1, 1)]
+    public void GuidedRangesCoverTheCountOnUnitBoundsLongFirst(long count, long unit, int threads)
+    {
+        var bounds = KernelThreads.GuidedBounds(count, unit, threads);
+        bounds[0].Should().Be(0);
+        bounds[^1].Should().Be(count);
+        var sizes = bounds.Zip(bounds.Skip(1), (start, end) => end - start).ToArray();
+        sizes.Should().OnlyContain(size => size > 0);
+        bounds[1..^1].Where(bound => bound % unit != 0).Should().BeEmpty("inner bounds are whole units");
+        sizes[..^1].Should().BeInDescendingOrder("each range takes a share of what is left");
+        var units = (count + unit - 1) / unit;
+        bounds[1].Should().Be(Math.Min(count, Math.Max(1, units / (2 * threads)) * unit), "the first range is 1/(2·threads) of the units");
+    }
+
+    [Fact]
+    public void ForRangesRunsEveryElementOnce()
+    {
+        var runs = new int[1_000_003];
+        KernelThreads.ForRanges(runs.Length, 1000, (start, end) =>
+        {
+            for (var i = start; i < end; i++) Interlocked.Increment(ref runs[i]);
+        });
+        runs.Should().OnlyContain(r => r == 1);
+    }
+
     [Fact]
     public void AnExceptionInAPartIsRethrownAndTheNextCallWorks()
     {

@@ -30,7 +30,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     /// <summary>The instruction sets a kernel instance uses.</summary>
     internal enum Path { Scalar, Avx2, Avx512 }
 
-        private readonly bool vector = path != Path.Scalar;
+    private readonly bool vector = path != Path.Scalar;
     private readonly bool avx512 = path == Path.Avx512;
 
     public void* Gradient, Target;
@@ -310,32 +310,39 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     /// </summary>
     private void QuantizeNearestVector(float* values, float scale, CodeSearch search, byte* codes)
     {
-        var thresholds = search.NearestValues;
-        var prefixes = (int*)search.NearestStart;
-        var refinements = search.NearestRefinements;
         var s = Vector256.Create(scale);
-        var byteMask = Vector256.Create(0xFF);
         for (var j = 0; j < blockSize; j += 8)
-        {
-            var y = Vector256.Load(values + j) / s;
-            var c = Avx2.GatherVector256(prefixes, (y.AsUInt32() >> 16).AsInt32(), 1) & byteMask;
-            for (var k = 0; k < refinements; k++)
-                c -= Vector256.GreaterThanOrEqual(y, Avx2.GatherVector256(thresholds, c + Vector256<int>.One, 4)).AsInt32();
-            c &= Vector256.Equals(y, y).AsInt32();
-            var words = Vector128.Narrow(c.GetLower(), c.GetUpper());
-            *(ulong*)(codes + j) = Vector128.Narrow(words, words).AsUInt64().ToScalar();
-        }
+            StoreCodes(Walk(Vector256.Load(values + j) / s, search.NearestStart, search.NearestValues, search.NearestRefinements), codes + j);
+    }
+
+    /// <summary>
+    /// <see cref="CodeSearch"/>'s walk on 8 lanes: the largest c with sorted[c] ≤ y, from the start code of y's 16-bit prefix
+    /// (a 32-bit gather at byte offsets, the low byte kept), then the steps up; NaN: code 0, as the binary search's
+    /// comparisons all fail.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Walk(Vector256<float> y, byte* start, float* sorted, int refinements)
+    {
+        var c = Avx2.GatherVector256((int*)start, (y.AsUInt32() >> 16).AsInt32(), 1) & Vector256.Create(0xFF);
+        for (var k = 0; k < refinements; k++)
+            c -= Vector256.GreaterThanOrEqual(y, Avx2.GatherVector256(sorted, c + Vector256<int>.One, 4)).AsInt32();
+        return c & Vector256.Equals(y, y).AsInt32();
+    }
+
+    /// <summary>8 codes (0 … 255) as 8 bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreCodes(Vector256<int> c, byte* codes)
+    {
+        var words = Vector128.Narrow(c.GetLower(), c.GetUpper());
+        *(ulong*)codes = Vector128.Narrow(words, words).AsUInt64().ToScalar();
     }
 
     /// <summary>Stochastic rounding on 8 lanes (AVX2): gathers from the map and from <see cref="CodeSearch"/>'s start table.</summary>
     private void QuantizeStochasticVector(float* values, float scale, CodeSearch search, uint noiseKey, long start, byte* codes)
     {
         var map = search.Values;
-        var prefixes = (int*)search.Start;
-        var refinements = search.Refinements;
         var s = Vector256.Create(scale);
         var top = Vector256.Create(search.Top);
-        var byteMask = Vector256.Create(0xFF);
         var lanes = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
         var key = Vector256.Create(noiseKey);
         var stride = Vector256.Create(RoundingNoise.ElementStride);
@@ -343,21 +350,14 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         for (var j = 0; j < blockSize; j += 8)
         {
             var y = Vector256.Load(values + j) / s;
-            // The start code of y's 16-bit prefix (a 32-bit gather at byte offsets, the low byte kept), then the steps up.
-            var c = Avx2.GatherVector256(prefixes, (y.AsUInt32() >> 16).AsInt32(), 1) & byteMask;
-            for (var k = 0; k < refinements; k++)
-                c -= Vector256.GreaterThanOrEqual(y, Avx2.GatherVector256(map, c + Vector256<int>.One, 4)).AsInt32();
-            c &= Vector256.Equals(y, y).AsInt32(); // NaN: code 0, as the binary search's comparisons all fail
+            var c = Walk(y, search.Start, map, search.Refinements);
             var upCode = Vector256.Min(c + Vector256<int>.One, top);
             var low = Avx2.GatherVector256(map, c, 4);
             var gap = Avx2.GatherVector256(map, upCode, 4) - low;
             var index = Vector256.Create((uint)(start + j)) + lanes;
             var u = Vector256.ConvertToSingle((RoundingNoise.Mix(key + index * stride) >> 8).AsInt32()) * ulp24;
             var up = Vector256.GreaterThan(y - low, u * gap);
-            var chosen = Vector256.ConditionalSelect(up.AsInt32(), upCode, c);
-            // 8 codes (0..255) as 8 bytes.
-            var words = Vector128.Narrow(chosen.GetLower(), chosen.GetUpper());
-            *(ulong*)(codes + j) = Vector128.Narrow(words, words).AsUInt64().ToScalar();
+            StoreCodes(Vector256.ConditionalSelect(up.AsInt32(), upCode, c), codes + j);
         }
     }
 

@@ -107,8 +107,7 @@ internal sealed unsafe class CodeSearch
         Values = WithInfinity(map);
         Start = StartTable(map, out Refinements);
         Bits = int.Log2(map.Length);
-        Planes = (byte*)NativeMemory.AlignedAlloc(4 * 256, 64);
-        NativeMemory.Clear(Planes, 4 * 256);
+        Planes = AlignedZeroed<byte>(4 * 256);
         for (var c = 0; c < map.Length; c++)
             for (var b = 0; b < 4; b++)
                 Planes[256 * b + c] = (byte)(BitConverter.SingleToUInt32Bits(map[c]) >> (8 * b));
@@ -118,26 +117,31 @@ internal sealed unsafe class CodeSearch
         NearestStart = StartTable(thresholds, out NearestRefinements);
         var levels = Math.Min(BoundLevels, Bits);
         var tail = 1 << (Bits - levels);
-        NearestProbes = (float*)NativeMemory.AlignedAlloc((nuint)(16 * levels * sizeof(float)), 64);
-        NativeMemory.Clear(NearestProbes, (nuint)(16 * levels * sizeof(float)));
+        NearestProbes = AlignedZeroed<float>(16 * levels);
         for (var k = 1; k <= levels; k++)
             for (var r = 0; r < 1 << (k - 1); r++)
                 NearestProbes[16 * (k - 1) + r] = thresholds[(Reverse(r, k - 1) << (Bits - k + 1)) + (1 << (Bits - k))];
-        NearestTails = (float*)NativeMemory.AlignedAlloc((nuint)(32 * Math.Max(1, tail - 1) * sizeof(float)), 64);
-        NativeMemory.Clear(NearestTails, (nuint)(32 * Math.Max(1, tail - 1) * sizeof(float)));
+        NearestTails = AlignedZeroed<float>(32 * Math.Max(1, tail - 1));
         for (var k = 1; k < tail; k++)
             for (var r = 0; r < 1 << levels; r++)
                 NearestTails[32 * (k - 1) + r] = thresholds[Reverse(r, levels) * tail + k];
-        NearestBase = (int*)NativeMemory.AlignedAlloc(32 * sizeof(int), 64);
-        NativeMemory.Clear(NearestBase, 32 * sizeof(int));
+        NearestBase = AlignedZeroed<int>(32);
         for (var r = 0; r < 1 << levels; r++) NearestBase[r] = Reverse(r, levels) * tail;
-        Bounds = (float*)NativeMemory.AlignedAlloc(64 * sizeof(float), 64);
-        NativeMemory.Clear(Bounds, 64 * sizeof(float));
+        Bounds = AlignedZeroed<float>(64);
         for (var i = 0; i < 1 << levels; i++)
         {
             Bounds[i] = map[i << (Bits - levels)];
             Bounds[32 + i] = map[Math.Min((i + 1) << (Bits - levels), Top)];
         }
+    }
+
+    /// <summary><paramref name="count"/> zeroed elements in native memory, 64-byte aligned (whole registers load from them).</summary>
+    private static T* AlignedZeroed<T>(int count) where T : unmanaged
+    {
+        var bytes = (nuint)(count * sizeof(T));
+        var memory = NativeMemory.AlignedAlloc(bytes, 64);
+        NativeMemory.Clear(memory, bytes);
+        return (T*)memory;
     }
 
     /// <summary>The low <paramref name="bits"/> bits of <paramref name="r"/> in reverse order.</summary>
@@ -195,7 +199,7 @@ internal sealed unsafe class CodeSearch
     /// <summary>Level k's probes of a binary search over <paramref name="table"/> (see <see cref="Probes"/>), 64-byte aligned.</summary>
     private static float* LevelProbes(float[] table, int bits)
     {
-        var probes = (float*)NativeMemory.AlignedAlloc((nuint)(ProbeOffset(bits + 1) * sizeof(float)), 64);
+        var probes = AlignedZeroed<float>(ProbeOffset(bits + 1));
         for (var k = 1; k <= bits; k++)
         {
             var level = probes + ProbeOffset(k);

@@ -71,6 +71,9 @@ internal sealed unsafe class CodeSearch
     /// </summary>
     public readonly float[] Thresholds;
 
+    /// <summary>Nearest rounding's code as lines (<see cref="CodeLines"/>), for the AVX-512 8-bit path; null for 4-bit maps.</summary>
+    public readonly CodeLines? Lines;
+
     /// <summary><see cref="Thresholds"/>, then +∞: what <see cref="Values"/> is to the map, for the AVX2 path's nearest rounding.</summary>
     public readonly float* NearestValues;
 
@@ -113,6 +116,7 @@ internal sealed unsafe class CodeSearch
                 Planes[256 * b + c] = (byte)(BitConverter.SingleToUInt32Bits(map[c]) >> (8 * b));
         Probes = LevelProbes(map, Bits);
         var thresholds = Thresholds = NearestThresholds(map, Bits);
+        Lines = Bits == 8 ? CodeLines.TryBuild(thresholds) : null;
         NearestValues = WithInfinity(thresholds);
         NearestStart = StartTable(thresholds, out NearestRefinements);
         var levels = Math.Min(BoundLevels, Bits);
@@ -136,7 +140,7 @@ internal sealed unsafe class CodeSearch
     }
 
     /// <summary><paramref name="count"/> zeroed elements in native memory, 64-byte aligned (whole registers load from them).</summary>
-    private static T* AlignedZeroed<T>(int count) where T : unmanaged
+    internal static T* AlignedZeroed<T>(int count) where T : unmanaged
     {
         var bytes = (nuint)(count * sizeof(T));
         var memory = NativeMemory.AlignedAlloc(bytes, 64);

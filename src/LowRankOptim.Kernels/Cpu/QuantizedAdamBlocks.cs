@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -9,7 +10,7 @@ namespace LowRankOptim.Kernels;
 /// The block loop of <see cref="QuantizedAdamCpuKernel"/>: for each block, decode m and v into stack buffers, run the dense
 /// kernel's Adam arithmetic on them (<see cref="CpuKernels.AdamJob"/>, pointed at the block), and quantize them back as
 /// <see cref="BlockQuantizer.Quantize"/> does. AVX-512 (16 lanes, the map and the binary search's probes looked up in
-/// registers with permutes), AVX2 (8 lanes, gathers from the map and <see cref="CodeSearch"/>) or scalar code, all with the
+/// registers with permutes; 8-bit nearest codes from <see cref="CodeLines"/> where the hardware has VBMI and DQ), AVX2 (8 lanes, gathers from the map and <see cref="CodeSearch"/>) or scalar code, all with the
 /// same float operations.
 /// </summary>
 /// <param name="adam">The Adam scalars of the call (each part steps its own copy).</param>
@@ -28,10 +29,21 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     }
 
     /// <summary>The instruction sets a kernel instance uses.</summary>
-    internal enum Path { Scalar, Avx2, Avx512 }
+    internal enum Path
+    {
+        /// <summary>One entry at a time.</summary>
+        Scalar,
+        /// <summary>8 lanes, gathers.</summary>
+        Avx2,
+        /// <summary>16 lanes, the codes of 8-bit nearest rounding by <see cref="CodeLines"/> where the hardware has AVX-512 VBMI and DQ.</summary>
+        Avx512,
+        /// <summary>16 lanes, every code by the search (what <see cref="Avx512"/> runs without VBMI or DQ).</summary>
+        Avx512Search,
+    }
 
     private readonly bool vector = path != Path.Scalar;
-    private readonly bool avx512 = path == Path.Avx512;
+    private readonly bool avx512 = path is Path.Avx512 or Path.Avx512Search;
+    private readonly bool lines = path == Path.Avx512 && Avx512Vbmi.IsSupported && Avx512DQ.IsSupported;
 
     public void* Gradient, Target;
     public Moment M, V;
@@ -408,28 +420,141 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     /// the reference's search and rounding). Eight vectors (128 entries) are searched interleaved level by level: a level
     /// is a chain of dependent permute, compare and add, and with only y and i to keep per vector, eight chains fit in the
     /// registers. Past a block's end (block sizes are multiples of 32) the chains search copies that are not stored.
+    /// For the 8-bit maps, where the hardware has VBMI and DQ, the codes come from <see cref="CodeLines"/> instead, the
+    /// search taking only the lanes the lines are unsure of.
     /// </summary>
     private void QuantizeNearestAvx512(float* values, float scale, CodeSearch search, byte* codes)
     {
         var s = Vector512.Create(scale);
-        for (var j = 0; j < blockSize; j += 128)
+        if (lines && search.Lines is { } codeLines)
         {
-            var vectors = Math.Min(8, (blockSize - j) / 16);
-            var first = Vector512.Load(values + j) / s;
-            Vector512<float> Next(int k) => k < vectors ? Vector512.Load(values + j + 16 * k) / s : first;
-            var (a, b, c, d) = (new Search(first), new Search(Next(1)), new Search(Next(2)), new Search(Next(3)));
-            var (e, f, g, h) = (new Search(Next(4)), new Search(Next(5)), new Search(Next(6)), new Search(Next(7)));
-            FindNearest(search, ref a, ref b, ref c, ref d, ref e, ref f, ref g, ref h);
-            var target = codes + j;
-            StoreCodes(a.I, target);
-            if (vectors > 1) StoreCodes(b.I, target + 16);
-            if (vectors > 2) StoreCodes(c.I, target + 32);
-            if (vectors > 3) StoreCodes(d.I, target + 48);
-            if (vectors > 4) StoreCodes(e.I, target + 64);
-            if (vectors > 5) StoreCodes(f.I, target + 80);
-            if (vectors > 6) StoreCodes(g.I, target + 96);
-            if (vectors > 7) StoreCodes(h.I, target + 112);
+            if (!NearestByLines(values, s, codeLines, codes)) SearchUnsure(values, scale, codeLines, search, codes);
+            return;
         }
+        for (var j = 0; j < blockSize; j += 128) NearestGroup(values + j, Math.Min(8, (blockSize - j) / 16), s, search, codes + j);
+    }
+
+    /// <summary>
+    /// The block's codes by <see cref="CodeLines"/> (the steps of <see cref="CodeLines.TryFind"/>, 16 lanes at a time, the
+    /// tables in registers); false where any lane was unsure (<see cref="SearchUnsure"/> then finds those). Eight vectors go
+    /// through each step together: one vector's steps are a chain of about 40 cycles, and the out-of-order window alone
+    /// overlapped too few of them.
+    /// </summary>
+    private bool NearestByLines(float* values, Vector512<float> s, CodeLines lines, byte* codes)
+    {
+        var t = new LineTables(lines);
+        // The largest |g − round(g)| as float bits (a NaN's bits are above every float's).
+        var worst = Vector512<uint>.Zero;
+        var j = 0;
+        for (; j + 128 <= blockSize; j += 128)
+        {
+            var (y0, y1, y2, y3) = (Vector512.Load(values + j) / s, Vector512.Load(values + j + 16) / s, Vector512.Load(values + j + 32) / s, Vector512.Load(values + j + 48) / s);
+            var (y4, y5, y6, y7) = (Vector512.Load(values + j + 64) / s, Vector512.Load(values + j + 80) / s, Vector512.Load(values + j + 96) / s, Vector512.Load(values + j + 112) / s);
+            var (a0, a1, a2, a3) = (t.Magnitude(y0), t.Magnitude(y1), t.Magnitude(y2), t.Magnitude(y3));
+            var (a4, a5, a6, a7) = (t.Magnitude(y4), t.Magnitude(y5), t.Magnitude(y6), t.Magnitude(y7));
+            var (p0, p1, p2, p3) = (t.FirstPiece(y0, a0), t.FirstPiece(y1, a1), t.FirstPiece(y2, a2), t.FirstPiece(y3, a3));
+            var (p4, p5, p6, p7) = (t.FirstPiece(y4, a4), t.FirstPiece(y5, a5), t.FirstPiece(y6, a6), t.FirstPiece(y7, a7));
+            (p0, p1, p2, p3) = (t.Piece(a0, p0), t.Piece(a1, p1), t.Piece(a2, p2), t.Piece(a3, p3));
+            (p4, p5, p6, p7) = (t.Piece(a4, p4), t.Piece(a5, p5), t.Piece(a6, p6), t.Piece(a7, p7));
+            var (g0, g1, g2, g3) = (t.Line(a0, p0), t.Line(a1, p1), t.Line(a2, p2), t.Line(a3, p3));
+            var (g4, g5, g6, g7) = (t.Line(a4, p4), t.Line(a5, p5), t.Line(a6, p6), t.Line(a7, p7));
+            worst = Avx512F.Max(Avx512F.Max(Avx512F.Max(t.Error(g0), t.Error(g1)), Avx512F.Max(t.Error(g2), t.Error(g3))),
+                Avx512F.Max(Avx512F.Max(Avx512F.Max(t.Error(g4), t.Error(g5)), Avx512F.Max(t.Error(g6), t.Error(g7))), worst));
+            StoreCodes(Avx512F.ConvertToVector512Int32(g0), codes + j); StoreCodes(Avx512F.ConvertToVector512Int32(g1), codes + j + 16);
+            StoreCodes(Avx512F.ConvertToVector512Int32(g2), codes + j + 32); StoreCodes(Avx512F.ConvertToVector512Int32(g3), codes + j + 48);
+            StoreCodes(Avx512F.ConvertToVector512Int32(g4), codes + j + 64); StoreCodes(Avx512F.ConvertToVector512Int32(g5), codes + j + 80);
+            StoreCodes(Avx512F.ConvertToVector512Int32(g6), codes + j + 96); StoreCodes(Avx512F.ConvertToVector512Int32(g7), codes + j + 112);
+        }
+        for (; j < blockSize; j += 16)
+        {
+            var y = Vector512.Load(values + j) / s;
+            var a = t.Magnitude(y);
+            var g = t.Line(a, t.Piece(a, t.FirstPiece(y, a)));
+            worst = Avx512F.Max(t.Error(g), worst);
+            StoreCodes(Avx512F.ConvertToVector512Int32(g), codes + j);
+        }
+        return Vector512.LessThanAll(worst, t.Half);
+    }
+
+    /// <summary>
+    /// The codes of the lanes <see cref="NearestByLines"/> was unsure of, one at a time by the search (<see cref="CodeSearch.FindNearest"/>,
+    /// the same y = x / scale). Rare on random float32 moments (about one block in 200), common where the moments come
+    /// from bfloat16 (a quarter to a third of the blocks: ratios of 8-bit mantissas fall on thresholds exactly), which is
+    /// why the lanes are found one by one rather than the block searched again.
+    /// </summary>
+    private void SearchUnsure(float* values, float scale, CodeLines lines, CodeSearch search, byte* codes)
+    {
+        var t = new LineTables(lines);
+        var s = Vector512.Create(scale);
+        for (var j = 0; j < blockSize; j += 16)
+        {
+            var y = Vector512.Load(values + j) / s;
+            var a = t.Magnitude(y);
+            var unsure = Vector512.GreaterThanOrEqual(t.Error(t.Line(a, t.Piece(a, t.FirstPiece(y, a)))), t.Half).ExtractMostSignificantBits();
+            for (; unsure != 0; unsure &= unsure - 1)
+            {
+                var k = j + BitOperations.TrailingZeroCount(unsure);
+                codes[k] = (byte)search.FindNearest(values[k] / scale);
+            }
+        }
+    }
+
+    /// <summary><see cref="CodeLines"/>' tables and constants as registers, and the steps of its code by lines.</summary>
+    private readonly struct LineTables(CodeLines lines)
+    {
+        private readonly Vector512<byte> firstPiece = Vector512.Load(lines.FirstPiece);
+        private readonly Vector512<float> next = Vector512.Load(lines.NextStart), clamp = Vector512.Load(lines.Clamp);
+        private readonly Vector512<float> slope = Vector512.Load(lines.Slope), offset = Vector512.Load(lines.Offset);
+        private readonly Vector512<ushort> bias = Vector512.Create((uint)CodeLines.ExponentBias).AsUInt16();
+        private readonly Vector512<uint> magnitude = Vector512.Create(0x7FFFFFFFu), negativeSide = Vector512.Create(32u);
+
+        /// <summary><see cref="CodeLines.Half"/>'s bits.</summary>
+        public readonly Vector512<uint> Half = Vector512.Create(BitConverter.SingleToUInt32Bits(lines.Half));
+
+        /// <summary>|y|.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Magnitude(Vector512<float> y) => (y.AsUInt32() & magnitude).AsSingle();
+
+        /// <summary>The first piece of a's bucket on y's side (the byte permute leaves the index's upper bytes at [0] = 0).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<int> FirstPiece(Vector512<float> y, Vector512<float> a)
+        {
+            var bucket = Avx512BW.SubtractSaturate((a.AsUInt32() >> 23).AsUInt16(), bias).AsUInt32();
+            var index = Vector512.ConditionalSelect(Vector512.LessThan(y.AsInt32(), Vector512<int>.Zero).AsUInt32(), bucket | negativeSide, bucket);
+            return Avx512Vbmi.PermuteVar64x8(firstPiece, index.AsByte()).AsInt32();
+        }
+
+        /// <summary>The next piece where a reaches its start.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<int> Piece(Vector512<float> a, Vector512<int> p) =>
+            Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(a, Avx512F.PermuteVar16x32(next, p)).AsInt32(), p + Vector512<int>.One, p);
+
+        /// <summary>g = min(clamp, a)·slope + offset; a second in the min, so that a NaN stays NaN (and its lane unsure).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Line(Vector512<float> a, Vector512<int> p) =>
+            Avx512F.FusedMultiplyAdd(Avx512F.Min(Avx512F.PermuteVar16x32(clamp, p), a), Avx512F.PermuteVar16x32(slope, p), Avx512F.PermuteVar16x32(offset, p));
+
+        /// <summary>|g − round(g)| as float bits.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<uint> Error(Vector512<float> g) => Avx512DQ.Reduce(g, 0).AsUInt32() & magnitude;
+    }
+
+    /// <summary>The codes of <paramref name="vectors"/> (1 … 8) lane vectors by the thresholds' search (see <see cref="QuantizeNearestAvx512"/>).</summary>
+    private static void NearestGroup(float* values, int vectors, Vector512<float> s, CodeSearch search, byte* codes)
+    {
+        var first = Vector512.Load(values) / s;
+        Vector512<float> Next(int k) => k < vectors ? Vector512.Load(values + 16 * k) / s : first;
+        var (a, b, c, d) = (new Search(first), new Search(Next(1)), new Search(Next(2)), new Search(Next(3)));
+        var (e, f, g, h) = (new Search(Next(4)), new Search(Next(5)), new Search(Next(6)), new Search(Next(7)));
+        FindNearest(search, ref a, ref b, ref c, ref d, ref e, ref f, ref g, ref h);
+        StoreCodes(a.I, codes);
+        if (vectors > 1) StoreCodes(b.I, codes + 16);
+        if (vectors > 2) StoreCodes(c.I, codes + 32);
+        if (vectors > 3) StoreCodes(d.I, codes + 48);
+        if (vectors > 4) StoreCodes(e.I, codes + 64);
+        if (vectors > 5) StoreCodes(f.I, codes + 80);
+        if (vectors > 6) StoreCodes(g.I, codes + 96);
+        if (vectors > 7) StoreCodes(h.I, codes + 112);
     }
 
     /// <summary>

@@ -23,6 +23,12 @@ internal sealed unsafe class QuantizedAdamCpuKernel : IQuantizedAdamKernel
     public static QuantizedAdamCpuKernel Instance { get; } = new(
         Avx512F.IsSupported ? QuantizedAdamBlocks.Path.Avx512 : Avx2.IsSupported ? QuantizedAdamBlocks.Path.Avx2 : QuantizedAdamBlocks.Path.Scalar);
 
+    /// <summary>
+    /// The same kernel on its AVX-512 path with every code by the search (what runs without AVX-512 VBMI or DQ; null
+    /// without AVX-512), for the tests.
+    /// </summary>
+    internal static QuantizedAdamCpuKernel? Avx512SearchPath { get; } = Avx512F.IsSupported ? new(QuantizedAdamBlocks.Path.Avx512Search) : null;
+
     /// <summary>The same kernel on its AVX2 path (what runs without AVX-512; null without AVX2), for the tests.</summary>
     internal static QuantizedAdamCpuKernel? Avx2Path { get; } = Avx2.IsSupported ? new(QuantizedAdamBlocks.Path.Avx2) : null;
 

@@ -48,6 +48,18 @@ public sealed class QuantizedAdamKernelTests
         Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: (bits + blocks) % 2 == 0);
     }
 
+    /// <summary>
+    /// The AVX-512 path with every code by the search (what runs without AVX-512 VBMI or DQ; the shared instance finds 8-bit
+    /// nearest codes by <see cref="CodeLines"/> where it can) is held to the same standard.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void TheAvx512SearchPathMatchesTheReference(int bits, string dtypeName, string roundingName, long blocks)
+    {
+        if (QuantizedAdamCpuKernel.Avx512SearchPath is not { } kernel) return; // no AVX-512: nothing to run
+        Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", blocks, updateWeights: (bits + blocks) % 2 == 1);
+    }
+
     /// <summary>The scalar path (what runs without AVX2) is held to the same standard.</summary>
     [Theory]
     [InlineData(8, "float32", "nearest", false)]
@@ -73,7 +85,7 @@ public sealed class QuantizedAdamKernelTests
     [InlineData(4, 96, "float32", "nearest", false)]
     public void OtherBlockSizesMatchTheReference(int bits, int blockSize, string dtypeName, string roundingName, bool updateWeights)
     {
-        foreach (var kernel in new[] { QuantizedAdamCpuKernel.Instance, QuantizedAdamCpuKernel.Avx2Path, QuantizedAdamCpuKernel.Scalar })
+        foreach (var kernel in new[] { QuantizedAdamCpuKernel.Instance, QuantizedAdamCpuKernel.Avx512SearchPath, QuantizedAdamCpuKernel.Avx2Path, QuantizedAdamCpuKernel.Scalar })
             if (kernel is not null)
                 Check(kernel, bits, Parse(dtypeName), roundingName == "stochastic", 37, updateWeights, blockSize);
     }
@@ -112,7 +124,7 @@ public sealed class QuantizedAdamKernelTests
         QuantizedMoments Fresh() => new(Zeros(mFormat, g.Length), Zeros(vFormat, g.Length));
         var reference = Fresh();
         TorchKernels.Instance.QuantizedAdamUpdate(gradient, reference, scalars, torch.zeros(g.Length));
-        foreach (var kernel in new[] { QuantizedAdamCpuKernel.Instance, QuantizedAdamCpuKernel.Avx2Path, QuantizedAdamCpuKernel.Scalar })
+        foreach (var kernel in new[] { QuantizedAdamCpuKernel.Instance, QuantizedAdamCpuKernel.Avx512SearchPath, QuantizedAdamCpuKernel.Avx2Path, QuantizedAdamCpuKernel.Scalar })
         {
             if (kernel is null) continue;
             var fused = Fresh();

@@ -145,18 +145,8 @@ internal sealed unsafe class CodeLines
         /// <summary>The target at magnitude a.</summary>
         public int Target(float a) => negative ? -Code(-a) : Code(a);
 
-        /// <summary>The nearest-rounded code of y: how many thresholds q ≥ 1 are ≤ y.</summary>
-        private int Code(float y)
-        {
-            int low = 1, high = thresholds.Length;
-            while (low < high)
-            {
-                var middle = (low + high) / 2;
-                if (thresholds[middle] <= y) low = middle + 1;
-                else high = middle;
-            }
-            return low - 1;
-        }
+        /// <summary>The nearest-rounded code of y (not NaN): how many thresholds q ≥ 1 are ≤ y ([0] = −∞ always is).</summary>
+        private int Code(float y) => CodeSearch.CountAtMost(thresholds, y) - 1;
 
         /// <summary>Greedy pieces: each starts at 0 or at a step and takes as many further steps as one line fits.</summary>
         public List<Piece>? Pieces()

@@ -188,7 +188,7 @@ internal sealed unsafe class CodeSearch
     }
 
     /// <summary>How many entries of the ascending <paramref name="sorted"/> are ≤ <paramref name="x"/> (a binary search).</summary>
-    private static int CountAtMost(float[] sorted, float x)
+    internal static int CountAtMost(float[] sorted, float x)
     {
         int low = 0, high = sorted.Length;
         while (low < high)

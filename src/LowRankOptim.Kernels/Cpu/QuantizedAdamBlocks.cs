@@ -43,7 +43,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
 
     private readonly bool vector = path != Path.Scalar;
     private readonly bool avx512 = path is Path.Avx512 or Path.Avx512Search;
-    private readonly bool lines = path == Path.Avx512 && Avx512Vbmi.IsSupported && Avx512DQ.IsSupported;
+    private readonly bool byLines = path == Path.Avx512 && Avx512Vbmi.IsSupported && Avx512DQ.IsSupported;
 
     public void* Gradient, Target;
     public Moment M, V;
@@ -426,7 +426,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
     private void QuantizeNearestAvx512(float* values, float scale, CodeSearch search, byte* codes)
     {
         var s = Vector512.Create(scale);
-        if (lines && search.Lines is { } codeLines)
+        if (byLines && search.Lines is { } codeLines)
         {
             if (!NearestByLines(values, s, codeLines, codes)) SearchUnsure(values, scale, codeLines, search, codes);
             return;
@@ -467,9 +467,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         }
         for (; j < blockSize; j += 16)
         {
-            var y = Vector512.Load(values + j) / s;
-            var a = t.Magnitude(y);
-            var g = t.Line(a, t.Piece(a, t.FirstPiece(y, a)));
+            var g = t.Line(Vector512.Load(values + j) / s);
             worst = Avx512F.Max(t.Error(g), worst);
             StoreCodes(Avx512F.ConvertToVector512Int32(g), codes + j);
         }
@@ -488,9 +486,7 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         var s = Vector512.Create(scale);
         for (var j = 0; j < blockSize; j += 16)
         {
-            var y = Vector512.Load(values + j) / s;
-            var a = t.Magnitude(y);
-            var unsure = Vector512.GreaterThanOrEqual(t.Error(t.Line(a, t.Piece(a, t.FirstPiece(y, a)))), t.Half).ExtractMostSignificantBits();
+            var unsure = Vector512.GreaterThanOrEqual(t.Error(t.Line(Vector512.Load(values + j) / s)), t.Half).ExtractMostSignificantBits();
             for (; unsure != 0; unsure &= unsure - 1)
             {
                 var k = j + BitOperations.TrailingZeroCount(unsure);
@@ -533,6 +529,14 @@ internal sealed unsafe class QuantizedAdamBlocks(CpuKernels.AdamJob adam, int bl
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector512<float> Line(Vector512<float> a, Vector512<int> p) =>
             Avx512F.FusedMultiplyAdd(Avx512F.Min(Avx512F.PermuteVar16x32(clamp, p), a), Avx512F.PermuteVar16x32(slope, p), Avx512F.PermuteVar16x32(offset, p));
+
+        /// <summary>g of one vector, all steps in turn (the 8-vector loop takes each step for its eight vectors together).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Line(Vector512<float> y)
+        {
+            var a = Magnitude(y);
+            return Line(a, Piece(a, FirstPiece(y, a)));
+        }
 
         /// <summary>|g − round(g)| as float bits.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
